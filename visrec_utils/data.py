@@ -1,0 +1,303 @@
+"""Catalogue loading, seeded slicing and the leave-last-basket-out split.
+
+A *catalogue* is what every later step needs: a table of items (one row per item, with the
+path of its image and any metadata) and a table of interactions (who bought what, when).
+The H&M Kaggle layout is read by :func:`load_hm`; :func:`resolve_data_dir` finds the
+default dataset.
+
+Terms: a *basket* is one customer's purchases on one day (H&M ``t_dat`` has day
+resolution). The *leave-last-basket-out* split holds out each user's last basket as ground
+truth and keeps all earlier purchases as the user's *profile*.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HM_LAYOUT_HELP = (
+    "visrec expects a catalogue folder in the H&M Kaggle layout: "
+    "'transactions_train.csv' (columns t_dat [YYYY-MM-DD], customer_id, article_id [10-digit id, "
+    "integers are zero-padded], ...), optionally 'articles.csv' (article_id plus metadata "
+    "columns), and one image per article at 'images/<first 3 digits of article_id>/<article_id>.jpg'. "
+    "Point visrec at such a folder with '--data DIR' (CLI), the 'data_dir' notebook parameter, or "
+    "the VISREC_DATA environment variable."
+)
+
+
+class DataError(ValueError):
+    """Raised when a catalogue is missing or malformed; the message says what to do."""
+
+
+@dataclass
+class Catalogue:
+    """A catalogue: items with images, and dated interactions.
+
+    Attributes:
+        items: one row per item, index-free, columns ``item_id`` (str), ``image_path`` (str,
+            absolute) and any metadata columns. Sorted by ``item_id``; the row position is the
+            item index used by embeddings, recommenders and metrics.
+        interactions: one row per purchase, columns ``user_id`` (str), ``item_id`` (str),
+            ``timestamp`` (datetime64[ns], day resolution for H&M).
+        name: a short label used in reports.
+        source: the folder the catalogue was read from.
+        notes: human-readable lines about what loading did (slicing, dropped rows).
+    """
+
+    items: pd.DataFrame
+    interactions: pd.DataFrame
+    name: str = "catalogue"
+    source: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    def item_index(self) -> pd.Series:
+        """Map ``item_id`` -> row position (int64)."""
+        return pd.Series(np.arange(len(self.items)), index=self.items["item_id"].to_numpy())
+
+    def summary(self) -> dict:
+        """Headline figures: users, items, interaction rows, baskets, date span."""
+        inter = self.interactions
+        baskets = inter.groupby(["user_id", "timestamp"]).ngroups
+        return {
+            "users": int(inter["user_id"].nunique()),
+            "items": int(len(self.items)),
+            "interactions": int(len(inter)),
+            "user_item_pairs": int(inter[["user_id", "item_id"]].drop_duplicates().shape[0]),
+            "baskets": int(baskets),
+            "first_day": str(inter["timestamp"].min().date()) if len(inter) else "",
+            "last_day": str(inter["timestamp"].max().date()) if len(inter) else "",
+        }
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """Find the dataset folder.
+
+    Order: the ``data_dir`` argument, the ``VISREC_DATA`` environment variable, then
+    ``../shared/data/hm_sample`` relative to the current directory or to this repository.
+
+    Raises:
+        DataError: when none of these exists, with the expected layout and how to point at it.
+    """
+    candidates = []
+    if data_dir:
+        candidates.append(Path(data_dir))
+    elif os.environ.get("VISREC_DATA"):
+        candidates.append(Path(os.environ["VISREC_DATA"]))
+    else:
+        repo = Path(__file__).resolve().parent.parent
+        candidates += [Path.cwd().parent / "shared/data/hm_sample", repo.parent / "shared/data/hm_sample"]
+    for c in candidates:
+        if c.is_dir():
+            return c.resolve()
+    tried = ", ".join(str(c) for c in candidates)
+    raise DataError(f"No dataset found (looked at: {tried}). {HM_LAYOUT_HELP}")
+
+
+def hm_image_path(root: Path, article_id: str) -> Path:
+    """Image path of an H&M article: ``images/<first 3 digits>/<article_id>.jpg``."""
+    return root / "images" / article_id[:3] / f"{article_id}.jpg"
+
+
+def load_hm(data_dir: str | os.PathLike | None = None) -> Catalogue:
+    """Read a folder in the H&M Kaggle layout (see :data:`HM_LAYOUT_HELP`).
+
+    Article ids are read as strings and zero-padded to 10 digits (the Kaggle CSV stores them as
+    integers). Items are the articles that occur in the transactions; ``articles.csv`` metadata
+    is joined where present. Articles without an image file are dropped with a note.
+
+    Returns:
+        Catalogue with ``items`` (item_id, image_path, metadata...) and ``interactions``
+        (user_id, item_id, timestamp, price, sales_channel_id).
+
+    Raises:
+        DataError: missing ``transactions_train.csv`` or its required columns, unparseable
+            dates (the first bad row is named), or no article with an image.
+    """
+    root = resolve_data_dir(data_dir)
+    tx_path = root / "transactions_train.csv"
+    if not tx_path.is_file():
+        raise DataError(f"{tx_path} not found. {HM_LAYOUT_HELP}")
+    tx = pd.read_csv(tx_path, dtype={"article_id": str, "customer_id": str})
+    missing = {"t_dat", "customer_id", "article_id"} - set(tx.columns)
+    if missing:
+        raise DataError(f"{tx_path} lacks column(s) {sorted(missing)}. {HM_LAYOUT_HELP}")
+    tx["article_id"] = tx["article_id"].str.strip().str.zfill(10)
+    ts = pd.to_datetime(tx["t_dat"], format="%Y-%m-%d", errors="coerce")
+    if ts.isna().any():
+        row = int(np.flatnonzero(ts.isna().to_numpy())[0])
+        raise DataError(
+            f"{tx_path}, data row {row + 1}: t_dat {tx['t_dat'].iloc[row]!r} is not a YYYY-MM-DD date; "
+            "fix or remove that row."
+        )
+    inter = pd.DataFrame(
+        {"user_id": tx["customer_id"], "item_id": tx["article_id"], "timestamp": ts}
+    )
+    for extra in ("price", "sales_channel_id"):
+        if extra in tx.columns:
+            inter[extra] = tx[extra].to_numpy()
+
+    ids = np.sort(inter["item_id"].unique())
+    items = pd.DataFrame({"item_id": ids})
+    items["image_path"] = [str(hm_image_path(root, a)) for a in ids]
+    art_path = root / "articles.csv"
+    if art_path.is_file():
+        meta = pd.read_csv(art_path, dtype={"article_id": str})
+        meta["article_id"] = meta["article_id"].str.strip().str.zfill(10)
+        meta = meta.drop_duplicates("article_id").rename(columns={"article_id": "item_id"})
+        items = items.merge(meta, on="item_id", how="left")
+    notes = []
+    has_img = np.array([os.path.isfile(p) for p in items["image_path"]])
+    if not has_img.all():
+        dropped = items.loc[~has_img, "item_id"].tolist()
+        notes.append(
+            f"{len(dropped)} article(s) have no image and were left out "
+            f"(first: {dropped[:5]}); their {inter['item_id'].isin(dropped).sum()} purchase rows too."
+        )
+        items = items.loc[has_img].reset_index(drop=True)
+        inter = inter[inter["item_id"].isin(set(items["item_id"]))]
+    if items.empty:
+        raise DataError(f"No article in {tx_path} has an image under {root / 'images'}. {HM_LAYOUT_HELP}")
+    inter = inter.sort_values(["timestamp", "user_id", "item_id"], kind="stable").reset_index(drop=True)
+    return Catalogue(items=items, interactions=inter, name=root.name, source=str(root), notes=notes)
+
+
+def slice_catalogue(
+    cat: Catalogue, max_users: int | None = None, max_items: int | None = None, seed: int = 0
+) -> Catalogue:
+    """Seeded slice for quick runs.
+
+    ``max_users`` users are drawn at random; their items come first (in a seeded random
+    order, cut at ``max_items`` if there are more), then other catalogue items are drawn until
+    ``max_items`` items are kept. Interactions are restricted to kept users and items.
+
+    Args:
+        cat: the full catalogue.
+        max_users: number of users to keep (None = all).
+        max_items: number of items to keep (None = all items of the kept users and, when
+            ``max_users`` is None, the whole catalogue).
+        seed: random seed; the same seed gives the same slice.
+
+    Returns:
+        A new Catalogue; ``notes`` records the slice.
+    """
+    if max_users is None and max_items is None:
+        return cat
+    rng = np.random.default_rng(seed)
+    inter = cat.interactions
+    users = np.sort(inter["user_id"].unique())
+    if max_users is not None and max_users < len(users):
+        users = np.sort(rng.choice(users, size=max_users, replace=False))
+    inter = inter[inter["user_id"].isin(set(users))]
+    user_items = np.sort(inter["item_id"].unique())
+    rng.shuffle(user_items)
+    if max_items is None:
+        keep = user_items if max_users is not None else cat.items["item_id"].to_numpy()
+    elif len(user_items) >= max_items:
+        keep = user_items[:max_items]
+    else:
+        others = np.setdiff1d(cat.items["item_id"].to_numpy(), user_items)
+        extra = rng.choice(others, size=min(len(others), max_items - len(user_items)), replace=False)
+        keep = np.concatenate([user_items, extra])
+    keep_set = set(keep)
+    items = cat.items[cat.items["item_id"].isin(keep_set)].reset_index(drop=True)
+    inter = inter[inter["item_id"].isin(keep_set)].reset_index(drop=True)
+    note = f"seeded slice (seed={seed}): {inter['user_id'].nunique()} users, {len(items)} items"
+    return Catalogue(items, inter, name=cat.name, source=cat.source, notes=cat.notes + [note])
+
+
+@dataclass
+class Split:
+    """Leave-last-basket-out split, in item indices of a catalogue.
+
+    Attributes:
+        users: test user ids, shape ``(n_users,)`` object.
+        profiles: per test user, the sorted unique item indices bought before the test basket
+            (int64 arrays).
+        truth: per test user, the sorted unique item indices of the test basket that are not
+            in the profile (int64 arrays, never empty).
+        test_day: per test user, the day of the test basket, ``(n_users,)`` datetime64[ns].
+        train: the interactions that are not in any test basket (profile purchases of test
+            users plus all purchases of the other users), with an ``item_idx`` column.
+        n_items: size of the catalogue the indices refer to.
+        dropped_repeat_only: number of users whose test basket held only profile items
+            (re-purchases) and who were therefore not tested.
+    """
+
+    users: np.ndarray
+    profiles: list[np.ndarray]
+    truth: list[np.ndarray]
+    test_day: np.ndarray
+    train: pd.DataFrame
+    n_items: int
+    dropped_repeat_only: int = 0
+
+    @property
+    def n_users(self) -> int:
+        return len(self.users)
+
+    def candidate_mask(self, u: int) -> np.ndarray:
+        """Candidates of test user ``u``: every catalogue item not in the profile, ``(n_items,)`` bool."""
+        mask = np.ones(self.n_items, dtype=bool)
+        mask[self.profiles[u]] = False
+        return mask
+
+    def to_frame(self) -> pd.DataFrame:
+        """Long table: one row per (user_id, item_idx, role in {'profile','test'})."""
+        rows = []
+        for u, prof, tr in zip(self.users, self.profiles, self.truth):
+            rows.append(pd.DataFrame({"user_id": u, "item_idx": prof, "role": "profile"}))
+            rows.append(pd.DataFrame({"user_id": u, "item_idx": tr, "role": "test"}))
+        return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["user_id", "item_idx", "role"])
+
+
+def leave_last_basket_out(cat: Catalogue) -> Split:
+    """Leave-last-basket-out split.
+
+    Every user with at least 2 baskets (distinct purchase days) is a test user; the items of
+    the last basket, minus those already in the profile, are the ground truth; all earlier
+    purchases form the profile. Candidates are the whole catalogue minus the profile items
+    (no availability-by-date filter; see issue on availability for why first-sold dates leak).
+
+    Returns:
+        Split; users whose last basket only repeats profile items are counted in
+        ``dropped_repeat_only`` and not tested.
+    """
+    idx = cat.item_index()
+    inter = cat.interactions.copy()
+    inter["item_idx"] = idx.loc[inter["item_id"].to_numpy()].to_numpy()
+    last_day = inter.groupby("user_id")["timestamp"].transform("max")
+    n_days = inter.groupby("user_id")["timestamp"].transform("nunique")
+    is_test = (n_days >= 2) & (inter["timestamp"] == last_day)
+    eligible = inter[n_days >= 2]
+    users, profiles, truth, days = [], [], [], []
+    dropped = 0
+    test_rows = inter[is_test].groupby("user_id")
+    prof_rows = eligible[~is_test[n_days >= 2]].groupby("user_id")["item_idx"]
+    prof_map = {u: np.unique(v.to_numpy()) for u, v in prof_rows}
+    for u, g in test_rows:
+        prof = prof_map[u]
+        tr = np.setdiff1d(np.unique(g["item_idx"].to_numpy()), prof)
+        if tr.size == 0:
+            dropped += 1
+            continue
+        users.append(u)
+        profiles.append(prof.astype(np.int64))
+        truth.append(tr.astype(np.int64))
+        days.append(g["timestamp"].iloc[0])
+    train = inter[~is_test].reset_index(drop=True)
+    return Split(
+        users=np.array(users, dtype=object),
+        profiles=profiles,
+        truth=truth,
+        test_day=np.array(days, dtype="datetime64[ns]"),
+        train=train,
+        n_items=cat.n_items,
+        dropped_repeat_only=dropped,
+    )
