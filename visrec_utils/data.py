@@ -226,6 +226,8 @@ class Split:
         train: the interactions that are not in any test basket (profile purchases of test
             users plus all purchases of the other users), with an ``item_idx`` column.
         n_items: size of the catalogue the indices refer to.
+        interactions: all interactions with an ``item_idx`` column (for time-aware baselines
+            such as popularity before the test day).
         dropped_repeat_only: number of users whose test basket held only profile items
             (re-purchases) and who were therefore not tested.
     """
@@ -236,6 +238,7 @@ class Split:
     test_day: np.ndarray
     train: pd.DataFrame
     n_items: int
+    interactions: pd.DataFrame
     dropped_repeat_only: int = 0
 
     @property
@@ -299,5 +302,35 @@ def leave_last_basket_out(cat: Catalogue) -> Split:
         test_day=np.array(days, dtype="datetime64[ns]"),
         train=train,
         n_items=cat.n_items,
+        interactions=inter,
         dropped_repeat_only=dropped,
     )
+
+
+def save_prepared(cat: Catalogue, out_dir: str | os.PathLike) -> Path:
+    """Write a catalogue to ``<out_dir>/data/`` (items.parquet, interactions.parquet, catalogue.json)."""
+    import json
+
+    d = Path(out_dir) / "data"
+    d.mkdir(parents=True, exist_ok=True)
+    cat.items.to_parquet(d / "items.parquet", index=False)
+    cat.interactions.to_parquet(d / "interactions.parquet", index=False)
+    meta = {"name": cat.name, "source": cat.source, "notes": cat.notes, "summary": cat.summary()}
+    (d / "catalogue.json").write_text(json.dumps(meta, indent=2))
+    return d
+
+
+def load_prepared(out_dir: str | os.PathLike) -> Catalogue:
+    """Read the catalogue written by :func:`save_prepared` (notebook 01).
+
+    Raises:
+        DataError: when ``<out_dir>/data`` is missing (run notebook 01 first).
+    """
+    import json
+
+    d = Path(out_dir) / "data"
+    if not (d / "catalogue.json").is_file():
+        raise DataError(f"{d} holds no prepared catalogue; run notebook 01_data_prep with out_dir={str(out_dir)!r} first.")
+    meta = json.loads((d / "catalogue.json").read_text())
+    return Catalogue(pd.read_parquet(d / "items.parquet"), pd.read_parquet(d / "interactions.parquet"),
+                     name=meta["name"], source=meta["source"], notes=meta["notes"])

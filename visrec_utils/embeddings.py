@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 
 from .models import LoadedModel
 
@@ -300,3 +301,82 @@ def imagenet_top1(
     acc = float(correct.mean())
     return {"top1": 100 * acc, "n_images": int(len(files)),
             "stderr": 100 * float(np.sqrt(acc * (1 - acc) / len(files)))}
+
+
+def save_embedding_set(out_dir: str | os.PathLike, model: str, strategy: str, emb: np.ndarray) -> Path:
+    """Write ``<out_dir>/embeddings/<model>__<strategy>.npy`` (atomic), ``(n_items, dim) float32``."""
+    d = Path(out_dir) / "embeddings"
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / f"{model}__{strategy}.npy"
+    tmp = d / f".{model}__{strategy}.tmp.npy"
+    np.save(tmp, np.asarray(emb, dtype=np.float32))
+    os.replace(tmp, path)
+    return path
+
+
+def load_embedding_sets(out_dir: str | os.PathLike, models=None, strategies=None) -> dict:
+    """Read the embedding sets of a study: ``{(model, strategy): (n_items, dim) float32}``.
+
+    Args:
+        models, strategies: keep only these (None = all found), in the given order.
+    """
+    found = {}
+    for p in sorted((Path(out_dir) / "embeddings").glob("*__*.npy")):
+        model, strategy = p.stem.split("__", 1)
+        found[(model, strategy)] = p
+    keys = [k for k in found if (models is None or k[0] in models) and (strategies is None or k[1] in strategies)]
+    if models is not None:
+        keys.sort(key=lambda k: (list(models).index(k[0]), k[1]))
+    return {k: np.load(found[k]) for k in keys}
+
+
+def embed_catalogue(model_names, items, out_dir, cache_dir=None, batch_size: int = 32,
+                    imagenet_dir=None, imagenet_limit: int | None = None, progress: bool = True):
+    """Frozen embeddings of every catalogue image for each model, plus a top-1 check.
+
+    For each model: load it (a model whose weights cannot be had is reported as skipped with
+    the reason, and the others go on), measure top-1 on ``imagenet_dir`` when given, extract or
+    reuse cached embeddings, and save them as the ``frozen`` set of the study.
+
+    Args:
+        model_names: registry or timm names.
+        items: catalogue items table (``item_id``, ``image_path``), in item order.
+        out_dir: study output folder.
+        cache_dir: embedding cache folder.
+        imagenet_dir: labelled ImageNet folder for :func:`imagenet_top1`, or None to skip.
+
+    Returns:
+        DataFrame, one row per model: ``model, status, reason, arch, family, dim,
+        published_top1, top1_source, measured_top1, measured_top1_stderr, n_imagenet, weights,
+        weights_sha256, data_config, cache_hit, seconds, images_per_s, fast_path``.
+    """
+    from .models import ModelUnavailable, load_model
+
+    rows = []
+    ids, paths = items["item_id"].tolist(), items["image_path"].tolist()
+    for name in model_names:
+        try:
+            loaded = load_model(name)
+        except ModelUnavailable as e:
+            rows.append({"model": name, "status": "skipped", "reason": str(e)})
+            continue
+        spec = loaded.spec
+        row = {"model": name, "status": "ok", "reason": "", "arch": spec.arch, "family": spec.family,
+               "dim": loaded.dim, "published_top1": spec.published_top1, "top1_source": spec.top1_source,
+               "weights": spec.weights, "weights_sha256": loaded.weights_sha256,
+               "data_config": json.dumps({k: list(v) if isinstance(v, tuple) else v
+                                          for k, v in loaded.data_config.items()})}
+        if imagenet_dir:
+            chk = imagenet_top1(loaded, imagenet_dir, limit=imagenet_limit, batch_size=batch_size,
+                                progress=progress, compile=False)
+            row.update(measured_top1=chk["top1"], measured_top1_stderr=chk["stderr"], n_imagenet=chk["n_images"])
+        emb, info = cached_embeddings(loaded, ids, paths, cache_dir=cache_dir, batch_size=batch_size,
+                                      progress=progress)
+        save_embedding_set(out_dir, name, "frozen", emb)
+        row.update(cache_hit=info["hit"], seconds=round(info["seconds"], 1),
+                   images_per_s=round(len(ids) / max(info["seconds"], 1e-9), 1), fast_path=info["fast_path"])
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    (Path(out_dir) / "results").mkdir(parents=True, exist_ok=True)
+    table.to_csv(Path(out_dir) / "results" / "models.csv", index=False)
+    return table

@@ -1,0 +1,52 @@
+"""Command line: ``python -m visrec_utils study ...`` and ``python -m visrec_utils refresh-baseline``."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .models import OFFLINE_MODELS
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m visrec_utils", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("study", help="run notebooks 01-05 with papermill and render HTML reports")
+    s.add_argument("--data", dest="data_dir", default=None,
+                   help="catalogue folder (default: $VISREC_DATA, else ../shared/data/hm_sample)")
+    s.add_argument("--models", nargs="+", default=OFFLINE_MODELS,
+                   help=f"registry or timm model names (default: {' '.join(OFFLINE_MODELS)})")
+    s.add_argument("--max-users", type=int, default=None, help="seeded slice: number of users")
+    s.add_argument("--max-items", type=int, default=None, help="seeded slice: number of items")
+    s.add_argument("--out", default="study_output", help="output folder (default ./study_output)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--cache-dir", default=None, help="cache folder (default $VISREC_CACHE or ~/.cache/visrec)")
+    s.add_argument("--figures-to", default=None, help="also copy the figures into this folder")
+    s.add_argument("--log-output", action="store_true", help="stream notebook output to the terminal")
+    b = sub.add_parser("refresh-baseline", help="rerun the test slice and overwrite tests/baselines/slice_metrics.csv")
+    b.add_argument("--out", default="study_output/baseline_slice")
+    b.add_argument("--cache-dir", default=None)
+    b.add_argument("--data", dest="data_dir", default=None)
+    args = p.parse_args(argv)
+
+    from .data import DataError, resolve_data_dir
+    from .runner import StudyError, refresh_baseline, run_study
+
+    try:
+        if args.cmd == "study":
+            params = {"data_dir": str(resolve_data_dir(args.data_dir)), "models": list(args.models),
+                      "max_users": args.max_users, "max_items": args.max_items, "seed": args.seed}
+            if args.cache_dir:
+                params["cache_dir"] = args.cache_dir
+            rec = run_study(params, args.out, figures_to=args.figures_to, log_output=args.log_output)
+            print(f"[visrec] study finished in {rec['total_seconds']:.0f} s; reports in {args.out}/reports")
+        else:
+            path = refresh_baseline(args.out, args.cache_dir, args.data_dir)
+            print(f"[visrec] baseline written to {path}; review 'git diff' before committing it")
+    except (DataError, StudyError, ValueError, KeyError) as e:
+        print(f"visrec: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Figures of the study (matplotlib/seaborn), each saved as PNG and returned for display."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def _plt():
+    import matplotlib
+
+    if not os.environ.get("MPLBACKEND") and "ipykernel" not in str(matplotlib.get_backend()).lower():
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="notebook")
+    return plt
+
+
+def _save(fig, path):
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    return fig
+
+
+def contact_sheet(paths, labels=None, cols: int = 8, thumb: int = 128, path=None, title: str = ""):
+    """Grid of thumbnails of ``paths`` (image files) with optional labels; saved to ``path``."""
+    from PIL import Image
+
+    plt = _plt()
+    n = len(paths)
+    rows = max(1, int(np.ceil(n / cols)))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.4, rows * 1.9))
+    for ax, i in zip(np.ravel(axes), range(rows * cols)):
+        ax.axis("off")
+        if i < n:
+            with Image.open(paths[i]) as im:
+                im.thumbnail((thumb, thumb))
+                ax.imshow(im.convert("RGB"))
+            if labels is not None:
+                ax.set_title(str(labels[i])[:18], fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def data_figures(interactions: pd.DataFrame, path=None):
+    """Purchases per user, purchases per item (log scale) and purchases per month."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.6))
+    per_user = interactions.groupby("user_id").size()
+    per_item = interactions.groupby("item_id").size()
+    axes[0].hist(per_user, bins=50, log=True)
+    axes[0].set(title="purchases per user", xlabel="purchases", ylabel="users (log)")
+    axes[1].hist(per_item, bins=50, log=True)
+    axes[1].set(title="purchases per item", xlabel="purchases", ylabel="items (log)")
+    monthly = interactions.set_index("timestamp").resample("MS").size()
+    axes[2].plot(monthly.index, monthly.to_numpy(), marker=".")
+    axes[2].set(title="purchases per month", ylabel="purchases")
+    fig.autofmt_xdate()
+    return _save(fig, path)
+
+
+def metric_bars(metrics: pd.DataFrame, metric: str = "ndcg", k: int = 20, path=None):
+    """Horizontal bars of one metric with 95% intervals, one bar per configuration."""
+    plt = _plt()
+    d = metrics[(metrics["metric"] == metric) & (metrics["k"] == k)].copy()
+    d["config"] = d["model"] + " / " + d["strategy"] + " / " + d["recommender"]
+    d = d.sort_values("value")
+    fig, ax = plt.subplots(figsize=(8, 0.28 * len(d) + 1.2))
+    err = np.vstack([d["value"] - d["ci_low"], d["ci_high"] - d["value"]])
+    ax.barh(d["config"], d["value"], xerr=err, color="tab:blue", alpha=0.8, capsize=2)
+    ax.set(xlabel=f"{metric}@{k}" if k else metric, title=f"{metric}{'@' + str(k) if k else ''} (mean over test users, 95% bootstrap CI)")
+    return _save(fig, path)
+
+
+def learning_curves(history: pd.DataFrame, path=None):
+    """Train and validation BPR loss per epoch, one line per model (``history`` has ``model``)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    for model, g in history.groupby("model"):
+        axes[0].plot(g["epoch"], g["train_loss"], marker=".", label=f"{model} train")
+        axes[0].plot(g["epoch"], g["val_loss"], ls="--", label=f"{model} val")
+        axes[1].plot(g["epoch"], g["val_acc"], marker=".", label=model)
+    axes[0].set(xlabel="epoch", ylabel="BPR loss", title="bpr_projection: loss")
+    axes[1].set(xlabel="epoch", ylabel="share s_pos > s_neg", title="validation pairwise accuracy")
+    axes[0].legend(fontsize=7)
+    axes[1].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def imagenet_scatter(table: pd.DataFrame, metric: str, x: str = "published_top1", path=None, title: str = ""):
+    """Labelled scatter: ImageNet top-1 (x) against a recommendation metric with 95% CI (y)."""
+    plt = _plt()
+    d = table.dropna(subset=[x, metric])
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    err = np.vstack([d[metric] - d[f"{metric}_low"], d[f"{metric}_high"] - d[metric]])
+    ax.errorbar(d[x], d[metric], yerr=err, fmt="o", capsize=3)
+    for _, r in d.iterrows():
+        ax.annotate(r["model"], (r[x], r[metric]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.set(xlabel="published ImageNet top-1 (%)", ylabel=f"{metric} (95% CI)",
+           title=title or f"ImageNet top-1 vs {metric}")
+    return _save(fig, path)
