@@ -169,7 +169,7 @@ def train_bpr_projection(embeddings: np.ndarray, split: Split, cfg: BPRConfig = 
             opt.zero_grad()
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         vl, va = val_stats()
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": vl,
                         "val_acc": va, "seconds": time.perf_counter() - t0})

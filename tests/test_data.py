@@ -1,0 +1,101 @@
+"""The H&M loader on the real sample, the split on hand-built cases, slicing, errors."""
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from visrec_utils import data
+
+
+def test_real_sample_matches_its_readme(hm_catalogue):
+    s = hm_catalogue.summary()
+    assert s["users"] == 1364
+    assert s["items"] == 17033
+    assert s["interactions"] == 31662
+    assert s["user_item_pairs"] == 27443
+    assert s["baskets"] == 8802
+    assert (s["first_day"], s["last_day"]) == ("2018-09-20", "2020-09-22")
+    assert hm_catalogue.items["item_id"].str.len().eq(10).all()
+    # metadata joined for the 4,116 articles that have it
+    assert hm_catalogue.items["product_type_name"].notna().sum() == 4116
+
+
+def test_real_split_users(hm_catalogue):
+    split = data.leave_last_basket_out(hm_catalogue)
+    n_days = hm_catalogue.interactions.groupby("user_id")["timestamp"].nunique()
+    assert split.n_users + split.dropped_repeat_only == int((n_days >= 2).sum())
+    # no test item is in the profile; test baskets are not in the training interactions
+    for p, t in zip(split.profiles[:200], split.truth[:200]):
+        assert len(np.intersect1d(p, t)) == 0 and len(t) > 0
+    assert len(split.train) < len(hm_catalogue.interactions)
+
+
+def _tiny_catalogue(tmp_path, rows, int_ids=False):
+    """Write a 4-article H&M-layout folder; ``rows`` = (day, customer, article)."""
+    ids = sorted({r[2] for r in rows})
+    for a in ids:
+        p = tmp_path / "images" / a[:3] / f"{a}.jpg"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8), (int(a[-1]) * 40, 0, 0)).save(p)
+    df = pd.DataFrame(rows, columns=["t_dat", "customer_id", "article_id"])
+    if int_ids:
+        df["article_id"] = df["article_id"].astype(int)
+    df.to_csv(tmp_path / "transactions_train.csv", index=False)
+    return tmp_path
+
+
+def test_leave_last_basket_out_by_hand(tmp_path):
+    rows = [
+        ("2020-01-01", "u1", "0000000001"), ("2020-01-01", "u1", "0000000002"),
+        ("2020-01-05", "u1", "0000000003"), ("2020-01-05", "u1", "0000000001"),  # 1 repeats
+        ("2020-01-02", "u2", "0000000004"),                                      # one basket only
+        ("2020-01-01", "u3", "0000000002"), ("2020-01-03", "u3", "0000000002"),  # repeat only
+    ]
+    cat = data.load_hm(_tiny_catalogue(tmp_path, rows, int_ids=True))
+    assert cat.items["item_id"].tolist() == ["0000000001", "0000000002", "0000000003", "0000000004"]
+    split = data.leave_last_basket_out(cat)
+    assert split.users.tolist() == ["u1"]
+    assert split.profiles[0].tolist() == [0, 1]
+    assert split.truth[0].tolist() == [2]  # item 1 was re-bought: not a truth item
+    assert split.dropped_repeat_only == 1
+    assert split.candidate_mask(0).tolist() == [False, False, True, True]
+    # the test basket is out of training; everything else is in
+    assert len(split.train) == len(rows) - 2 - 1
+
+
+def test_bad_date_names_the_row(tmp_path):
+    rows = [("2020-01-01", "u1", "0000000001"), ("01/02/2020", "u1", "0000000002")]
+    folder = _tiny_catalogue(tmp_path, rows)
+    with pytest.raises(data.DataError, match=r"data row 2: t_dat '01/02/2020'"):
+        data.load_hm(folder)
+
+
+def test_missing_dataset_explains_the_layout(tmp_path, monkeypatch):
+    monkeypatch.delenv("VISREC_DATA", raising=False)
+    with pytest.raises(data.DataError, match="transactions_train.csv.*VISREC_DATA"):
+        data.resolve_data_dir(tmp_path / "nowhere")
+    monkeypatch.setenv("VISREC_DATA", str(tmp_path))
+    assert data.resolve_data_dir() == tmp_path.resolve()
+
+
+def test_slice_is_seeded_and_puts_user_items_first(hm_catalogue):
+    a = data.slice_catalogue(hm_catalogue, 60, 1500, seed=0)
+    b = data.slice_catalogue(hm_catalogue, 60, 1500, seed=0)
+    c = data.slice_catalogue(hm_catalogue, 60, 1500, seed=1)
+    assert a.items["item_id"].tolist() == b.items["item_id"].tolist()
+    assert a.items["item_id"].tolist() != c.items["item_id"].tolist()
+    assert a.interactions["user_id"].nunique() == 60 and len(a.items) == 1500
+    # every item the kept users bought is kept (they have fewer than 1,500 items)
+    assert set(a.interactions["item_id"]) <= set(a.items["item_id"])
+    assert len(a.interactions) == hm_catalogue.interactions["user_id"].isin(
+        set(a.interactions["user_id"])).sum()
+
+
+def test_prepared_round_trip(tmp_path, hm_catalogue):
+    small = data.slice_catalogue(hm_catalogue, 10, 200, seed=0)
+    data.save_prepared(small, tmp_path)
+    back = data.load_prepared(tmp_path)
+    pd.testing.assert_frame_equal(back.interactions, small.interactions)
+    pd.testing.assert_frame_equal(back.items, small.items)
+    with pytest.raises(data.DataError, match="run notebook 01"):
+        data.load_prepared(tmp_path / "empty")

@@ -1,0 +1,66 @@
+"""Offline checkpoints against their published ImageNet behaviour."""
+import numpy as np
+import pytest
+
+from visrec_utils import embeddings, models
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", models.OFFLINE_MODELS)
+def test_top1_on_imagenet_sample_near_published(name, imagenet_dir):
+    loaded = models.load_model(name)
+    res = embeddings.imagenet_top1(loaded, imagenet_dir, batch_size=50, progress=False, compile=False)
+    published = loaded.spec.published_top1
+    print(f"{name}: measured {res['top1']:.1f}% on {res['n_images']} images, published {published}%")
+    assert res["n_images"] == 1000
+    # a broken conversion or preprocessing lands far below; the sample is easier than val
+    assert res["top1"] >= published - 15
+
+
+def test_lite_key_rename_covers_every_key():
+    import timm
+    import torch
+
+    model = timm.create_model("tf_efficientnet_lite1", pretrained=False)
+    src = torch.load(models._lite_wheel_path(1), map_location="cpu", weights_only=True)
+    renamed = models.rename_lite_keys(src, model)
+    assert set(renamed) == set(model.state_dict())
+    for k, v in model.state_dict().items():
+        assert renamed[k].shape == v.shape, k
+
+
+def test_keras_conversion_layouts():
+    loaded = models.load_model("mobilenetv1_025_keras")
+    w = models.read_keras_h5_weights(models._tfjs_mobilenet_dir() / "mobilenet_2_5_224_tf.h5")
+    sd = loaded.model.state_dict()
+    # HWIO -> OIHW for the stem, (H, W, C, 1) -> (C, 1, H, W) for depthwise
+    np.testing.assert_array_equal(sd["conv_stem.weight"].numpy()[:, :, 1, 2], w["conv1/kernel"][1, 2].T)
+    np.testing.assert_array_equal(sd["blocks.0.0.conv_dw.weight"].numpy()[:, 0], w["conv_dw_1/depthwise_kernel"][..., 0].transpose(2, 0, 1))
+    assert loaded.dim == 256
+    assert loaded.data_config["mean"] == (0.5, 0.5, 0.5)  # Keras MobileNet scales inputs to [-1, 1]
+
+
+def test_registry_entries_carry_top1_and_source():
+    for name in models.OFFLINE_MODELS:
+        spec = models.get_spec(name)
+        assert 40 < spec.published_top1 < 90 and spec.top1_source
+    assert models.get_spec("tf_efficientnet_lite0").published_top1 == 74.846
+
+
+def test_unknown_model_suggests_names():
+    with pytest.raises(KeyError, match="tf_efficientnet_lite0"):
+        models.get_spec("tf_efficientnet_lite00")
+
+
+def test_timm_model_offline_fails_clearly(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    spec = models.get_spec("resnet18")
+    assert spec.published_top1 is None or spec.published_top1 > 60
+    with pytest.raises(models.ModelUnavailable, match="resnet18"):
+        spec.build()
+
+
+def test_weights_hash_is_stable():
+    a = models.load_model("mobilenetv1_025_keras")
+    b = models.load_model("mobilenetv1_025_keras")
+    assert a.weights_sha256 == b.weights_sha256 and len(a.weights_sha256) == 64

@@ -1,0 +1,102 @@
+"""Every notebook runs under papermill on a small slice of the real data; regression baseline.
+
+The baseline (``tests/baselines/slice_metrics.csv``) is refreshed only by the explicit command
+``make baseline`` (= ``python -m visrec_utils refresh-baseline``); see tests/baselines/README.md.
+"""
+import json
+
+import nbformat
+import pandas as pd
+import pytest
+
+from visrec_utils import runner
+
+EXPECTED_METRICS = {("auc", 0), ("mrr", 0)} | {(m, k) for m in ("precision", "recall", "ndcg") for k in (10, 20, 50)}
+
+
+@pytest.fixture(scope="module")
+def slice_run(tmp_path_factory, hm_dir, imagenet_dir):
+    out = tmp_path_factory.mktemp("slice_study")
+    params = {**runner.SLICE_PARAMS, "data_dir": str(hm_dir), "imagenet_limit": 200}
+    record = runner.run_study(params, out)
+    return out, record
+
+
+@pytest.mark.slow
+def test_every_notebook_ran_and_rendered(slice_run):
+    out, record = slice_run
+    assert [r["notebook"] for r in record["notebooks"]] == runner.NOTEBOOKS
+    for name in runner.NOTEBOOKS:
+        assert (out / "reports" / f"{name}.ipynb").is_file()
+        html = (out / "reports" / f"{name}.html").read_text()
+        assert "data:image/png;base64" in html or name == "02_embedding_extraction"
+    for fig in ("contact_sheet", "data_overview", "learning_curves", "metric_bars_ndcg20", "imagenet_vs_ndcg20", "imagenet_vs_auc"):
+        assert (out / "figures" / f"{fig}.png").stat().st_size > 5000
+    run = json.loads((out / "results" / "run.json").read_text())
+    assert run["versions"]["torch"] and run["parameters"]["max_users"] == 60
+
+
+@pytest.mark.slow
+def test_metrics_table_has_the_expected_rows(slice_run):
+    out, _ = slice_run
+    m = pd.read_csv(out / "results" / "metrics.csv")
+    assert list(m.columns) == ["model", "strategy", "recommender", "metric", "k", "value", "ci_low", "ci_high", "n_users"]
+    configs = {tuple(r) for r in m[["model", "strategy", "recommender"]].drop_duplicates().to_numpy()}
+    model = runner.SLICE_PARAMS["models"][0]
+    assert configs == {(model, s, r) for s in ("frozen", "bpr_projection")
+                       for r in ("visrank_max", "visrank_mean", "visrank_top3")} | {("-", "-", "random"), ("-", "-", "popularity")}
+    for _, g in m.groupby(["model", "strategy", "recommender"]):
+        assert set(map(tuple, g[["metric", "k"]].to_numpy())) == EXPECTED_METRICS
+    assert (m["ci_low"] <= m["value"] + 1e-12).all() and (m["value"] <= m["ci_high"] + 1e-12).all()
+    assert m["n_users"].nunique() == 1 and m["n_users"].iloc[0] > 25
+    auc = m[(m["metric"] == "auc")].set_index(["strategy", "recommender"])["value"]
+    assert auc[("frozen", "visrank_max")] > auc[("-", "random")] + 0.05
+    models = pd.read_csv(out / "results" / "models.csv")
+    assert models.loc[0, "measured_top1"] > 40 and models.loc[0, "n_imagenet"] == 200
+
+
+@pytest.mark.slow
+def test_slice_metrics_match_the_stored_baseline(slice_run):
+    out, _ = slice_run
+    metrics = pd.read_csv(out / "results" / "metrics.csv")
+    baseline = pd.read_csv(runner.BASELINE_FILE)
+    diff = runner.compare_to_baseline(metrics, baseline)
+    assert diff.empty, (
+        f"{len(diff)} metric row(s) differ from {runner.BASELINE_FILE} by more than "
+        f"{runner.BASELINE_ATOL} (absolute):\n{diff.to_string()}\n"
+        "If the change is intended, refresh the baseline with 'make baseline' and commit it.")
+
+
+def test_baseline_comparison_reports_changed_rows():
+    baseline = pd.read_csv(runner.BASELINE_FILE)
+    assert runner.compare_to_baseline(baseline, baseline).empty
+    changed = baseline.copy()
+    changed.loc[3, "value"] += 0.01
+    diff = runner.compare_to_baseline(changed, baseline)
+    assert len(diff) == 1 and diff.iloc[0]["metric"] == baseline.loc[3, "metric"]
+    assert len(runner.compare_to_baseline(baseline.iloc[1:], baseline)) == 1
+
+
+@pytest.mark.parametrize("name", runner.NOTEBOOKS)
+def test_notebooks_are_thin_parameterised_and_stored_without_outputs(name):
+    nb = nbformat.read(runner.NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    assert "out_dir" in runner.notebook_parameters(name)
+    for c in nb.cells:
+        if c.cell_type == "code":
+            assert not c.outputs and c.execution_count is None
+            assert "def " not in c.source and "class " not in c.source  # logic lives in visrec_utils
+
+
+def test_unknown_parameter_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="Unknown parameter.*max_user"):
+        runner.run_study({"max_user": 5}, tmp_path)
+
+
+def test_cli_reports_a_missing_dataset(tmp_path, monkeypatch, capsys):
+    from visrec_utils.__main__ import main
+
+    assert main(["study", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+    assert "transactions_train.csv" in capsys.readouterr().err

@@ -1,0 +1,50 @@
+"""Recommenders on hand-built cases."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from visrec_utils import recommenders
+from visrec_utils.data import Split
+
+
+def _split(profiles, truth, days, inter=None, n_items=4):
+    inter = inter if inter is not None else pd.DataFrame(columns=["user_id", "item_idx", "timestamp"])
+    return Split(users=np.array([f"u{i}" for i in range(len(profiles))], dtype=object),
+                 profiles=[np.array(p) for p in profiles], truth=[np.array(t) for t in truth],
+                 test_day=np.array(days, dtype="datetime64[ns]"), train=inter, n_items=n_items,
+                 interactions=inter)
+
+
+def test_visrank_aggregates_by_hand():
+    emb = np.array([[1, 0], [0, 1], [1, 1], [1, -1]], dtype=np.float32)  # cosines are easy
+    split = _split([[0, 1]], [[2]], ["2020-01-02"])
+    c = 1 / np.sqrt(2)
+    sims = np.array([[1, 0, c, c], [0, 1, c, -c]])  # rows: profile items 0 and 1
+    for name, expect in [("visrank_max", sims.max(0)), ("visrank_mean", sims.mean(0)),
+                         ("visrank_top3", sims.mean(0))]:  # top-3 of a 2-item profile = mean
+        rec = recommenders.make_recommender(name).fit(split, emb)
+        np.testing.assert_allclose(rec.score(np.array([0]))[0], expect, atol=1e-6)
+    rec = recommenders.VisRank("topk", k=1).fit(split, emb)
+    np.testing.assert_allclose(rec.score(np.array([0]))[0], sims.max(0), atol=1e-6)
+
+
+def test_popularity_counts_only_purchases_before_the_test_day():
+    inter = pd.DataFrame({"user_id": ["a", "b", "c", "d"], "item_idx": [1, 1, 2, 3],
+                          "timestamp": pd.to_datetime(["2020-01-01", "2020-01-02", "2020-01-03", "2020-01-01"])})
+    split = _split([[0], [0]], [[1], [2]], ["2020-01-02", "2020-01-04"], inter)
+    rec = recommenders.make_recommender("popularity").fit(split)
+    np.testing.assert_array_equal(rec.score(np.array([0, 1])), [[0, 1, 0, 1], [0, 2, 1, 1]])
+
+
+def test_random_is_reproducible_and_chunk_independent():
+    split = _split([[0]] * 3, [[1]] * 3, ["2020-01-02"] * 3, n_items=50)
+    r1 = recommenders.make_recommender("random", seed=3).fit(split)
+    r2 = recommenders.make_recommender("random", seed=3).fit(split)
+    np.testing.assert_array_equal(r1.score(np.array([0, 1, 2]))[2], r2.score(np.array([2]))[0])
+
+
+def test_registry_errors_are_helpful():
+    with pytest.raises(KeyError, match="did you mean 'visrank_max'"):
+        recommenders.make_recommender("visrank_maxx")
+    with pytest.raises(ValueError, match="rows"):
+        recommenders.VisRank().fit(_split([[0]], [[1]], ["2020-01-02"]), np.zeros((3, 2)))
