@@ -1,10 +1,17 @@
-"""Extraction and its content-keyed cache, on real catalogue images copied to a temp folder."""
+"""Extraction, unreadable images, and the content-keyed, chunked, resumable cache."""
 import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 
 import numpy as np
 import pytest
 
+from catalogues import BAD_IMAGES, write_generic
 from visrec_utils import embeddings, models
+from visrec_utils.extract import extract_embeddings
 
 
 @pytest.fixture(scope="module")
@@ -12,46 +19,112 @@ def mobilenet():
     return models.load_model("mobilenetv1_025_keras")
 
 
-@pytest.fixture()
-def images(tmp_path, hm_catalogue):
-    items = hm_catalogue.items.iloc[:12]
+def _copy_images(hm_catalogue, folder, n):
+    items = hm_catalogue.items.iloc[:n]
     paths = []
+    folder.mkdir(parents=True, exist_ok=True)
     for src in items["image_path"]:
-        dst = tmp_path / "img" / src.split("/")[-1]
-        dst.parent.mkdir(exist_ok=True)
+        dst = folder / src.split("/")[-1]
         shutil.copy(src, dst)
         paths.append(str(dst))
     return items["item_id"].tolist(), paths
 
 
+@pytest.fixture()
+def images(tmp_path, hm_catalogue):
+    return _copy_images(hm_catalogue, tmp_path / "img", 12)
+
+
 def test_fast_path_equals_plain_forward(mobilenet, images):
     _, paths = images
-    plain = embeddings.extract_embeddings(mobilenet, paths, batch_size=5, fast=False, compile=False, progress=False)
-    fast = embeddings.extract_embeddings(mobilenet, paths, batch_size=5, fast=True, compile=False, progress=False)
-    assert plain.shape == (12, 256) and plain.dtype == np.float32
-    assert np.abs(plain - fast).max() < embeddings.FAST_PATH_ATOL
-    # batching does not change the result
-    one = embeddings.extract_embeddings(mobilenet, paths, batch_size=12, fast=False, compile=False, progress=False)
-    assert np.abs(plain - one).max() < 1e-5
+    plain = extract_embeddings(mobilenet, paths, batch_size=5, fast=False, compile=False, progress=False)
+    fast = extract_embeddings(mobilenet, paths, batch_size=5, fast=True, compile=False, progress=False)
+    assert plain.embeddings.shape == (12, 256) and plain.embeddings.dtype == np.float32
+    assert np.abs(plain.embeddings - fast.embeddings).max() < embeddings.FAST_PATH_ATOL
+    assert plain.path == "plain NCHW" and fast.path.startswith("channels_last")
+    one = extract_embeddings(mobilenet, paths, batch_size=12, fast=False, compile=False, progress=False)
+    assert np.abs(plain.embeddings - one.embeddings).max() < 1e-5  # batching does not matter
 
 
-def test_cache_hits_and_invalidates_on_image_bytes(mobilenet, images, tmp_path):
+def test_cache_hits_and_invalidates_only_on_content(mobilenet, images, tmp_path):
     ids, paths = images
     cache = tmp_path / "cache"
     a, info_a = embeddings.cached_embeddings(mobilenet, ids, paths, cache_dir=cache, progress=False)
     b, info_b = embeddings.cached_embeddings(mobilenet, ids, paths, cache_dir=cache, progress=False)
     assert not info_a["hit"] and info_b["hit"] and info_a["key"] == info_b["key"]
     np.testing.assert_array_equal(a, b)
-    shutil.copy(paths[1], paths[0])  # image 0 now has other bytes
+    # moved files with the same bytes: still a hit
+    moved = [shutil.copy(p, tmp_path / f"moved_{i}.jpg") for i, p in enumerate(paths)]
+    assert embeddings.cached_embeddings(mobilenet, ids, moved, cache_dir=cache, progress=False)[1]["hit"]
+    # other preprocessing: a new entry
+    other = models.load_model("mobilenetv1_025_keras")
+    other.data_config = {**other.data_config, "crop_pct": 1.0}
+    assert embeddings.cache_key(other, "x") != embeddings.cache_key(mobilenet, "x")
+    # other weights: a new entry
+    import torch
+    with torch.no_grad():
+        other.model.conv_stem.weight.add_(0.01)
+    other.weights_sha256 = models.state_dict_sha256(other.model)
+    assert embeddings.cache_key(other, "x") != embeddings.cache_key(mobilenet, "x")
+    # other image bytes: a new entry; only that row changes
+    shutil.copy(paths[1], paths[0])
     c, info_c = embeddings.cached_embeddings(mobilenet, ids, paths, cache_dir=cache, progress=False)
     assert not info_c["hit"] and info_c["key"] != info_a["key"]
     np.testing.assert_allclose(c[0], c[1], atol=1e-5)
     np.testing.assert_array_equal(c[2:], a[2:])
 
 
-def test_unreadable_image_names_the_file(mobilenet, images):
-    _, paths = images
-    with open(paths[3], "wb") as f:
-        f.write(b"not a jpeg")
-    with pytest.raises(embeddings.ImageError, match=paths[3].split("/")[-1]):
-        embeddings.extract_embeddings(mobilenet, paths, num_workers=0, progress=False)
+def test_bad_images_are_listed_and_the_rest_extracted(mobilenet, tmp_path):
+    write_generic(tmp_path)
+    paths = sorted(str(p) for p in (tmp_path / "pics").iterdir() if p.name != "orphan_image.png")
+    ids = [p.rsplit("/", 1)[1].split(".")[0] for p in paths]
+    emb, info = embeddings.cached_embeddings(mobilenet, ids, paths, cache_dir=tmp_path / "c", progress=False)
+    expected = {name.split(".")[0]: why for name, why in BAD_IMAGES.items()}
+    assert set(info["failed"]) == set(expected)
+    for iid, why in expected.items():
+        assert why in info["failed"][iid]
+    bad_rows = [ids.index(i) for i in expected]
+    assert np.isnan(emb[bad_rows]).all()
+    good = np.delete(emb, bad_rows, axis=0)
+    assert np.isfinite(good).all() and len(good) == 80
+    # the failures are cached too
+    assert embeddings.cached_embeddings(mobilenet, ids, paths, cache_dir=tmp_path / "c", progress=False)[1]["failed"] == info["failed"]
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import sys, json
+    from visrec_utils import embeddings, models
+    ids, paths = json.load(open(sys.argv[1]))
+    m = models.load_model("mobilenetv1_025_keras")
+    embeddings.cached_embeddings(m, ids, paths, cache_dir=sys.argv[2], chunk_images=32, batch_size=16,
+                                 progress=False, num_workers=0)
+""")
+
+
+def test_killed_extraction_resumes_to_identical_embeddings(mobilenet, hm_catalogue, tmp_path):
+    import json
+
+    ids, paths = _copy_images(hm_catalogue, tmp_path / "img", 320)
+    (tmp_path / "job.json").write_text(json.dumps([ids, paths]))
+    (tmp_path / "kill.py").write_text(KILL_SCRIPT)
+    cache = tmp_path / "cache"
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "kill.py"), str(tmp_path / "job.json"), str(cache)])
+    deadline = time.time() + 300
+    parts = []
+    while time.time() < deadline and proc.poll() is None:
+        parts = list(cache.glob("embeddings/*.parts/chunk_*.npz"))
+        if len(parts) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the extraction finished before it could be killed; use more images"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    n_done = len(list(cache.glob("embeddings/*.parts/chunk_*.npz")))
+    assert 2 <= n_done < 10 and not list(cache.glob("embeddings/*.npz"))
+    resumed, info = embeddings.cached_embeddings(mobilenet, ids, paths, cache_dir=cache, chunk_images=32,
+                                                 batch_size=16, progress=False, num_workers=0)
+    assert info["extracted"] == 320 - 32 * n_done
+    fresh, _ = embeddings.cached_embeddings(mobilenet, ids, paths, cache_dir=tmp_path / "fresh", chunk_images=32,
+                                            batch_size=16, progress=False, num_workers=0)
+    np.testing.assert_array_equal(resumed, fresh)
+    assert not list(cache.glob("embeddings/*.parts"))  # parts removed once complete

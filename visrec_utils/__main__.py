@@ -12,7 +12,8 @@ def main(argv=None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("study", help="run notebooks 01-05 with papermill and render HTML reports")
     s.add_argument("--data", dest="data_dir", default=None,
-                   help="catalogue folder (default: $VISREC_DATA, else ../shared/data/hm_sample)")
+                   help="catalogue folder, or 'demo' for the generated synthetic catalogue (default: "
+                        "$VISREC_DATA, else ../shared/data/hm_sample, else the demo)")
     s.add_argument("--models", nargs="+", default=OFFLINE_MODELS,
                    help=f"registry or timm model names (default: {' '.join(OFFLINE_MODELS)})")
     s.add_argument("--max-users", type=int, default=None, help="seeded slice: number of users")
@@ -28,12 +29,22 @@ def main(argv=None) -> int:
     b.add_argument("--data", dest="data_dir", default=None)
     args = p.parse_args(argv)
 
-    from .data import DataError, resolve_data_dir
+    from .data import DataError, find_default_data_dir, resolve_data_dir
     from .runner import StudyError, refresh_baseline, run_study
 
     try:
         if args.cmd == "study":
-            params = {"data_dir": str(resolve_data_dir(args.data_dir)), "models": list(args.models),
+            if args.data_dir == "demo":
+                data_dir = "demo"
+            elif args.data_dir:
+                data_dir = str(resolve_data_dir(args.data_dir))
+            else:
+                found = find_default_data_dir()
+                data_dir = str(found) if found else "demo"
+            if data_dir == "demo":
+                print("[visrec] no dataset given or found: running on the generated SYNTHETIC demo catalogue "
+                      "(every report says so). Use --data DIR or VISREC_DATA for real data.", flush=True)
+            params = {"data_dir": data_dir, "models": list(args.models),
                       "max_users": args.max_users, "max_items": args.max_items, "seed": args.seed}
             if args.cache_dir:
                 params["cache_dir"] = args.cache_dir

@@ -12,20 +12,23 @@ truth and keeps all earlier purchases as the user's *profile*.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-HM_LAYOUT_HELP = (
-    "visrec expects a catalogue folder in the H&M Kaggle layout: "
-    "'transactions_train.csv' (columns t_dat [YYYY-MM-DD], customer_id, article_id [10-digit id, "
-    "integers are zero-padded], ...), optionally 'articles.csv' (article_id plus metadata "
-    "columns), and one image per article at 'images/<first 3 digits of article_id>/<article_id>.jpg'. "
-    "Point visrec at such a folder with '--data DIR' (CLI), the 'data_dir' notebook parameter, or "
-    "the VISREC_DATA environment variable."
+LAYOUTS_HELP = (
+    "visrec reads three layouts. (1) Generic: 'interactions.csv' or '.parquet' with columns "
+    "user_id, item_id, timestamp (dates, datetimes or Unix seconds; other names via visrec.json), "
+    "images at 'images/<item_id>.<any extension>' or an 'image_path' column in 'items.csv', optional "
+    "items.csv metadata. (2) H&M Kaggle: 'transactions_train.csv' (t_dat, customer_id, article_id), "
+    "'articles.csv', 'images/<first 3 digits>/<article_id>.jpg'. (3) UGallery: 'ugallery_purchases.csv', "
+    "'ugallery_inventory.csv', 'ugallery_resnet50_embeddings.npy'. Point visrec at such a folder with "
+    "'--data DIR' (CLI), the 'data_dir' notebook parameter or the VISREC_DATA environment variable; "
+    "'--data demo' runs on a generated synthetic catalogue. See README, 'Bring your own data'."
 )
+HM_LAYOUT_HELP = LAYOUTS_HELP
 
 
 class DataError(ValueError):
@@ -45,6 +48,10 @@ class Catalogue:
         name: a short label used in reports.
         source: the folder the catalogue was read from.
         notes: human-readable lines about what loading did (slicing, dropped rows).
+        report: the validation report (``check, count, action, examples, what_to_do``).
+        precomputed: embeddings shipped with the catalogue, ``{name: (n_items, dim) float32}``
+            aligned with ``items`` (e.g. UGallery's ResNet50 vectors).
+        synthetic: True for the generated demo catalogue (every report says so).
     """
 
     items: pd.DataFrame
@@ -52,6 +59,9 @@ class Catalogue:
     name: str = "catalogue"
     source: str = ""
     notes: list[str] = field(default_factory=list)
+    report: pd.DataFrame | None = None
+    precomputed: dict = field(default_factory=dict)
+    synthetic: bool = False
 
     @property
     def n_items(self) -> int:
@@ -76,6 +86,18 @@ class Catalogue:
         }
 
 
+def find_default_data_dir() -> Path | None:
+    """``$VISREC_DATA``, else ``../shared/data/hm_sample`` (from the working directory or this
+    repository) when it exists, else None."""
+    if os.environ.get("VISREC_DATA"):
+        return Path(os.environ["VISREC_DATA"])
+    repo = Path(__file__).resolve().parent.parent
+    for c in (Path.cwd().parent / "shared/data/hm_sample", repo.parent / "shared/data/hm_sample"):
+        if c.is_dir():
+            return c.resolve()
+    return None
+
+
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     """Find the dataset folder.
 
@@ -97,75 +119,21 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
         if c.is_dir():
             return c.resolve()
     tried = ", ".join(str(c) for c in candidates)
-    raise DataError(f"No dataset found (looked at: {tried}). {HM_LAYOUT_HELP}")
-
-
-def hm_image_path(root: Path, article_id: str) -> Path:
-    """Image path of an H&M article: ``images/<first 3 digits>/<article_id>.jpg``."""
-    return root / "images" / article_id[:3] / f"{article_id}.jpg"
+    raise DataError(f"No dataset found (looked at: {tried}). {LAYOUTS_HELP}")
 
 
 def load_hm(data_dir: str | os.PathLike | None = None) -> Catalogue:
-    """Read a folder in the H&M Kaggle layout (see :data:`HM_LAYOUT_HELP`).
+    """Read a folder in the H&M Kaggle layout (see :data:`HM_LAYOUT_HELP`), validated.
 
-    Article ids are read as strings and zero-padded to 10 digits (the Kaggle CSV stores them as
-    integers). Items are the articles that occur in the transactions; ``articles.csv`` metadata
-    is joined where present. Articles without an image file are dropped with a note.
-
-    Returns:
-        Catalogue with ``items`` (item_id, image_path, metadata...) and ``interactions``
-        (user_id, item_id, timestamp, price, sales_channel_id).
+    A preset of the generic reader (:func:`visrec_utils.readers.read_hm`): article ids are
+    zero-padded to 10 digits, a basket is a customer's purchases on one day, rows are units.
 
     Raises:
-        DataError: missing ``transactions_train.csv`` or its required columns, unparseable
-            dates (the first bad row is named), or no article with an image.
+        DataError: no dataset found, or a missing file or column.
     """
-    root = resolve_data_dir(data_dir)
-    tx_path = root / "transactions_train.csv"
-    if not tx_path.is_file():
-        raise DataError(f"{tx_path} not found. {HM_LAYOUT_HELP}")
-    tx = pd.read_csv(tx_path, dtype={"article_id": str, "customer_id": str})
-    missing = {"t_dat", "customer_id", "article_id"} - set(tx.columns)
-    if missing:
-        raise DataError(f"{tx_path} lacks column(s) {sorted(missing)}. {HM_LAYOUT_HELP}")
-    tx["article_id"] = tx["article_id"].str.strip().str.zfill(10)
-    ts = pd.to_datetime(tx["t_dat"], format="%Y-%m-%d", errors="coerce")
-    if ts.isna().any():
-        row = int(np.flatnonzero(ts.isna().to_numpy())[0])
-        raise DataError(
-            f"{tx_path}, data row {row + 1}: t_dat {tx['t_dat'].iloc[row]!r} is not a YYYY-MM-DD date; "
-            "fix or remove that row."
-        )
-    inter = pd.DataFrame(
-        {"user_id": tx["customer_id"], "item_id": tx["article_id"], "timestamp": ts}
-    )
-    for extra in ("price", "sales_channel_id"):
-        if extra in tx.columns:
-            inter[extra] = tx[extra].to_numpy()
+    from .readers import read_hm
 
-    ids = np.sort(inter["item_id"].unique())
-    items = pd.DataFrame({"item_id": ids})
-    items["image_path"] = [str(hm_image_path(root, a)) for a in ids]
-    art_path = root / "articles.csv"
-    if art_path.is_file():
-        meta = pd.read_csv(art_path, dtype={"article_id": str})
-        meta["article_id"] = meta["article_id"].str.strip().str.zfill(10)
-        meta = meta.drop_duplicates("article_id").rename(columns={"article_id": "item_id"})
-        items = items.merge(meta, on="item_id", how="left")
-    notes = []
-    has_img = np.array([os.path.isfile(p) for p in items["image_path"]])
-    if not has_img.all():
-        dropped = items.loc[~has_img, "item_id"].tolist()
-        notes.append(
-            f"{len(dropped)} article(s) have no image and were left out "
-            f"(first: {dropped[:5]}); their {inter['item_id'].isin(dropped).sum()} purchase rows too."
-        )
-        items = items.loc[has_img].reset_index(drop=True)
-        inter = inter[inter["item_id"].isin(set(items["item_id"]))]
-    if items.empty:
-        raise DataError(f"No article in {tx_path} has an image under {root / 'images'}. {HM_LAYOUT_HELP}")
-    inter = inter.sort_values(["timestamp", "user_id", "item_id"], kind="stable").reset_index(drop=True)
-    return Catalogue(items=items, interactions=inter, name=root.name, source=str(root), notes=notes)
+    return read_hm(resolve_data_dir(data_dir))
 
 
 def slice_catalogue(
@@ -209,7 +177,30 @@ def slice_catalogue(
     items = cat.items[cat.items["item_id"].isin(keep_set)].reset_index(drop=True)
     inter = inter[inter["item_id"].isin(keep_set)].reset_index(drop=True)
     note = f"seeded slice (seed={seed}): {inter['user_id'].nunique()} users, {len(items)} items"
-    return Catalogue(items, inter, name=cat.name, source=cat.source, notes=cat.notes + [note])
+    rows = cat.items["item_id"].isin(keep_set).to_numpy()
+    return replace(cat, items=items, interactions=inter, notes=cat.notes + [note],
+                   precomputed={k: v[rows] for k, v in cat.precomputed.items()})
+
+
+def drop_items(cat: Catalogue, item_ids: set, check: str, examples=()) -> Catalogue:
+    """Catalogue without ``item_ids`` (and their interactions), the drop added to the report.
+
+    Args:
+        cat: catalogue.
+        item_ids: ids to remove.
+        check: name of the validation check that caused the drop (e.g. "unreadable images").
+        examples: first offenders to list in the report.
+    """
+    keep = ~cat.items["item_id"].isin(item_ids).to_numpy()
+    n_rows = int(cat.interactions["item_id"].isin(item_ids).sum())
+    row = pd.DataFrame([{"check": check, "count": int((~keep).sum()),
+                         "action": f"items left out of the study with their {n_rows} interaction rows",
+                         "examples": "; ".join(map(str, list(examples)[:5])), "what_to_do": "re-export or replace those files"}])
+    report = row if cat.report is None else pd.concat([cat.report, row], ignore_index=True)
+    return replace(cat, items=cat.items[keep].reset_index(drop=True),
+                   interactions=cat.interactions[~cat.interactions["item_id"].isin(item_ids)].reset_index(drop=True),
+                   notes=cat.notes + [f"{check}: {(~keep).sum()} items left out"], report=report,
+                   precomputed={k: v[keep] for k, v in cat.precomputed.items()})
 
 
 @dataclass
@@ -315,7 +306,14 @@ def save_prepared(cat: Catalogue, out_dir: str | os.PathLike) -> Path:
     d.mkdir(parents=True, exist_ok=True)
     cat.items.to_parquet(d / "items.parquet", index=False)
     cat.interactions.to_parquet(d / "interactions.parquet", index=False)
-    meta = {"name": cat.name, "source": cat.source, "notes": cat.notes, "summary": cat.summary()}
+    if cat.report is not None:
+        cat.report.to_csv(d / "validation.csv", index=False)
+    for old in d.glob("precomputed__*.npy"):
+        old.unlink()
+    for name, emb in cat.precomputed.items():
+        np.save(d / f"precomputed__{name}.npy", np.asarray(emb, dtype=np.float32))
+    meta = {"name": cat.name, "source": cat.source, "notes": cat.notes, "summary": cat.summary(),
+            "synthetic": cat.synthetic}
     (d / "catalogue.json").write_text(json.dumps(meta, indent=2))
     return d
 
@@ -332,5 +330,20 @@ def load_prepared(out_dir: str | os.PathLike) -> Catalogue:
     if not (d / "catalogue.json").is_file():
         raise DataError(f"{d} holds no prepared catalogue; run notebook 01_data_prep with out_dir={str(out_dir)!r} first.")
     meta = json.loads((d / "catalogue.json").read_text())
+    report = pd.read_csv(d / "validation.csv", keep_default_na=False) if (d / "validation.csv").is_file() else None
+    pre = {p.stem.split("__", 1)[1]: np.load(p) for p in sorted(d.glob("precomputed__*.npy"))}
     return Catalogue(pd.read_parquet(d / "items.parquet"), pd.read_parquet(d / "interactions.parquet"),
-                     name=meta["name"], source=meta["source"], notes=meta["notes"])
+                     name=meta["name"], source=meta["source"], notes=meta["notes"], report=report,
+                     precomputed=pre, synthetic=bool(meta.get("synthetic", False)))
+
+
+def banner(cat: Catalogue) -> str:
+    """One Markdown line naming the catalogue; a loud warning when it is the synthetic demo."""
+    s = cat.summary()
+    line = (f"**Catalogue:** {cat.name} ({s['users']:,} users, {s['items']:,} items, "
+            f"{s['interactions']:,} interactions, {s['first_day']} to {s['last_day']})")
+    if cat.synthetic:
+        return ("> **SYNTHETIC DATA.** This report runs on visrec's generated demo catalogue (no dataset was "
+                "given or found). Its numbers show that the pipeline works, not how real recommenders "
+                "behave.\n\n" + line)
+    return line

@@ -1,21 +1,20 @@
-"""Frozen pooled-feature extraction with a content-addressed on-disk cache.
+"""Embeddings of a catalogue: content-keyed, chunked, resumable cache and the study's embedding sets.
 
-An *embedding* here is the pooled penultimate feature vector of an ImageNet model
-(``forward_features`` then ``forward_head(pre_logits=True)``, the timm API), one row per
-image, ``(n_items, dim) float32``.
+The low-level extraction is :mod:`visrec_utils.extract`; this module decides what to extract,
+caches it on disk and keeps the study's embedding sets (``<out>/embeddings/<model>__<strategy>.npy``).
 
-Speed: the model runs in ``channels_last`` memory format under ``torch.inference_mode``, and
-optionally through ``torch.compile``; a fast path is used only when its output on the first
-batch equals the plain NCHW forward within ``FAST_PATH_ATOL`` (else visrec falls back and
-says so). Images are decoded in a DataLoader worker so decoding overlaps compute.
+Cache: an entry is keyed by the model name, the weights hash, the preprocessing config and the
+sha256 of every image's bytes, so it is invalidated when weights, preprocessing or image bytes
+change and never otherwise (moving the files keeps it). Extraction writes the entry in chunks
+(atomic renames); a run that is killed resumes from its last finished chunk and gives embeddings
+identical to an uninterrupted run.
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
-import logging
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -24,176 +23,16 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .extract import FAST_PATH_ATOL, Extraction, ImageError, extract_embeddings, imagenet_top1  # noqa: F401
 from .models import LoadedModel
 
-log = logging.getLogger(__name__)
-
-CACHE_VERSION = "emb-v1"
-FAST_PATH_ATOL = 1e-4
-COMPILE_MIN_IMAGES = 2000
+CACHE_VERSION = "emb-v2"
+CHUNK_IMAGES = 1024
 
 
 def default_cache_dir() -> Path:
     """``$VISREC_CACHE`` or ``~/.cache/visrec``."""
     return Path(os.environ.get("VISREC_CACHE") or Path.home() / ".cache" / "visrec")
-
-
-class ImageError(ValueError):
-    """An image file cannot be read; the message names the file."""
-
-
-class _Images:
-    """Map-style dataset: path -> preprocessed ``(3, H, W) float32`` tensor."""
-
-    def __init__(self, paths: Sequence[str], transform):
-        self.paths = list(paths)
-        self.transform = transform
-
-    def __len__(self):
-        return len(self.paths)
-
-    def __getitem__(self, i):
-        from PIL import Image
-
-        try:
-            with Image.open(self.paths[i]) as im:
-                return self.transform(im.convert("RGB"))
-        except Exception as e:
-            raise ImageError(f"Cannot read image {self.paths[i]}: {type(e).__name__}: {e}") from e
-
-
-class PooledFeatures:
-    """Callable wrapper: images ``(B, 3, H, W)`` -> pooled features ``(B, dim)``."""
-
-    def __new__(cls, model):
-        import torch
-
-        class _M(torch.nn.Module):
-            def __init__(self, m):
-                super().__init__()
-                self.m = m
-
-            def forward(self, x):
-                return self.m.forward_head(self.m.forward_features(x), pre_logits=True)
-
-        return _M(model).eval()
-
-
-def _loader(paths, transform, batch_size, num_workers):
-    import torch
-
-    return torch.utils.data.DataLoader(
-        _Images(paths, transform), batch_size=batch_size, shuffle=False,
-        num_workers=num_workers, persistent_workers=False,
-    )
-
-
-def _fast_forward(pooled, first_batch, compile_mode: bool):
-    """Return (forward callable, description) for the fastest path equal to plain NCHW."""
-    import torch
-
-    with torch.inference_mode():
-        ref = pooled(first_batch)
-    # a copy: Module.to() converts in place, and the plain reference must stay plain
-    pooled_cl = copy.deepcopy(pooled).to(memory_format=torch.channels_last)
-    candidates = []
-    if compile_mode:
-        try:
-            # dynamic=False: the wrapper's forward is one code object for every model, and dynamo
-            # would otherwise mark the input size dynamic on the second model (slow sympy codegen)
-            for knob in ("recompile_limit", "cache_size_limit"):  # one recompile per model
-                if hasattr(torch._dynamo.config, knob):
-                    setattr(torch._dynamo.config, knob, max(64, getattr(torch._dynamo.config, knob)))
-            compiled = torch.compile(pooled_cl, dynamic=False)
-            candidates.append(("channels_last+torch.compile", compiled))
-        except Exception as e:  # pragma: no cover - depends on the toolchain
-            log.warning("torch.compile unavailable (%s); using eager", e)
-    candidates.append(("channels_last", pooled_cl))
-    for desc, fn in candidates:
-        try:
-            with torch.inference_mode():
-                out = fn(first_batch.contiguous(memory_format=torch.channels_last))
-            diff = float((out - ref).abs().max())
-        except Exception as e:  # compile failures surface on first call
-            log.warning("%s failed (%s: %s); trying the next path", desc, type(e).__name__, e)
-            continue
-        if diff <= FAST_PATH_ATOL:
-            return fn, f"{desc} (max abs diff vs plain {diff:.1e})", True
-        log.warning("%s differs from plain forward by %.2e > %.0e; not used", desc, diff, FAST_PATH_ATOL)
-    return pooled, "plain NCHW", False
-
-
-def extract_embeddings(
-    loaded: LoadedModel,
-    paths: Sequence[str],
-    batch_size: int = 32,
-    num_workers: int | None = None,
-    compile: bool | str = "auto",
-    fast: bool = True,
-    progress: bool = True,
-    logits: bool = False,
-) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Pooled penultimate features of ``paths`` under ``loaded``'s own preprocessing.
-
-    Args:
-        loaded: a model from :func:`visrec_utils.models.load_model`.
-        paths: image files, in item order.
-        batch_size: images per forward pass.
-        num_workers: DataLoader decode workers (default 1: on a 2-core laptop one worker hides
-            JPEG decoding behind the model; 0 decodes in the main process).
-        compile: True, False or "auto" (compile when there are at least
-            ``COMPILE_MIN_IMAGES`` images, so the compile time (5-40 s) pays off).
-        fast: allow the channels_last / compiled path (used only when equal to plain forward
-            within 1e-4 on the first batch).
-        progress: show a tqdm bar.
-        logits: also return ImageNet logits ``(n, 1000)`` from the model's classifier.
-
-    Returns:
-        ``(n_images, dim) float32`` embeddings (and ``(n_images, n_classes) float32`` logits).
-
-    Raises:
-        ImageError: an image cannot be decoded (the message names the file).
-    """
-    import torch
-    from tqdm.auto import tqdm
-
-    n = len(paths)
-    model = loaded.model.eval()
-    pooled = PooledFeatures(model)
-    classifier = model.get_classifier() if logits else None
-    workers = 1 if num_workers is None else num_workers
-    if compile == "auto":
-        compile = n >= COMPILE_MIN_IMAGES
-    emb = np.empty((n, loaded.dim), dtype=np.float32)
-    out_logits = np.empty((n, model.num_classes), dtype=np.float32) if logits else None
-    forward, channels_last, desc = pooled, False, "plain NCHW"
-    t0 = time.perf_counter()
-    done = 0
-    bar = tqdm(total=n, desc=f"embeddings {loaded.spec.name}", unit="img", disable=not progress)
-    with torch.inference_mode():
-        for bi, x in enumerate(_loader(paths, loaded.transform(), batch_size, workers)):
-            if bi == 0 and fast:
-                forward, desc, channels_last = _fast_forward(pooled, x, bool(compile))
-                log.info("%s: using %s", loaded.spec.name, desc)
-            b = x.shape[0]
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            if b < batch_size and bi > 0 and compile:
-                # pad the last batch to the compiled shape instead of recompiling
-                pad = x.new_zeros((batch_size - b, *x.shape[1:]))
-                feats = forward(torch.cat([x, pad]))[:b]
-            else:
-                feats = forward(x)
-            emb[done:done + b] = feats.float().numpy()
-            if logits:
-                out_logits[done:done + b] = classifier(feats).float().numpy()
-            done += b
-            bar.update(b)
-    bar.close()
-    dt = time.perf_counter() - t0
-    log.info("%s: %d images in %.1f s (%.1f img/s, %s)", loaded.spec.name, n, dt, n / max(dt, 1e-9), desc)
-    extract_embeddings.last_run = {"model": loaded.spec.name, "n": n, "seconds": dt, "path": desc}
-    return (emb, out_logits) if logits else emb
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -209,7 +48,11 @@ def image_set_sha256(item_ids: Sequence[str], paths: Sequence[str]) -> str:
     """Content hash of an image set: sha256 over (item_id, sha256 of the image bytes), in order."""
     h = hashlib.sha256()
     for iid, p in zip(item_ids, paths):
-        h.update(f"{iid}|{file_sha256(p)}\n".encode())
+        try:
+            digest = file_sha256(p)
+        except OSError as e:  # unreadable files get a stable marker; extraction reports them
+            digest = f"unreadable:{type(e).__name__}"
+        h.update(f"{iid}|{digest}\n".encode())
     return h.hexdigest()
 
 
@@ -238,77 +81,93 @@ def _atomic_save_npz(path: Path, **arrays):
             os.remove(tmp)
 
 
+def _chunk_path(parts: Path, start: int) -> Path:
+    return parts / f"chunk_{start:09d}.npz"
+
+
 def cached_embeddings(
     loaded: LoadedModel,
     item_ids: Sequence[str],
     paths: Sequence[str],
     cache_dir: str | os.PathLike | None = None,
+    chunk_images: int = CHUNK_IMAGES,
+    batch_size: int = 32,
     **extract_kwargs,
 ) -> tuple[np.ndarray, dict]:
-    """Embeddings of the given images, computed once and then read from a content-keyed cache.
+    """Embeddings of the given images, computed once, then read from the content-keyed cache.
 
-    The key covers the model name, the weights hash, the preprocessing config and the sha256 of
-    every image's bytes, so a changed weight file, preprocessing or image invalidates the entry
-    and nothing else does. Writes are atomic (temporary file + rename).
+    Extraction writes ``<entry>.parts/chunk_<start>.npz`` files (atomic renames) every
+    ``chunk_images`` images (rounded to whole batches, so batches are the same in a resumed and
+    an uninterrupted run); when all chunks exist they are joined into ``<entry>.npz`` and the
+    parts are removed. A killed run therefore resumes from its last finished chunk.
 
     Args:
         loaded: model from :func:`visrec_utils.models.load_model`.
         item_ids: ids in row order, ``(n_items,)``.
         paths: image paths aligned with ``item_ids``.
         cache_dir: cache folder (default :func:`default_cache_dir`).
-        **extract_kwargs: passed to :func:`extract_embeddings`.
+        chunk_images: images per chunk file.
+        batch_size: images per forward pass.
+        **extract_kwargs: passed to :func:`visrec_utils.extract.extract_embeddings`.
 
     Returns:
-        (embeddings ``(n_items, dim) float32``, info dict with ``key``, ``path``, ``hit``,
-        ``seconds``, ``fast_path``).
+        (embeddings ``(n_items, dim) float32`` with NaN rows for unreadable images, info dict:
+        ``key, path, hit, seconds, extracted`` (images run through the model in this call),
+        ``failed`` ({item_id: reason}), ``fast_path``).
     """
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     t0 = time.perf_counter()
+    n = len(item_ids)
     key = cache_key(loaded, image_set_sha256(item_ids, paths))
     path = cache_dir / "embeddings" / f"{loaded.spec.name}-{key}.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:
-            emb = z["embeddings"]
-            cached_ids = z["item_ids"]
-        if list(cached_ids) == list(item_ids):
-            return emb, {"key": key, "path": str(path), "hit": True,
-                         "seconds": time.perf_counter() - t0, "fast_path": "cache"}
-    emb = extract_embeddings(loaded, paths, **extract_kwargs)
-    _atomic_save_npz(path, embeddings=emb, item_ids=np.asarray(item_ids, dtype=str))
-    run = getattr(extract_embeddings, "last_run", {})
-    return emb, {"key": key, "path": str(path), "hit": False,
-                 "seconds": time.perf_counter() - t0, "fast_path": run.get("path", "")}
+            if z["item_ids"].tolist() == list(item_ids):
+                failed = dict(zip(z["failed_ids"].tolist(), z["failed_reasons"].tolist()))
+                return z["embeddings"], {"key": key, "path": str(path), "hit": True, "extracted": 0,
+                                         "seconds": time.perf_counter() - t0, "failed": failed, "fast_path": "cache"}
+    chunk = max(1, round(chunk_images / batch_size)) * batch_size
+    parts = path.with_suffix(".parts")
+    parts.mkdir(parents=True, exist_ok=True)
+    starts = list(range(0, n, chunk))
+    todo = [s for s in starts if not _chunk_path(parts, s).is_file()]
+    order = np.concatenate([np.arange(s, min(s + chunk, n)) for s in todo]) if todo else np.zeros(0, int)
+    buffers: dict[int, dict] = {}
 
+    def on_batch(pos: int, rows: np.ndarray, reasons: list):
+        for j in range(len(rows)):
+            g = int(order[pos + j])
+            s = g - g % chunk
+            buf = buffers.setdefault(s, {"rows": {}, "reasons": {}})
+            buf["rows"][g] = rows[j]
+            buf["reasons"][g] = reasons[j]
+            if len(buf["rows"]) == min(s + chunk, n) - s:
+                idx = sorted(buf["rows"])
+                _atomic_save_npz(_chunk_path(parts, s), embeddings=np.stack([buf["rows"][i] for i in idx]),
+                                 reasons=np.array([buf["reasons"][i] for i in idx], dtype=str))
+                del buffers[s]
 
-def imagenet_top1(
-    loaded: LoadedModel, folder: str | os.PathLike, limit: int | None = None, **extract_kwargs
-) -> dict:
-    """Measured top-1 (percent) on a labelled ImageNet folder named ``<wnid>_<class>.JPEG``.
-
-    The label of a file is the position of its wnid in the sorted list of the folder's wnids,
-    which is the standard ILSVRC-2012 class index when the folder covers all 1,000 classes
-    (as ``shared/data/imagenet_sample`` does).
-
-    Returns:
-        dict with ``top1`` (percent), ``n_images``, ``stderr`` (binomial, percent).
-
-    Raises:
-        ValueError: when the folder does not hold 1,000 distinct wnids.
-    """
-    folder = Path(folder)
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpeg", ".jpg", ".png"})
-    wnids = sorted({p.name.split("_")[0] for p in files})
-    if len(wnids) != 1000:
-        raise ValueError(f"{folder}: expected images of 1,000 ImageNet classes named <wnid>_<name>.JPEG, found {len(wnids)} wnids")
-    index = {w: i for i, w in enumerate(wnids)}
-    if limit:
-        files = files[:limit]
-    labels = np.array([index[p.name.split("_")[0]] for p in files])
-    _, logit = extract_embeddings(loaded, [str(p) for p in files], logits=True, **extract_kwargs)
-    correct = logit.argmax(1) == labels
-    acc = float(correct.mean())
-    return {"top1": 100 * acc, "n_images": int(len(files)),
-            "stderr": 100 * float(np.sqrt(acc * (1 - acc) / len(files)))}
+    run = None
+    if len(order):
+        compile_auto = extract_kwargs.pop("compile", "auto")
+        if compile_auto == "auto":  # decided on the whole set, so a resumed run takes the same path
+            from .extract import COMPILE_MIN_IMAGES
+            compile_auto = n >= COMPILE_MIN_IMAGES
+        run = extract_embeddings(loaded, [paths[i] for i in order], batch_size=batch_size,
+                                 compile=compile_auto, on_batch=on_batch, **extract_kwargs)
+    embs, reasons = [], []
+    for s in starts:
+        with np.load(_chunk_path(parts, s), allow_pickle=False) as z:
+            embs.append(z["embeddings"])
+            reasons.extend(z["reasons"].tolist())
+    emb = np.concatenate(embs) if embs else np.zeros((0, loaded.dim), np.float32)
+    bad = [i for i, r in enumerate(reasons) if r]
+    failed = {item_ids[i]: reasons[i] for i in bad}
+    _atomic_save_npz(path, embeddings=emb, item_ids=np.asarray(item_ids, dtype=str),
+                     failed_ids=np.asarray(list(failed), dtype=str), failed_reasons=np.asarray(list(failed.values()), dtype=str))
+    shutil.rmtree(parts, ignore_errors=True)
+    return emb, {"key": key, "path": str(path), "hit": False, "extracted": int(len(order)),
+                 "seconds": time.perf_counter() - t0, "failed": failed, "fast_path": run.path if run else "resumed chunks"}
 
 
 def save_embedding_set(out_dir: str | os.PathLike, model: str, strategy: str, emb: np.ndarray) -> Path:
@@ -338,31 +197,45 @@ def load_embedding_sets(out_dir: str | os.PathLike, models=None, strategies=None
     return {k: np.load(found[k]) for k in keys}
 
 
-def embed_catalogue(model_names, items, out_dir, cache_dir=None, batch_size: int = 32,
+def embed_catalogue(model_names, cat, out_dir, cache_dir=None, batch_size: int = 32,
                     imagenet_dir=None, imagenet_limit: int | None = None, progress: bool = True):
     """Frozen embeddings of every catalogue image for each model, plus a top-1 check.
 
     For each model: load it (a model whose weights cannot be had is reported as skipped with
     the reason, and the others go on), measure top-1 on ``imagenet_dir`` when given, extract or
-    reuse cached embeddings, and save them as the ``frozen`` set of the study.
+    reuse cached embeddings, and save them as the study's ``frozen`` set. Embeddings that come
+    with the catalogue (``cat.precomputed``, e.g. UGallery's ResNet50) are saved as they are.
+    Images that cannot be read are listed with their reason; their items are left out of the
+    study (catalogue and every embedding set) and counted in the validation report.
 
     Args:
         model_names: registry or timm names.
-        items: catalogue items table (``item_id``, ``image_path``), in item order.
+        cat: the prepared :class:`visrec_utils.data.Catalogue` (re-saved if items are dropped).
         out_dir: study output folder.
         cache_dir: embedding cache folder.
         imagenet_dir: labelled ImageNet folder for :func:`imagenet_top1`, or None to skip.
 
     Returns:
-        DataFrame, one row per model: ``model, status, reason, arch, family, dim,
+        (models: one row per model with ``model, status, reason, arch, family, dim,
         published_top1, top1_source, measured_top1, measured_top1_stderr, n_imagenet, weights,
-        weights_sha256, data_config, cache_hit, seconds, images_per_s, fast_path``.
+        weights_sha256, data_config, cache_hit, seconds, images_per_s, fast_path, n_unreadable``;
+        unreadable: ``item_id, image_path, reason`` of the images left out)
     """
+    from .data import drop_items, save_prepared
     from .models import ModelUnavailable, load_model
 
-    rows = []
-    ids, paths = items["item_id"].tolist(), items["image_path"].tolist()
+    rows, failed = [], {}
+    ids = cat.items["item_id"].tolist()
+    paths = cat.items["image_path"].tolist()
+    has_images = cat.items["image_path"].notna().all() and len(ids) > 0
+    for name, emb in cat.precomputed.items():
+        save_embedding_set(out_dir, name, "frozen", emb)
+        rows.append({"model": name, "status": "precomputed", "reason": "embeddings shipped with the catalogue",
+                     "dim": emb.shape[1], "published_top1": np.nan, "top1_source": "unknown checkpoint"})
     for name in model_names:
+        if not has_images:
+            rows.append({"model": name, "status": "skipped", "reason": "the catalogue has no images"})
+            continue
         try:
             loaded = load_model(name)
         except ModelUnavailable as e:
@@ -378,13 +251,23 @@ def embed_catalogue(model_names, items, out_dir, cache_dir=None, batch_size: int
             chk = imagenet_top1(loaded, imagenet_dir, limit=imagenet_limit, batch_size=batch_size,
                                 progress=progress, compile=False)
             row.update(measured_top1=chk["top1"], measured_top1_stderr=chk["stderr"], n_imagenet=chk["n_images"])
-        emb, info = cached_embeddings(loaded, ids, paths, cache_dir=cache_dir, batch_size=batch_size,
-                                      progress=progress)
+        emb, info = cached_embeddings(loaded, ids, paths, cache_dir=cache_dir, batch_size=batch_size, progress=progress)
         save_embedding_set(out_dir, name, "frozen", emb)
-        row.update(cache_hit=info["hit"], seconds=round(info["seconds"], 1),
+        failed.update(info["failed"])
+        row.update(cache_hit=info["hit"], seconds=round(info["seconds"], 1), n_unreadable=len(info["failed"]),
                    images_per_s=round(len(ids) / max(info["seconds"], 1e-9), 1), fast_path=info["fast_path"])
         rows.append(row)
+    unreadable = pd.DataFrame({"item_id": list(failed), "reason": list(failed.values())})
+    unreadable["image_path"] = unreadable["item_id"].map(dict(zip(ids, paths)))
+    if failed:
+        keep = ~cat.items["item_id"].isin(set(failed)).to_numpy()
+        for p in sorted((Path(out_dir) / "embeddings").glob("*__frozen.npy")):
+            np.save(p, np.load(p)[keep])
+        reduced = drop_items(cat, set(failed), check="unreadable images",
+                             examples=[f"{r.image_path}: {r.reason}" for r in unreadable.itertuples()])
+        save_prepared(reduced, out_dir)
     table = pd.DataFrame(rows)
     (Path(out_dir) / "results").mkdir(parents=True, exist_ok=True)
     table.to_csv(Path(out_dir) / "results" / "models.csv", index=False)
-    return table
+    unreadable.to_csv(Path(out_dir) / "results" / "unreadable_images.csv", index=False)
+    return table, unreadable

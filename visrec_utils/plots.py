@@ -28,8 +28,11 @@ def _save(fig, path):
 
 
 def contact_sheet(paths, labels=None, cols: int = 8, thumb: int = 128, path=None, title: str = ""):
-    """Grid of thumbnails of ``paths`` (image files) with optional labels; saved to ``path``."""
-    from PIL import Image
+    """Grid of thumbnails of ``paths`` (image files) with optional labels; saved to ``path``.
+
+    An unreadable file shows as a tile with its reason instead of stopping the figure.
+    """
+    from .images import ImageError, load_image
 
     plt = _plt()
     n = len(paths)
@@ -38,9 +41,12 @@ def contact_sheet(paths, labels=None, cols: int = 8, thumb: int = 128, path=None
     for ax, i in zip(np.ravel(axes), range(rows * cols)):
         ax.axis("off")
         if i < n:
-            with Image.open(paths[i]) as im:
+            try:
+                im = load_image(paths[i], min_side=thumb)
                 im.thumbnail((thumb, thumb))
-                ax.imshow(im.convert("RGB"))
+                ax.imshow(im)
+            except ImageError as e:  # shown, not fatal: extraction lists and drops it
+                ax.text(0.5, 0.5, "unreadable:\n" + e.reason[:40], ha="center", va="center", fontsize=6, wrap=True)
             if labels is not None:
                 ax.set_title(str(labels[i])[:18], fontsize=7)
     if title:
@@ -98,6 +104,9 @@ def imagenet_scatter(table: pd.DataFrame, metric: str, x: str = "published_top1"
     plt = _plt()
     d = table.dropna(subset=[x, metric])
     fig, ax = plt.subplots(figsize=(6, 4.2))
+    if d.empty:
+        ax.text(0.5, 0.5, "no model with both a published top-1 and this metric", ha="center", va="center",
+                transform=ax.transAxes)
     err = np.vstack([d[metric] - d[f"{metric}_low"], d[f"{metric}_high"] - d[metric]])
     ax.errorbar(d[x], d[metric], yerr=err, fmt="o", capsize=3)
     for _, r in d.iterrows():

@@ -26,16 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import Catalogue, DataError
+from .data import LAYOUTS_HELP, Catalogue, DataError, find_default_data_dir, resolve_data_dir
 
-LAYOUTS_HELP = (
-    "visrec reads three layouts. (1) Generic: 'interactions.csv' or '.parquet' with columns "
-    "user_id, item_id, timestamp (dates, datetimes or Unix seconds; other names via visrec.json), "
-    "images at 'images/<item_id>.<any extension>' or an 'image_path' column in 'items.csv', optional "
-    "items.csv metadata. (2) H&M Kaggle: 'transactions_train.csv', 'articles.csv', "
-    "'images/<first 3 digits>/<article_id>.jpg'. (3) UGallery: 'ugallery_purchases.csv', "
-    "'ugallery_inventory.csv', 'ugallery_resnet50_embeddings.npy'. See README, 'Bring your own data'."
-)
 N_EXAMPLES = 5
 
 
@@ -373,3 +365,36 @@ def load_catalogue(folder: str | os.PathLike, **options) -> Catalogue:
             and not (Path(folder) / "visrec.json").is_file():
         options["interactions"] = "interactions.parquet"
     return read_generic(folder, **options)
+
+
+def open_catalogue(data_dir: str | os.PathLike | None, out_dir: str | os.PathLike, **options) -> Catalogue:
+    """The study's catalogue: ``data_dir`` if given ("demo" for the synthetic one), else the
+    default dataset, else the generated demo catalogue (written to ``<out_dir>/demo_catalogue``).
+
+    Returns:
+        Catalogue; ``synthetic`` is True (and the name says SYNTHETIC) for the demo.
+
+    Raises:
+        DataError: an explicit ``data_dir`` that does not exist or holds no known layout.
+    """
+    from .demo import is_synthetic, make_demo_catalogue
+
+    if data_dir is None:
+        found = find_default_data_dir()
+        data_dir = str(found) if found else "demo"
+    if str(data_dir) == "demo":
+        folder = make_demo_catalogue(Path(out_dir) / "demo_catalogue")
+        cat = read_generic(folder, CatalogueSpec(), name="demo (SYNTHETIC)")
+        cat.notes.insert(0, "SYNTHETIC demo catalogue: no dataset was given or found, so visrec generated one; "
+                            "its results say nothing about real recommendations.")
+        return replace_cat(cat, synthetic=True)
+    folder = resolve_data_dir(data_dir)
+    cat = load_catalogue(folder, **options)
+    if is_synthetic(folder):
+        return replace_cat(cat, synthetic=True, name=f"{cat.name} (SYNTHETIC)")
+    return cat
+
+
+def replace_cat(cat: Catalogue, **changes) -> Catalogue:
+    """A copy of ``cat`` with fields changed (dataclasses.replace)."""
+    return replace(cat, **changes)

@@ -1,0 +1,236 @@
+"""Pooled-feature extraction: images in, ``(n_images, dim) float32`` embeddings out.
+
+An *embedding* is the pooled penultimate feature vector of an ImageNet model
+(``forward_features`` then ``forward_head(pre_logits=True)``, the timm API).
+
+Speed: the model runs in ``channels_last`` memory format under ``torch.inference_mode`` and,
+for large image sets, through ``torch.compile``; a fast path is used only when its output on
+the first batch equals the plain NCHW forward within :data:`FAST_PATH_ATOL` (else visrec falls
+back and says so). Images are decoded by :func:`visrec_utils.images.load_image` in a DataLoader
+worker; an unreadable image does not stop extraction: its row is NaN and its reason is listed.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .images import ImageError, load_image
+from .models import LoadedModel
+
+log = logging.getLogger(__name__)
+
+FAST_PATH_ATOL = 1e-4
+COMPILE_MIN_IMAGES = 2000
+
+__all__ = ["Extraction", "extract_embeddings", "imagenet_top1", "ImageError", "FAST_PATH_ATOL"]
+
+
+@dataclass
+class Extraction:
+    """Result of :func:`extract_embeddings`.
+
+    Attributes:
+        embeddings: ``(n_images, dim) float32``; rows of unreadable images are NaN.
+        failed: ``{position: reason}`` of the images that could not be read.
+        logits: ``(n_images, n_classes) float32`` ImageNet logits when asked for, else None.
+        seconds: wall time.
+        path: the forward path used (e.g. ``channels_last+torch.compile``).
+    """
+
+    embeddings: np.ndarray
+    failed: dict = field(default_factory=dict)
+    logits: np.ndarray | None = None
+    seconds: float = 0.0
+    path: str = ""
+
+
+class _Images:
+    """Map-style dataset: index -> (preprocessed ``(3, H, W)`` tensor, "" or failure reason)."""
+
+    def __init__(self, paths: Sequence[str], transform, input_size):
+        self.paths = list(paths)
+        self.transform = transform
+        self.input_size = tuple(input_size)
+        self.min_side = int(max(input_size[1:]) * 1.15)
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        import torch
+
+        try:
+            return self.transform(load_image(self.paths[i], min_side=self.min_side)), ""
+        except ImageError as e:
+            return torch.zeros(self.input_size), e.reason
+        except Exception as e:  # a transform failing on a decoded image: still this file's fault
+            return torch.zeros(self.input_size), f"preprocessing failed ({type(e).__name__}: {e})"
+
+
+def PooledFeatures(model):
+    """Wrap a timm model: images ``(B, 3, H, W)`` -> pooled penultimate features ``(B, dim)``."""
+    import torch
+
+    class _Pooled(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            return self.m.forward_head(self.m.forward_features(x), pre_logits=True)
+
+    return _Pooled(model).eval()
+
+
+def _fast_forward(pooled, first_batch, compile_mode: bool):
+    """Return (forward callable, description, channels_last?) for the fastest path equal to plain NCHW."""
+    import torch
+
+    with torch.inference_mode():
+        ref = pooled(first_batch)
+    # a copy: Module.to() converts in place, and the plain reference must stay plain
+    pooled_cl = copy.deepcopy(pooled).to(memory_format=torch.channels_last)
+    candidates = []
+    if compile_mode:
+        try:
+            for knob in ("recompile_limit", "cache_size_limit"):  # one recompile per model
+                if hasattr(torch._dynamo.config, knob):
+                    setattr(torch._dynamo.config, knob, max(64, getattr(torch._dynamo.config, knob)))
+            # dynamic=False: the wrapper's forward is one code object for every model, and dynamo
+            # would otherwise mark the input size dynamic on the second model (slow sympy codegen)
+            candidates.append(("channels_last+torch.compile", torch.compile(pooled_cl, dynamic=False)))
+        except Exception as e:  # pragma: no cover - depends on the toolchain
+            log.warning("torch.compile unavailable (%s); using eager", e)
+    candidates.append(("channels_last", pooled_cl))
+    for desc, fn in candidates:
+        try:
+            with torch.inference_mode():
+                out = fn(first_batch.contiguous(memory_format=torch.channels_last))
+            diff = float((out - ref).abs().max())
+        except Exception as e:  # compile failures surface on the first call
+            log.warning("%s failed (%s: %s); trying the next path", desc, type(e).__name__, e)
+            continue
+        if diff <= FAST_PATH_ATOL:
+            return fn, f"{desc} (max abs diff vs plain {diff:.1e})", True
+        log.warning("%s differs from plain forward by %.2e > %.0e; not used", desc, diff, FAST_PATH_ATOL)
+    return pooled, "plain NCHW", False
+
+
+def extract_embeddings(
+    loaded: LoadedModel,
+    paths: Sequence[str],
+    batch_size: int = 32,
+    num_workers: int | None = None,
+    compile: bool | str = "auto",
+    fast: bool = True,
+    progress: bool = True,
+    logits: bool = False,
+    on_batch: Callable[[int, np.ndarray, list], None] | None = None,
+) -> Extraction:
+    """Pooled penultimate features of ``paths`` under ``loaded``'s own preprocessing.
+
+    Args:
+        loaded: a model from :func:`visrec_utils.models.load_model`.
+        paths: image files, in item order.
+        batch_size: images per forward pass.
+        num_workers: DataLoader decode workers (default 1; 0 decodes in the main process).
+        compile: True, False or "auto" (compile when there are at least
+            :data:`COMPILE_MIN_IMAGES` images, so the compile time, 5-40 s, pays off).
+        fast: allow the channels_last / compiled path (used only when equal to the plain
+            forward within 1e-4 on the first batch).
+        progress: show a tqdm bar.
+        logits: also compute ImageNet logits from the model's classifier.
+        on_batch: called after every batch as ``on_batch(start, rows, reasons)`` with the
+            position of the batch's first image, its ``(b, dim)`` rows and failure reasons
+            ("" when read); the cache uses it to write chunks as they finish.
+
+    Returns:
+        :class:`Extraction`; unreadable images are NaN rows listed in ``failed``, never errors.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    n = len(paths)
+    model = loaded.model.eval()
+    pooled = PooledFeatures(model)
+    classifier = model.get_classifier() if logits else None
+    workers = 1 if num_workers is None else num_workers
+    if compile == "auto":
+        compile = n >= COMPILE_MIN_IMAGES
+    emb = np.full((n, loaded.dim), np.nan, dtype=np.float32)
+    out_logits = np.full((n, model.num_classes), np.nan, dtype=np.float32) if logits else None
+    failed: dict[int, str] = {}
+    forward, channels_last, desc, chosen = pooled, False, "plain NCHW", not fast
+    data = _Images(paths, loaded.transform(), loaded.data_config["input_size"])
+    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=workers)
+    t0 = time.perf_counter()
+    done = 0
+    bar = tqdm(total=n, desc=f"embeddings {loaded.spec.name}", unit="img", disable=not progress)
+    with torch.inference_mode():
+        for x, reasons in loader:
+            b = x.shape[0]
+            ok = np.array([r == "" for r in reasons])
+            for j in np.flatnonzero(~ok):
+                failed[done + j] = reasons[j]
+            if ok.any():
+                xs = x[torch.from_numpy(ok)] if not ok.all() else x
+                if not chosen:
+                    forward, desc, channels_last = _fast_forward(pooled, xs, bool(compile))
+                    chosen = True
+                    log.info("%s: using %s", loaded.spec.name, desc)
+                if channels_last:
+                    xs = xs.contiguous(memory_format=torch.channels_last)
+                k = xs.shape[0]
+                if compile and channels_last and k < batch_size:
+                    # pad a short batch to the compiled shape instead of recompiling
+                    xs = torch.cat([xs, xs.new_zeros((batch_size - k, *xs.shape[1:]))])
+                feats = forward(xs)[:k].float()
+                emb[done:done + b][ok] = feats.numpy()
+                if logits:
+                    out_logits[done:done + b][ok] = classifier(feats).float().numpy()
+            if on_batch is not None:
+                on_batch(done, emb[done:done + b], list(reasons))
+            done += b
+            bar.update(b)
+    bar.close()
+    dt = time.perf_counter() - t0
+    log.info("%s: %d images in %.1f s (%.1f img/s, %s), %d unreadable", loaded.spec.name, n, dt,
+             n / max(dt, 1e-9), desc, len(failed))
+    return Extraction(emb, failed, out_logits, dt, desc)
+
+
+def imagenet_top1(loaded: LoadedModel, folder, limit: int | None = None, **extract_kwargs) -> dict:
+    """Measured top-1 (percent) on a labelled ImageNet folder named ``<wnid>_<class>.JPEG``.
+
+    The label of a file is the position of its wnid in the sorted list of the folder's wnids,
+    the standard ILSVRC-2012 class index when the folder covers all 1,000 classes (as
+    ``shared/data/imagenet_sample`` does).
+
+    Returns:
+        dict with ``top1`` (percent), ``n_images``, ``stderr`` (binomial, percent).
+
+    Raises:
+        ValueError: the folder does not hold 1,000 distinct wnids, or an image is unreadable.
+    """
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpeg", ".jpg", ".png"})
+    wnids = sorted({p.name.split("_")[0] for p in files})
+    if len(wnids) != 1000:
+        raise ValueError(f"{folder}: expected images of 1,000 ImageNet classes named <wnid>_<name>.JPEG, found {len(wnids)} wnids")
+    index = {w: i for i, w in enumerate(wnids)}
+    if limit:
+        files = files[:limit]
+    labels = np.array([index[p.name.split("_")[0]] for p in files])
+    res = extract_embeddings(loaded, [str(p) for p in files], logits=True, **extract_kwargs)
+    if res.failed:
+        i, why = next(iter(res.failed.items()))
+        raise ValueError(f"{files[i]}: {why}")
+    acc = float((res.logits.argmax(1) == labels).mean())
+    return {"top1": 100 * acc, "n_images": int(len(files)),
+            "stderr": 100 * float(np.sqrt(acc * (1 - acc) / len(files)))}
