@@ -104,3 +104,69 @@ def test_summarize_is_tidy():
     assert list(s.columns) == ["model", "metric", "k", "value", "ci_low", "ci_high", "n_users"]
     assert s.set_index("metric").loc["auc", "value"] == pytest.approx(0.75)
     assert s.set_index("metric").loc["ndcg", "k"] == 10
+
+
+def test_ap_f1_map_hitrate_by_hand():
+    # ranking: 0 (0.9) 1 (0.7) 2 (0.6) 3 (0.4) 4 (0.2); truth = items 1 and 3 at ranks 2 and 4
+    m = user_metrics(np.array([0.9, 0.7, 0.6, 0.4, 0.2]), np.array([1, 3]), ks=(1, 2, 4))
+    assert m["hitrate@1"] == 0 and m["hitrate@2"] == 1
+    assert m["f1@2"] == pytest.approx(2 * (1 / 2) * (1 / 2) / (1 / 2 + 1 / 2))
+    assert m["f1@1"] == 0
+    assert m["ap@2"] == pytest.approx((1 / 2) / 2)          # one hit at rank 2, min(|truth|, 2) = 2
+    assert m["ap@4"] == pytest.approx((1 / 2 + 2 / 4) / 2)
+    assert m["ap@1"] == 0
+    assert m["map"] == pytest.approx((1 / 2 + 2 / 4) / 2)
+
+
+def test_ranking_metrics_match_ranx_on_random_cases_with_ties():
+    """ranx (a well-kept IR evaluation library) on the same rankings: agreement to 1e-9.
+
+    Ties are broken by visrec's seeded order; ranx is given that order as strictly decreasing
+    scores, so both libraries rank identically and only the metric formulas are compared.
+    """
+    ranx = pytest.importorskip("ranx")
+    rng = np.random.default_rng(0)
+    qrels, run, ours = {}, {}, {}
+    ks = (1, 5, 10, 20)
+    for q in range(40):
+        n = int(rng.integers(8, 40))
+        scores = rng.integers(0, 5, size=n).astype(float)  # heavy ties
+        scores[rng.random(n) < 0.15] = NEG                  # non-candidates
+        cand = np.flatnonzero(np.isfinite(scores))
+        truth = rng.choice(cand, size=int(rng.integers(1, min(5, len(cand)))), replace=False)
+        m = user_metrics(scores, truth, ks=ks, rng=np.random.default_rng(q))
+        # reconstruct the tie-broken order visrec used: same draws, all candidates ranked
+        ranks_truth = _visrec_truth_ranks(scores, truth, q)
+        order = _order_consistent_with(scores, cand, truth, ranks_truth)
+        qid = f"q{q:03d}"  # lexicographic = insertion order (ranx sorts query ids)
+        qrels[qid] = {f"d{i}": 1 for i in truth}
+        run[qid] = {f"d{i}": float(len(order) - r) for r, i in enumerate(order)}
+        ours[qid] = m
+    names = [f"{name}@{k}" for k in ks for name in ("precision", "recall", "f1", "ndcg", "hit_rate")] + ["mrr", "map"]
+    ref = ranx.evaluate(ranx.Qrels(qrels), ranx.Run(run), names, return_mean=False, make_comparable=True)
+    for name in names:
+        key = name.replace("hit_rate", "hitrate")
+        ours_vals = np.array([ours[qid][key] for qid in sorted(qrels)])
+        assert np.allclose(ours_vals, np.asarray(ref[name]), atol=1e-9, rtol=0), name
+
+
+def _visrec_truth_ranks(scores, truth, seed):
+    from visrec_utils.metrics import _ranks_and_auc
+
+    return _ranks_and_auc(scores.astype(float), np.asarray(truth), np.random.default_rng(seed))[0]
+
+
+def _order_consistent_with(scores, cand, truth, truth_ranks):
+    """A full candidate order by score with the truth items at exactly ``truth_ranks``."""
+    others = [i for i in cand if i not in set(truth)]
+    others.sort(key=lambda i: -scores[i])
+    order = [None] * len(cand)
+    truth_sorted = sorted(truth, key=lambda i: -scores[i])
+    # assign truth items to their ranks (ascending ranks go to descending scores)
+    for r, i in zip(sorted(truth_ranks), truth_sorted):
+        order[r - 1] = i
+    it = iter(others)
+    order = [o if o is not None else next(it) for o in order]
+    s = [scores[i] for i in order]
+    assert all(a >= b for a, b in zip(s, s[1:])), "ranks inconsistent with scores"
+    return order

@@ -13,7 +13,8 @@ import pytest
 
 from visrec_utils import runner
 
-EXPECTED_METRICS = {("auc", 0), ("mrr", 0)} | {(m, k) for m in ("precision", "recall", "ndcg") for k in (10, 20, 50)}
+EXPECTED_METRICS = {("auc", 0), ("mrr", 0), ("map", 0)} | {
+    (m, k) for m in ("precision", "recall", "f1", "ndcg", "ap", "hitrate") for k in (10, 20, 50)}
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +56,10 @@ def test_metrics_table_has_the_expected_rows(slice_run):
     assert auc[("frozen", "visrank_max")] > auc[("-", "random")] + 0.05
     models = pd.read_csv(out / "results" / "models.csv")
     assert models.loc[0, "measured_top1"] > 40 and models.loc[0, "n_imagenet"] == 200
+    paired = pd.read_csv(out / "results" / "paired_vs_reference.csv")
+    assert set(paired["reference"]) == {"-/-/random"} and len(paired) == 7 * len(EXPECTED_METRICS)
+    assert (paired["p_holm"] >= paired["wilcoxon_p"] - 1e-12).all()
+    assert set(paired["verdict"]) <= {"better", "worse", "no detectable difference"}
 
 
 @pytest.mark.slow

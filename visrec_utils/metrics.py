@@ -10,7 +10,10 @@ Conventions (stated once, used everywhere):
 * Precision@k = hits in the top k / k (k stays the denominator when a user has fewer than k
   candidates); Recall@k = hits / |truth|; nDCG@k with binary gains, DCG = sum of
   1/log2(rank+1) over hits, ideal DCG over min(|truth|, k) items (Jarvelin & Kekalainen 2002);
-  MRR = 1 / rank of the first truth item in the full ranking.
+  MRR = 1 / rank of the first truth item in the full ranking; F1@k = harmonic mean of
+  Precision@k and Recall@k; HitRate@k = 1 if any truth item is in the top k; AP@k = sum over
+  hits in the top k of precision at that hit's rank, divided by min(|truth|, k); MAP = the same
+  over the full ranking divided by |truth| (the mean over users is reported).
 """
 from __future__ import annotations
 
@@ -18,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 DEFAULT_KS = (10, 20, 50)
-METRICS_AT_K = ("precision", "recall", "ndcg")
-METRICS_FULL = ("auc", "mrr")
+METRICS_AT_K = ("precision", "recall", "f1", "ndcg", "ap", "hitrate")
+METRICS_FULL = ("auc", "mrr", "map")
 
 
 def _ranks_and_auc(scores: np.ndarray, truth: np.ndarray, rng: np.random.Generator):
@@ -67,7 +70,7 @@ def user_metrics(
         rng: generator for tie-breaking (default: seed 0).
 
     Returns:
-        ``{"auc": .., "mrr": .., "precision@10": .., "recall@10": .., "ndcg@10": .., ...}``
+        ``{"auc", "mrr", "map", "precision@k", "recall@k", "f1@k", "ndcg@k", "ap@k", "hitrate@k"}``
 
     Raises:
         ValueError: empty truth, or a truth item that is not a candidate.
@@ -80,15 +83,21 @@ def user_metrics(
     rng = rng or np.random.default_rng(0)
     ranks, auc, n_cand = _ranks_and_auc(np.asarray(scores, dtype=np.float64), truth, rng)
     m = len(truth)
-    out = {"auc": auc, "mrr": 1.0 / ranks[0]}
+    # precision at each truth item's rank: j-th hit (1-based) at rank r_j -> j / r_j
+    prec_at_hit = np.arange(1, m + 1) / ranks
+    out = {"auc": auc, "mrr": 1.0 / ranks[0], "map": float(prec_at_hit.sum() / m)}
     gains = 1.0 / np.log2(ranks + 1.0)
     for k in ks:
         hit = ranks <= k
         h = int(hit.sum())
         idcg = float((1.0 / np.log2(np.arange(2, min(m, k) + 2))).sum())
-        out[f"precision@{k}"] = h / k
-        out[f"recall@{k}"] = h / m
+        p, r = h / k, h / m
+        out[f"precision@{k}"] = p
+        out[f"recall@{k}"] = r
+        out[f"f1@{k}"] = 2 * p * r / (p + r) if h else 0.0
         out[f"ndcg@{k}"] = float(gains[hit].sum()) / idcg
+        out[f"ap@{k}"] = float(prec_at_hit[hit].sum() / min(m, k))
+        out[f"hitrate@{k}"] = float(h > 0)
     return out
 
 
