@@ -123,7 +123,7 @@ def cached_embeddings(
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:
             if z["item_ids"].tolist() == list(item_ids):
-                failed = dict(zip(z["failed_ids"].tolist(), z["failed_reasons"].tolist()))
+                failed = dict(zip(z["failed_ids"].tolist(), z["failed_reasons"].tolist())) if "failed_ids" in z.files else {}
                 return z["embeddings"], {"key": key, "path": str(path), "hit": True, "extracted": 0,
                                          "seconds": time.perf_counter() - t0, "failed": failed, "fast_path": "cache"}
     chunk = max(1, round(chunk_images / batch_size)) * batch_size
