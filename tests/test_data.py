@@ -103,3 +103,21 @@ def test_prepared_round_trip(tmp_path, hm_catalogue):
     pd.testing.assert_frame_equal(back.report, small.report, check_dtype=False)
     with pytest.raises(data.DataError, match="run notebook 01"):
         data.load_prepared(tmp_path / "empty")
+
+
+def test_availability_from_items_table_dates():
+    items = pd.DataFrame({"item_id": ["a", "b", "c", "d"], "image_path": ["x"] * 4,
+                          "available_from": pd.to_datetime(["2020-01-01", None, "2020-02-01", "2020-03-01"])})
+    inter = pd.DataFrame({"user_id": ["u"] * 3, "item_id": ["a", "b", "d"],
+                          "timestamp": pd.to_datetime(["2020-01-05", "2020-01-05", "2020-02-15"])})
+    cat = data.Catalogue(items, inter)
+    split = data.leave_last_basket_out(cat)  # auto: the items table has dates
+    assert split.availability == "items table dates"
+    # c was available (Feb 1 <= Feb 15); d is the truth and stays a candidate although dated Mar 1
+    assert split.candidate_mask(0).tolist() == [False, False, True, True]
+    assert data.leave_last_basket_out(cat, availability="catalogue").candidate_mask(0).tolist() == [False, False, True, True]
+    late = cat.items.assign(available_from=pd.to_datetime(["2020-01-01", None, "2020-03-01", "2020-03-01"]))
+    split = data.leave_last_basket_out(data.Catalogue(late, inter))
+    assert split.candidate_mask(0).tolist() == [False, False, False, True]  # c not yet available
+    with pytest.raises(ValueError, match="availability"):
+        data.leave_last_basket_out(cat, availability="first_sold")

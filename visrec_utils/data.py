@@ -221,6 +221,9 @@ class Split:
             such as popularity before the test day).
         dropped_repeat_only: number of users whose test basket held only profile items
             (re-purchases) and who were therefore not tested.
+        available_from: per item, when it became available, ``(n_items,) datetime64[ns]``
+            (NaT: always), or None when availability is not modelled.
+        availability: how candidates were chosen ("whole catalogue" or "items table dates").
     """
 
     users: np.ndarray
@@ -231,15 +234,22 @@ class Split:
     n_items: int
     interactions: pd.DataFrame
     dropped_repeat_only: int = 0
+    available_from: np.ndarray | None = None
+    availability: str = "whole catalogue"
 
     @property
     def n_users(self) -> int:
         return len(self.users)
 
     def candidate_mask(self, u: int) -> np.ndarray:
-        """Candidates of test user ``u``: every catalogue item not in the profile, ``(n_items,)`` bool."""
+        """Candidates of test user ``u``, ``(n_items,)`` bool: every catalogue item not in the
+        profile and, when availability is modelled, available on the test day (the truth items
+        always stay candidates, even if their date says otherwise)."""
         mask = np.ones(self.n_items, dtype=bool)
+        if self.available_from is not None:
+            mask &= ~(self.available_from > self.test_day[u])
         mask[self.profiles[u]] = False
+        mask[self.truth[u]] = True
         return mask
 
     def to_frame(self) -> pd.DataFrame:
@@ -251,13 +261,23 @@ class Split:
         return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["user_id", "item_idx", "role"])
 
 
-def leave_last_basket_out(cat: Catalogue) -> Split:
+def leave_last_basket_out(cat: Catalogue, availability: str = "auto") -> Split:
     """Leave-last-basket-out split.
 
-    Every user with at least 2 baskets (distinct purchase days) is a test user; the items of
-    the last basket, minus those already in the profile, are the ground truth; all earlier
-    purchases form the profile. Candidates are the whole catalogue minus the profile items
-    (no availability-by-date filter; see issue on availability for why first-sold dates leak).
+    Every user with at least 2 baskets (distinct timestamps; days for H&M) is a test user; the
+    items of the last basket, minus those already in the profile, are the ground truth; all
+    earlier purchases form the profile. Candidates are the catalogue minus the profile items,
+    restricted by availability:
+
+    * ``"catalogue"``: the whole catalogue;
+    * ``"items_table"``: items whose ``available_from`` (a launch or upload date from the items
+      table, e.g. UGallery's upload time) is on or before the test timestamp;
+    * ``"auto"`` (default): ``"items_table"`` when the items table has ``available_from``
+      dates, else ``"catalogue"``. A "first sold" date from the same purchases is never used:
+      the test purchase itself would make its item a candidate.
+
+    Raises:
+        ValueError: unknown ``availability``, or ``"items_table"`` without ``available_from``.
 
     Returns:
         Split; users whose last basket only repeats profile items are counted in
@@ -286,6 +306,14 @@ def leave_last_basket_out(cat: Catalogue) -> Split:
         truth.append(tr.astype(np.int64))
         days.append(g["timestamp"].iloc[0])
     train = inter[~is_test].reset_index(drop=True)
+    has_dates = "available_from" in cat.items and cat.items["available_from"].notna().any()
+    if availability == "auto":
+        availability = "items_table" if has_dates else "catalogue"
+    if availability not in ("catalogue", "items_table"):
+        raise ValueError(f"availability must be 'auto', 'catalogue' or 'items_table', not {availability!r}")
+    if availability == "items_table" and not has_dates:
+        raise ValueError("availability='items_table' needs an 'available_from' column in the items table")
+    avail = pd.to_datetime(cat.items["available_from"]).to_numpy("datetime64[ns]") if availability == "items_table" else None
     return Split(
         users=np.array(users, dtype=object),
         profiles=profiles,
@@ -295,6 +323,8 @@ def leave_last_basket_out(cat: Catalogue) -> Split:
         n_items=cat.n_items,
         interactions=inter,
         dropped_repeat_only=dropped,
+        available_from=avail,
+        availability="items table dates" if avail is not None else "whole catalogue",
     )
 
 

@@ -123,10 +123,10 @@ def evaluate_scores(score_fn, split, ks=DEFAULT_KS, seed: int = 0, chunk: int = 
         scores = np.asarray(score_fn(pos), dtype=np.float64)
         for r, u in enumerate(pos):
             s = scores[r].copy()
-            s[split.profiles[u]] = -np.inf
+            cand = split.candidate_mask(u)
+            s[~cand] = -np.inf
             row = user_metrics(s, split.truth[u], ks=ks, rng=rng)
-            row.update(user_id=split.users[u], n_truth=len(split.truth[u]),
-                       n_candidates=int(split.n_items - len(split.profiles[u])))
+            row.update(user_id=split.users[u], n_truth=len(split.truth[u]), n_candidates=int(cand.sum()))
             rows.append(row)
     df = pd.DataFrame(rows)
     front = ["user_id", "n_truth", "n_candidates"]

@@ -109,8 +109,9 @@ def imagenet_scatter(table: pd.DataFrame, metric: str, x: str = "published_top1"
                 transform=ax.transAxes)
     err = np.vstack([d[metric] - d[f"{metric}_low"], d[f"{metric}_high"] - d[metric]])
     ax.errorbar(d[x], d[metric], yerr=err, fmt="o", capsize=3)
-    for _, r in d.iterrows():
-        ax.annotate(r["model"], (r[x], r[metric]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    for i, (_, r) in enumerate(d.sort_values(x).iterrows()):  # alternate sides so close points stay legible
+        ax.annotate(r["model"], (r[x], r[metric]), textcoords="offset points", fontsize=8,
+                    xytext=(6, 8 if i % 2 == 0 else -12))
     ax.set(xlabel="published ImageNet top-1 (%)", ylabel=f"{metric} (95% CI)",
            title=title or f"ImageNet top-1 vs {metric}")
     return _save(fig, path)
