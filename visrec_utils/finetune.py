@@ -185,9 +185,12 @@ def train_bpr_projection(embeddings: np.ndarray, split: Split, cfg: BPRConfig = 
 
 
 def _split_fingerprint(split: Split) -> str:
+    """Content hash of the training interactions (values only, independent of pandas dtypes)."""
     h = hashlib.sha256()
-    tr = split.train[["user_id", "item_idx", "timestamp"]]
-    h.update(pd.util.hash_pandas_object(tr, index=False).to_numpy().tobytes())
+    tr = split.train
+    h.update("\n".join(tr["user_id"].astype(str).tolist()).encode())
+    h.update(tr["item_idx"].to_numpy(dtype=np.int64).tobytes())
+    h.update(tr["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64).tobytes())
     h.update(str(split.n_items).encode())
     return h.hexdigest()
 
