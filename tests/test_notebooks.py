@@ -97,9 +97,21 @@ def test_notebooks_are_thin_parameterised_and_stored_without_outputs(name):
             assert "def " not in c.source and "class " not in c.source  # logic lives in visrec_utils
 
 
-def test_unknown_parameter_is_an_error(tmp_path):
+def test_unknown_parameter_or_model_fails_before_any_notebook(tmp_path):
     with pytest.raises(ValueError, match="Unknown parameter.*max_user"):
         runner.run_study({"max_user": 5}, tmp_path)
+    with pytest.raises(KeyError, match="mobilenetv1_025_keras"):
+        runner.run_study({"models": ["mobilenet_v1"]}, tmp_path)
+    assert not (tmp_path / "reports").exists()
+
+
+def test_a_study_without_any_usable_model_stops_with_the_reasons(tmp_path, capsys):
+    (tmp_path / "results").mkdir()
+    pd.DataFrame({"model": ["resnet18"], "status": ["skipped"], "reason": ["hub unreachable"]}).to_csv(
+        tmp_path / "results" / "models.csv", index=False)
+    with pytest.raises(runner.StudyError, match="no model produced embeddings"):
+        runner._report_models(tmp_path)
+    assert "skipped model resnet18: hub unreachable" in capsys.readouterr().out
 
 
 def test_cli_reports_a_missing_dataset(tmp_path, monkeypatch, capsys):
@@ -167,7 +179,10 @@ def test_ugallery_catalogue_runs_on_its_embeddings(tmp_path_factory):
 @pytest.mark.slow
 def test_demo_catalogue_runs_and_every_report_says_synthetic(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo_study")
-    runner.run_study({"data_dir": "demo", "models": ["mobilenetv1_025_keras"], "imagenet_dir": ""}, out)
+    figs = out / "repo_figures"
+    runner.run_study({"data_dir": "demo", "models": ["mobilenetv1_025_keras"], "imagenet_dir": ""}, out,
+                     figures_to=figs)
+    assert not figs.exists()  # synthetic figures never replace a repository's real ones
     for name in runner.NOTEBOOKS:
         assert "SYNTHETIC DATA" in (out / "reports" / f"{name}.html").read_text(), name
     m = pd.read_csv(out / "results" / "metrics.csv")

@@ -37,6 +37,10 @@ def test_generic_reader_names_missing_columns(tmp_path):
         readers.read_generic(tmp_path, user_col="user")
     with pytest.raises(data.DataError, match="Unknown reader option"):
         readers.read_generic(tmp_path, colour="red")
+    cfg = (tmp_path / "visrec.json")
+    cfg.write_text(cfg.read_text().replace('"user_col"', '"user_column"'))
+    with pytest.raises(data.DataError, match=r"visrec.json: unknown reader option\(s\) \['user_column'\]; valid keys"):
+        readers.load_catalogue(tmp_path)
 
 
 def test_dates_datetimes_and_seconds_parse_alike():

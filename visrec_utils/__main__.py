@@ -42,8 +42,9 @@ def main(argv=None) -> int:
                 found = find_default_data_dir()
                 data_dir = str(found) if found else "demo"
             if data_dir == "demo":
-                print("[visrec] no dataset given or found: running on the generated SYNTHETIC demo catalogue "
-                      "(every report says so). Use --data DIR or VISREC_DATA for real data.", flush=True)
+                why = "as asked (--data demo)" if args.data_dir == "demo" else "because no dataset was given or found"
+                print(f"[visrec] running on the generated SYNTHETIC demo catalogue {why}; every report says so. "
+                      "Use --data DIR or VISREC_DATA for real data.", flush=True)
             params = {"data_dir": data_dir, "models": list(args.models),
                       "max_users": args.max_users, "max_items": args.max_items, "seed": args.seed}
             if args.cache_dir:

@@ -373,7 +373,7 @@ def banner(cat: Catalogue) -> str:
     line = (f"**Catalogue:** {cat.name} ({s['users']:,} users, {s['items']:,} items, "
             f"{s['interactions']:,} interactions, {s['first_day']} to {s['last_day']})")
     if cat.synthetic:
-        return ("> **SYNTHETIC DATA.** This report runs on visrec's generated demo catalogue (no dataset was "
-                "given or found). Its numbers show that the pipeline works, not how real recommenders "
-                "behave.\n\n" + line)
+        return ("> **SYNTHETIC DATA.** This report runs on visrec's generated demo catalogue (asked for with "
+                "`--data demo`, or no dataset was given or found). Its numbers show that the pipeline works, "
+                "not how real recommenders behave.\n\n" + line)
     return line

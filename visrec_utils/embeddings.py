@@ -27,6 +27,9 @@ from .extract import FAST_PATH_ATOL, Extraction, ImageError, extract_embeddings,
 from .models import LoadedModel
 
 CACHE_VERSION = "emb-v2"
+MODEL_COLUMNS = ["model", "status", "reason", "arch", "family", "dim", "published_top1", "top1_source",
+                 "measured_top1", "measured_top1_stderr", "n_imagenet", "weights", "weights_sha256",
+                 "data_config", "cache_hit", "seconds", "images_per_s", "fast_path", "n_unreadable"]
 CHUNK_IMAGES = 1024
 
 
@@ -266,7 +269,7 @@ def embed_catalogue(model_names, cat, out_dir, cache_dir=None, batch_size: int =
         reduced = drop_items(cat, set(failed), check="unreadable images",
                              examples=[f"{r.image_path}: {r.reason}" for r in unreadable.itertuples()])
         save_prepared(reduced, out_dir)
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows).reindex(columns=MODEL_COLUMNS)
     (Path(out_dir) / "results").mkdir(parents=True, exist_ok=True)
     table.to_csv(Path(out_dir) / "results" / "models.csv", index=False)
     unreadable.to_csv(Path(out_dir) / "results" / "unreadable_images.csv", index=False)

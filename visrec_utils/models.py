@@ -273,8 +273,8 @@ def _timm_spec(name: str) -> ModelSpec:
     import timm
 
     if not timm.is_model(name.split(".")[0]):
-        choices = list(REGISTRY) + timm.list_models()
-        close = difflib.get_close_matches(name, choices, n=3)
+        close = difflib.get_close_matches(name, list(REGISTRY), n=2, cutoff=0.4)
+        close += [c for c in difflib.get_close_matches(name, timm.list_models(), n=3) if c not in close]
         raise KeyError(
             f"Unknown model {name!r}. Registered offline models: {list(REGISTRY)}; any timm model "
             f"name also works when its weights can be downloaded. Closest names: {close}"

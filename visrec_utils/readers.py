@@ -156,12 +156,17 @@ def read_generic(folder: str | os.PathLike, spec: CatalogueSpec | None = None, *
             nothing valid left.
     """
     root = Path(folder)
+    valid = [f.name for f in fields(CatalogueSpec)]
     if spec is None:
         cfg = root / "visrec.json"
-        spec = CatalogueSpec(**json.loads(cfg.read_text())) if cfg.is_file() else CatalogueSpec()
-    unknown = set(overrides) - {f.name for f in fields(CatalogueSpec)}
+        opts = json.loads(cfg.read_text()) if cfg.is_file() else {}
+        bad = sorted(set(opts) - set(valid))
+        if bad:
+            raise DataError(f"{cfg}: unknown reader option(s) {bad}; valid keys are {valid}.")
+        spec = CatalogueSpec(**opts)
+    unknown = set(overrides) - set(valid)
     if unknown:
-        raise DataError(f"Unknown reader option(s) {sorted(unknown)}; valid: {[f.name for f in fields(CatalogueSpec)]}")
+        raise DataError(f"Unknown reader option(s) {sorted(unknown)}; valid: {valid}")
     spec = replace(spec, **overrides)
     rep = Report()
     tx_path = root / spec.interactions
@@ -172,7 +177,7 @@ def read_generic(folder: str | os.PathLike, spec: CatalogueSpec | None = None, *
     missing = {k: v for k, v in need.items() if v not in tx.columns}
     if missing:
         raise DataError(f"{tx_path} has no column(s) {sorted(missing.values())} (columns found: {list(tx.columns)}). "
-                        f"Name the right ones with the reader options {sorted(missing)} (e.g. in {root / 'visrec.json'}).")
+                        f"Name the right ones with the reader options {sorted(missing)} (e.g. in {root / 'visrec.json'})")
     rownum = pd.Series(np.arange(2, len(tx) + 2), index=tx.index)  # 1-based line number, header = line 1
     inter = pd.DataFrame({"user_id": _clean_ids(tx[spec.user_col], None),
                           "item_id": _clean_ids(tx[spec.item_col], spec.id_zfill)})
@@ -385,8 +390,8 @@ def open_catalogue(data_dir: str | os.PathLike | None, out_dir: str | os.PathLik
     if str(data_dir) == "demo":
         folder = make_demo_catalogue(Path(out_dir) / "demo_catalogue")
         cat = read_generic(folder, CatalogueSpec(), name="demo (SYNTHETIC)")
-        cat.notes.insert(0, "SYNTHETIC demo catalogue: no dataset was given or found, so visrec generated one; "
-                            "its results say nothing about real recommendations.")
+        cat.notes.insert(0, "SYNTHETIC demo catalogue (asked for with data_dir='demo', or no dataset was given "
+                            "or found); its results say nothing about real recommendations.")
         return replace_cat(cat, synthetic=True)
     folder = resolve_data_dir(data_dir)
     cat = load_catalogue(folder, **options)

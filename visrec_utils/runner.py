@@ -119,6 +119,11 @@ def run_study(params: dict, out_dir: str | Path, notebooks=NOTEBOOKS, figures_to
     unknown = sorted(set(params) - declared)
     if unknown:
         raise ValueError(f"Unknown parameter(s) {unknown}; the notebooks declare {sorted(declared)}")
+    if params.get("models"):
+        from .models import get_spec
+
+        for name in params["models"]:  # unknown names fail now, not after notebook 01
+            get_spec(name)
     record = {"parameters": params, "versions": versions(), "notebooks": [],
               "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     t0 = time.perf_counter()
@@ -127,15 +132,40 @@ def run_study(params: dict, out_dir: str | Path, notebooks=NOTEBOOKS, figures_to
         rec = run_notebook(nb, params, out_dir, log_output=log_output)
         print(f"[visrec] {nb} done in {rec['seconds']:.0f} s", flush=True)
         record["notebooks"].append(rec)
+        if nb == "02_embedding_extraction":
+            _report_models(out_dir)
     record["total_seconds"] = round(time.perf_counter() - t0, 1)
     (out_dir / "results").mkdir(parents=True, exist_ok=True)
     (out_dir / "results" / "run.json").write_text(json.dumps(record, indent=2, default=str))
-    if figures_to:
+    synthetic = json.loads((out_dir / "data" / "catalogue.json").read_text()).get("synthetic", False) \
+        if (out_dir / "data" / "catalogue.json").is_file() else False
+    if figures_to and synthetic:
+        print(f"[visrec] not copying figures to {figures_to}: this run used the SYNTHETIC demo catalogue", flush=True)
+    elif figures_to:
         dest = Path(figures_to)
         dest.mkdir(parents=True, exist_ok=True)
         for png in sorted((out_dir / "figures").glob("*.png")):
             shutil.copy2(png, dest / png.name)
     return record
+
+
+def _report_models(out_dir: Path) -> None:
+    """Print skipped models after extraction; stop when no model produced embeddings.
+
+    Raises:
+        StudyError: no model has embeddings (every one was skipped), naming the reasons.
+    """
+    import pandas as pd
+
+    path = out_dir / "results" / "models.csv"
+    if not path.is_file():
+        return
+    table = pd.read_csv(path, keep_default_na=False)
+    for r in table[table["status"] == "skipped"].itertuples():
+        print(f"[visrec] skipped model {r.model}: {r.reason}", flush=True)
+    if not table["status"].isin(["ok", "precomputed"]).any():
+        raise StudyError(f"no model produced embeddings ({path}); see the reasons above. Offline, use "
+                         "the registered models (python -m visrec_utils study --help).")
 
 
 # The slice the regression baseline is computed on (tests/baselines/); change it only together
