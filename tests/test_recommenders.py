@@ -48,3 +48,22 @@ def test_registry_errors_are_helpful():
         recommenders.make_recommender("visrank_maxx")
     with pytest.raises(ValueError, match="rows"):
         recommenders.VisRank().fit(_split([[0]], [[1]], ["2020-01-02"]), np.zeros((3, 2)))
+
+
+def test_shared_similarities_and_evaluate_many_equal_the_single_path():
+    from visrec_utils import metrics
+
+    rng = np.random.default_rng(0)
+    n_items, n_users = 60, 30
+    profiles = [rng.choice(n_items, size=int(rng.integers(1, 6)), replace=False) for _ in range(n_users)]
+    truth = [rng.choice(np.setdiff1d(np.arange(n_items), p), size=2, replace=False) for p in profiles]
+    split = _split(profiles, truth, ["2020-01-02"] * n_users, n_items=n_items)
+    emb = rng.normal(size=(n_items, 8)).astype(np.float32)
+    shared = recommenders.SharedSimilarities(emb, split)
+    fns = {name: recommenders.make_recommender(name).fit(split, emb, shared=shared).score
+           for name in recommenders.CONTENT_RECOMMENDERS}
+    many = metrics.evaluate_many(fns, split, ks=(5,), chunk=7)
+    for name in recommenders.CONTENT_RECOMMENDERS:
+        alone = recommenders.make_recommender(name).fit(split, emb)
+        single = metrics.evaluate_scores(alone.score, split, ks=(5,), chunk=11)
+        pd.testing.assert_frame_equal(many[name], single)

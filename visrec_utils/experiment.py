@@ -1,7 +1,8 @@
 """An experiment = split x embedding sets x recommenders x metrics, returned as tidy tables.
 
-Content-based recommenders run once per embedding set (model, strategy); non-visual baselines
-run once with ``model = strategy = "-"``. Every summary row carries the mean over test users
+Content-based recommenders run once per embedding set (model, strategy), sharing one
+computation of profile-to-item similarities; non-visual baselines run once with
+``model = strategy = "-"``. Every summary row carries the mean over test users
 and a 95% bootstrap interval that resamples users (:func:`visrec_utils.metrics.summarize`).
 """
 from __future__ import annotations
@@ -10,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from .data import Split
-from .metrics import DEFAULT_KS, evaluate_scores, summarize
-from .recommenders import BASELINES, CONTENT_RECOMMENDERS, make_recommender
+from .metrics import DEFAULT_KS, evaluate_many, summarize
+from .recommenders import BASELINES, CONTENT_RECOMMENDERS, SharedSimilarities, VisRank, make_recommender
 
 METRIC_COLUMNS = ["model", "strategy", "recommender", "metric", "k", "value", "ci_low", "ci_high", "n_users"]
 
@@ -45,14 +46,18 @@ def run_experiment(
     """
     from tqdm.auto import tqdm
 
-    jobs = [(m, s, r) for (m, s) in embedding_sets for r in recommenders] + [("-", "-", b) for b in baselines]
+    groups = [((m, s), list(recommenders)) for (m, s) in embedding_sets] + [(("-", "-"), list(baselines))]
     summaries, per_users = [], []
-    for model, strategy, rec in tqdm(jobs, desc="evaluate", disable=not progress):
+    for (model, strategy), names in tqdm(groups, desc="evaluate", disable=not progress):
         emb = embedding_sets.get((model, strategy))
-        recommender = make_recommender(rec, seed=seed).fit(split, emb)
-        pu = evaluate_scores(recommender.score, split, ks=ks, seed=seed)
-        labels = {"model": model, "strategy": strategy, "recommender": rec}
-        summaries.append(summarize(pu, labels, n_resamples=n_resamples, seed=seed))
-        per_users.append(pu.assign(**labels))
+        shared = SharedSimilarities(emb, split) if emb is not None else None
+        fns = {}
+        for rec in names:
+            r = make_recommender(rec, seed=seed)
+            fns[rec] = (r.fit(split, emb, shared=shared) if isinstance(r, VisRank) else r.fit(split, emb)).score
+        for rec, pu in evaluate_many(fns, split, ks=ks, seed=seed).items():
+            labels = {"model": model, "strategy": strategy, "recommender": rec}
+            summaries.append(summarize(pu, labels, n_resamples=n_resamples, seed=seed))
+            per_users.append(pu.assign(**labels))
     metrics = pd.concat(summaries, ignore_index=True)[METRIC_COLUMNS]
     return metrics, pd.concat(per_users, ignore_index=True)

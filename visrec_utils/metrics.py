@@ -101,6 +101,37 @@ def user_metrics(
     return out
 
 
+def evaluate_many(score_fns: dict, split, ks=DEFAULT_KS, seed: int = 0, chunk: int = 256) -> dict:
+    """:func:`evaluate_scores` for several scoring functions, block of users by block.
+
+    Every function sees the same user blocks in the same order (so VisRank aggregates can share
+    their similarity rows) and its own tie-breaking generator seeded with ``seed``: the result
+    for each function equals :func:`evaluate_scores` run on it alone.
+
+    Returns:
+        ``{name: per-user DataFrame}``.
+    """
+    rngs = {name: np.random.default_rng(seed) for name in score_fns}
+    rows: dict[str, list] = {name: [] for name in score_fns}
+    for start in range(0, split.n_users, chunk):
+        pos = np.arange(start, min(start + chunk, split.n_users))
+        masks = [split.candidate_mask(u) for u in pos]
+        for name, fn in score_fns.items():
+            scores = np.asarray(fn(pos), dtype=np.float64)
+            for r, u in enumerate(pos):
+                s = scores[r]
+                s[~masks[r]] = -np.inf
+                row = user_metrics(s, split.truth[u], ks=ks, rng=rngs[name])
+                row.update(user_id=split.users[u], n_truth=len(split.truth[u]), n_candidates=int(masks[r].sum()))
+                rows[name].append(row)
+    out = {}
+    for name, r in rows.items():
+        df = pd.DataFrame(r)
+        front = ["user_id", "n_truth", "n_candidates"]
+        out[name] = df[front + [c for c in df.columns if c not in front]] if len(df) else df
+    return out
+
+
 def evaluate_scores(score_fn, split, ks=DEFAULT_KS, seed: int = 0, chunk: int = 256) -> pd.DataFrame:
     """Per-user metrics for a scoring function over a split.
 
