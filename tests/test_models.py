@@ -64,3 +64,12 @@ def test_weights_hash_is_stable():
     a = models.load_model("mobilenetv1_025_keras")
     b = models.load_model("mobilenetv1_025_keras")
     assert a.weights_sha256 == b.weights_sha256 and len(a.weights_sha256) == 64
+
+
+def test_top1_check_is_cached(tmp_path, imagenet_dir):
+    loaded = models.load_model("mobilenetv1_025_keras")
+    a = embeddings.cached_imagenet_top1(loaded, imagenet_dir, limit=40, cache_dir=tmp_path, progress=False, compile=False)
+    b = embeddings.cached_imagenet_top1(loaded, imagenet_dir, limit=40, cache_dir=tmp_path, progress=False, compile=False)
+    assert not a["hit"] and b["hit"] and a["top1"] == b["top1"] and b["n_images"] == 40
+    direct = embeddings.imagenet_top1(loaded, imagenet_dir, limit=40, progress=False, compile=False)
+    assert direct["top1"] == a["top1"]

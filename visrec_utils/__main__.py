@@ -8,6 +8,7 @@ from .models import OFFLINE_MODELS
 
 
 def main(argv=None) -> int:
+    """Parse the command line and run it; returns the exit status (2 on a user error)."""
     p = argparse.ArgumentParser(prog="python -m visrec_utils", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("study", help="run notebooks 01-05 with papermill and render HTML reports")

@@ -200,6 +200,28 @@ def load_embedding_sets(out_dir: str | os.PathLike, models=None, strategies=None
     return {k: np.load(found[k]) for k in keys}
 
 
+def cached_imagenet_top1(loaded: LoadedModel, folder, limit: int | None = None, cache_dir=None,
+                         **extract_kwargs) -> dict:
+    """:func:`visrec_utils.extract.imagenet_top1`, cached by model, weights, preprocessing and
+    the bytes of the labelled images (a rerun with nothing changed costs a hash of the folder).
+
+    Returns:
+        dict with ``top1`` (percent), ``n_images``, ``stderr`` and ``hit`` (bool).
+    """
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpeg", ".jpg", ".png"})
+    key = cache_key(loaded, image_set_sha256([f.name for f in files], [str(f) for f in files]) + f"|limit={limit}")
+    path = (Path(cache_dir) if cache_dir else default_cache_dir()) / "top1" / f"{loaded.spec.name}-{key}.json"
+    if path.is_file():
+        return {**json.loads(path.read_text()), "hit": True}
+    res = imagenet_top1(loaded, folder, limit=limit, **extract_kwargs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(res))
+    os.replace(tmp, path)
+    return {**res, "hit": False}
+
+
 def embed_catalogue(model_names, cat, out_dir, cache_dir=None, batch_size: int = 32,
                     imagenet_dir=None, imagenet_limit: int | None = None, progress: bool = True):
     """Frozen embeddings of every catalogue image for each model, plus a top-1 check.
@@ -251,8 +273,8 @@ def embed_catalogue(model_names, cat, out_dir, cache_dir=None, batch_size: int =
                "data_config": json.dumps({k: list(v) if isinstance(v, tuple) else v
                                           for k, v in loaded.data_config.items()})}
         if imagenet_dir:
-            chk = imagenet_top1(loaded, imagenet_dir, limit=imagenet_limit, batch_size=batch_size,
-                                progress=progress, compile=False)
+            chk = cached_imagenet_top1(loaded, imagenet_dir, limit=imagenet_limit, cache_dir=cache_dir,
+                                       batch_size=batch_size, progress=progress, compile=False)
             row.update(measured_top1=chk["top1"], measured_top1_stderr=chk["stderr"], n_imagenet=chk["n_images"])
         emb, info = cached_embeddings(loaded, ids, paths, cache_dir=cache_dir, batch_size=batch_size, progress=progress)
         save_embedding_set(out_dir, name, "frozen", emb)
