@@ -28,7 +28,6 @@ LAYOUTS_HELP = (
     "'--data DIR' (CLI), the 'data_dir' notebook parameter or the VISREC_DATA environment variable; "
     "'--data demo' runs on a generated synthetic catalogue. See README, 'Bring your own data'."
 )
-HM_LAYOUT_HELP = LAYOUTS_HELP
 
 
 class DataError(ValueError):
@@ -123,7 +122,7 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
 
 
 def load_hm(data_dir: str | os.PathLike | None = None) -> Catalogue:
-    """Read a folder in the H&M Kaggle layout (see :data:`HM_LAYOUT_HELP`), validated.
+    """Read a folder in the H&M Kaggle layout (see :data:`LAYOUTS_HELP`), validated.
 
     A preset of the generic reader (:func:`visrec_utils.readers.read_hm`): article ids are
     zero-padded to 10 digits, a basket is a customer's purchases on one day, rows are units.

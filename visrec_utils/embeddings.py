@@ -71,7 +71,8 @@ def cache_key(loaded: LoadedModel, image_set: str) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def _atomic_save_npz(path: Path, **arrays):
+def atomic_save_npz(path: Path, **arrays) -> None:
+    """``np.savez`` to ``path`` through a temporary file and a rename, so a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
     os.close(fd)
@@ -146,7 +147,7 @@ def cached_embeddings(
             buf["reasons"][g] = reasons[j]
             if len(buf["rows"]) == min(s + chunk, n) - s:
                 idx = sorted(buf["rows"])
-                _atomic_save_npz(_chunk_path(parts, s), embeddings=np.stack([buf["rows"][i] for i in idx]),
+                atomic_save_npz(_chunk_path(parts, s), embeddings=np.stack([buf["rows"][i] for i in idx]),
                                  reasons=np.array([buf["reasons"][i] for i in idx], dtype=str))
                 del buffers[s]
 
@@ -166,7 +167,7 @@ def cached_embeddings(
     emb = np.concatenate(embs) if embs else np.zeros((0, loaded.dim), np.float32)
     bad = [i for i, r in enumerate(reasons) if r]
     failed = {item_ids[i]: reasons[i] for i in bad}
-    _atomic_save_npz(path, embeddings=emb, item_ids=np.asarray(item_ids, dtype=str),
+    atomic_save_npz(path, embeddings=emb, item_ids=np.asarray(item_ids, dtype=str),
                      failed_ids=np.asarray(list(failed), dtype=str), failed_reasons=np.asarray(list(failed.values()), dtype=str))
     shutil.rmtree(parts, ignore_errors=True)
     return emb, {"key": key, "path": str(path), "hit": False, "extracted": int(len(order)),

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .data import Split
+from .embeddings import atomic_save_npz
 from .recommenders import l2_normalize
 
 STRATEGIES = ("frozen", "bpr_projection")
@@ -227,8 +228,5 @@ def apply_strategy(strategy: str, embeddings: np.ndarray, split: Split, cache_di
             hist = pd.DataFrame({c: z[f"h_{c}"] for c in ("epoch", "train_loss", "val_loss", "val_acc", "seconds")})
             return z["embeddings"], hist, {"hit": True, "seconds": time.perf_counter() - t0, "path": str(path)}
     emb, hist = train_bpr_projection(embeddings, split, cfg, progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, embeddings=emb, **{f"h_{c}": hist[c].to_numpy() for c in hist.columns})
-    os.replace(tmp, path)
+    atomic_save_npz(path, embeddings=emb, **{f"h_{c}": hist[c].to_numpy() for c in hist.columns})
     return emb, hist, {"hit": False, "seconds": time.perf_counter() - t0, "path": str(path)}

@@ -117,7 +117,7 @@ def evaluate_many(score_fns: dict, split, ks=DEFAULT_KS, seed: int = 0, chunk: i
         pos = np.arange(start, min(start + chunk, split.n_users))
         masks = [split.candidate_mask(u) for u in pos]
         for name, fn in score_fns.items():
-            scores = np.asarray(fn(pos), dtype=np.float64)
+            scores = np.array(fn(pos), dtype=np.float64)  # a copy: masked in place below
             for r, u in enumerate(pos):
                 s = scores[r]
                 s[~masks[r]] = -np.inf
@@ -147,21 +147,7 @@ def evaluate_scores(score_fn, split, ks=DEFAULT_KS, seed: int = 0, chunk: int = 
         DataFrame, one row per test user: ``user_id``, ``n_truth``, ``n_candidates`` and one
         column per metric (``auc``, ``mrr``, ``precision@10`` ...).
     """
-    rng = np.random.default_rng(seed)
-    rows = []
-    for start in range(0, split.n_users, chunk):
-        pos = np.arange(start, min(start + chunk, split.n_users))
-        scores = np.asarray(score_fn(pos), dtype=np.float64)
-        for r, u in enumerate(pos):
-            s = scores[r].copy()
-            cand = split.candidate_mask(u)
-            s[~cand] = -np.inf
-            row = user_metrics(s, split.truth[u], ks=ks, rng=rng)
-            row.update(user_id=split.users[u], n_truth=len(split.truth[u]), n_candidates=int(cand.sum()))
-            rows.append(row)
-    df = pd.DataFrame(rows)
-    front = ["user_id", "n_truth", "n_candidates"]
-    return df[front + [c for c in df.columns if c not in front]]
+    return evaluate_many({"scores": score_fn}, split, ks=ks, seed=seed, chunk=chunk)["scores"]
 
 
 def bootstrap_ci(values: np.ndarray, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0):

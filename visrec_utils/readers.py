@@ -392,14 +392,9 @@ def open_catalogue(data_dir: str | os.PathLike | None, out_dir: str | os.PathLik
         cat = read_generic(folder, CatalogueSpec(), name="demo (SYNTHETIC)")
         cat.notes.insert(0, "SYNTHETIC demo catalogue (asked for with data_dir='demo', or no dataset was given "
                             "or found); its results say nothing about real recommendations.")
-        return replace_cat(cat, synthetic=True)
+        return replace(cat, synthetic=True)
     folder = resolve_data_dir(data_dir)
     cat = load_catalogue(folder, **options)
     if is_synthetic(folder):
-        return replace_cat(cat, synthetic=True, name=f"{cat.name} (SYNTHETIC)")
+        return replace(cat, synthetic=True, name=f"{cat.name} (SYNTHETIC)")
     return cat
-
-
-def replace_cat(cat: Catalogue, **changes) -> Catalogue:
-    """A copy of ``cat`` with fields changed (dataclasses.replace)."""
-    return replace(cat, **changes)

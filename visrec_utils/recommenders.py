@@ -66,7 +66,6 @@ class VisRank:
     aggregate: str = "max"
     k: int = 3
     content_based = True
-    _emb: np.ndarray = field(default=None, repr=False)
     _split: Split = field(default=None, repr=False)
     _shared: SharedSimilarities = field(default=None, repr=False)
 
@@ -91,7 +90,6 @@ class VisRank:
         if self.aggregate not in ("max", "mean", "topk"):
             raise ValueError(f"aggregate must be 'max', 'mean' or 'topk', not {self.aggregate!r}")
         self._shared = shared if shared is not None else SharedSimilarities(embeddings, split)
-        self._emb = self._shared.emb
         self._split = split
         return self
 
