@@ -23,7 +23,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .extract import FAST_PATH_ATOL, Extraction, ImageError, extract_embeddings, imagenet_top1  # noqa: F401
+from .extract import (FAST_PATH_ATOL, Extraction, ImageError, extract_embeddings,  # noqa: F401
+                      imagenet_top1, resolve_compile)
 from .models import LoadedModel
 
 CACHE_VERSION = "emb-v2"
@@ -96,6 +97,7 @@ def cached_embeddings(
     cache_dir: str | os.PathLike | None = None,
     chunk_images: int = CHUNK_IMAGES,
     batch_size: int = 32,
+    image_set: str | None = None,
     **extract_kwargs,
 ) -> tuple[np.ndarray, dict]:
     """Embeddings of the given images, computed once, then read from the content-keyed cache.
@@ -112,6 +114,8 @@ def cached_embeddings(
         cache_dir: cache folder (default :func:`default_cache_dir`).
         chunk_images: images per chunk file.
         batch_size: images per forward pass.
+        image_set: :func:`image_set_sha256` of ``(item_ids, paths)`` when the caller already has
+            it (hashing every image once per model is wasted I/O); computed when None.
         **extract_kwargs: passed to :func:`visrec_utils.extract.extract_embeddings`.
 
     Returns:
@@ -122,7 +126,7 @@ def cached_embeddings(
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     t0 = time.perf_counter()
     n = len(item_ids)
-    key = cache_key(loaded, image_set_sha256(item_ids, paths))
+    key = cache_key(loaded, image_set or image_set_sha256(item_ids, paths))
     path = cache_dir / "embeddings" / f"{loaded.spec.name}-{key}.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:
@@ -153,12 +157,10 @@ def cached_embeddings(
 
     run = None
     if len(order):
-        compile_auto = extract_kwargs.pop("compile", "auto")
-        if compile_auto == "auto":  # decided on the whole set, so a resumed run takes the same path
-            from .extract import COMPILE_MIN_IMAGES
-            compile_auto = n >= COMPILE_MIN_IMAGES
+        # decided on the whole set, so a resumed run takes the same path
+        compile_mode = resolve_compile(extract_kwargs.pop("compile", "auto"), n)
         run = extract_embeddings(loaded, [paths[i] for i in order], batch_size=batch_size,
-                                 compile=compile_auto, on_batch=on_batch, **extract_kwargs)
+                                 compile=compile_mode, on_batch=on_batch, **extract_kwargs)
     embs, reasons = [], []
     for s in starts:
         with np.load(_chunk_path(parts, s), allow_pickle=False) as z:
@@ -254,6 +256,7 @@ def embed_catalogue(model_names, cat, out_dir, cache_dir=None, batch_size: int =
     ids = cat.items["item_id"].tolist()
     paths = cat.items["image_path"].tolist()
     has_images = cat.items["image_path"].notna().all() and len(ids) > 0
+    image_set = image_set_sha256(ids, paths) if has_images and model_names else None  # once, for every model
     for name, emb in cat.precomputed.items():
         save_embedding_set(out_dir, name, "frozen", emb)
         rows.append({"model": name, "status": "precomputed", "reason": "embeddings shipped with the catalogue",
@@ -277,7 +280,8 @@ def embed_catalogue(model_names, cat, out_dir, cache_dir=None, batch_size: int =
             chk = cached_imagenet_top1(loaded, imagenet_dir, limit=imagenet_limit, cache_dir=cache_dir,
                                        batch_size=batch_size, progress=progress, compile=False)
             row.update(measured_top1=chk["top1"], measured_top1_stderr=chk["stderr"], n_imagenet=chk["n_images"])
-        emb, info = cached_embeddings(loaded, ids, paths, cache_dir=cache_dir, batch_size=batch_size, progress=progress)
+        emb, info = cached_embeddings(loaded, ids, paths, cache_dir=cache_dir, batch_size=batch_size,
+                                      image_set=image_set, progress=progress)
         save_embedding_set(out_dir, name, "frozen", emb)
         failed.update(info["failed"])
         row.update(cache_hit=info["hit"], seconds=round(info["seconds"], 1), n_unreadable=len(info["failed"]),

@@ -31,6 +31,12 @@ COMPILE_MIN_IMAGES = 2000
 __all__ = ["Extraction", "extract_embeddings", "imagenet_top1", "ImageError", "FAST_PATH_ATOL"]
 
 
+def resolve_compile(compile: bool | str, n_images: int) -> bool:
+    """``"auto"`` -> compile when there are at least :data:`COMPILE_MIN_IMAGES` images (the
+    5-40 s compile then pays off); True/False pass through."""
+    return n_images >= COMPILE_MIN_IMAGES if compile == "auto" else bool(compile)
+
+
 @dataclass
 class Extraction:
     """Result of :func:`extract_embeddings`.
@@ -161,8 +167,7 @@ def extract_embeddings(
     pooled = PooledFeatures(model)
     classifier = model.get_classifier() if logits else None
     workers = 1 if num_workers is None else num_workers
-    if compile == "auto":
-        compile = n >= COMPILE_MIN_IMAGES
+    compile = resolve_compile(compile, n)
     emb = np.full((n, loaded.dim), np.nan, dtype=np.float32)
     out_logits = np.full((n, model.num_classes), np.nan, dtype=np.float32) if logits else None
     failed: dict[int, str] = {}
