@@ -3,13 +3,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from visrec_utils import data, finetune
+from visrec_utils import data, finetune, splits
 
 
 @pytest.fixture(scope="module")
 def slice_split(hm_catalogue):
     cat = data.slice_catalogue(hm_catalogue, 300, 3000, seed=0)
-    return cat, data.leave_last_basket_out(cat)
+    return cat, splits.leave_last_basket_out(cat)
 
 
 def test_training_events_never_contain_a_test_purchase(slice_split):

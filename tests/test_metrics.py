@@ -151,9 +151,10 @@ def test_ranking_metrics_match_ranx_on_random_cases_with_ties():
 
 
 def _visrec_truth_ranks(scores, truth, seed):
-    from visrec_utils.metrics import _ranks_and_auc
+    from visrec_utils.metrics import _block_ranks
 
-    return _ranks_and_auc(scores.astype(float), np.asarray(truth), np.random.default_rng(seed))[0]
+    ranks = _block_ranks(scores.astype(float)[None, :], [np.asarray(truth)], np.random.default_rng(seed))[0][0]
+    return ranks[np.isfinite(ranks)].astype(int)
 
 
 def _order_consistent_with(scores, cand, truth, truth_ranks):
@@ -170,3 +171,32 @@ def _order_consistent_with(scores, cand, truth, truth_ranks):
     s = [scores[i] for i in order]
     assert all(a >= b for a, b in zip(s, s[1:])), "ranks inconsistent with scores"
     return order
+
+
+def test_block_metrics_equal_one_user_at_a_time():
+    """The vectorised block path and the one-user path agree (same tie-breaking draws)."""
+    rng = np.random.default_rng(5)
+    n_users, n_items = 25, 60
+    scores = rng.integers(0, 8, size=(n_users, n_items)).astype(float)  # many ties
+    scores[rng.random(scores.shape) < 0.2] = NEG
+    truth = []
+    for r in range(n_users):
+        cand = np.flatnonzero(np.isfinite(scores[r]))
+        truth.append(rng.choice(cand, size=int(rng.integers(1, 7)), replace=False))
+    block = metrics.block_metrics(scores, truth, ks=(1, 5, 20), rngs=np.random.default_rng(9))
+    one_rng = np.random.default_rng(9)
+    for r in range(n_users):
+        single = user_metrics(scores[r], truth[r], ks=(1, 5, 20), rng=one_rng)
+        for name, v in single.items():
+            assert block[name][r] == pytest.approx(v, abs=1e-12), (r, name)
+
+
+def test_coverage_and_novelty_by_hand():
+    top = np.array([[0, 1], [1, 2], [1, -1]])  # the last user had one candidate
+    assert metrics.coverage_ci(top, 10, k=1, n_resamples=50)[0] == pytest.approx(2 / 10)  # items 0, 1
+    value, lo, hi = metrics.coverage_ci(top, 10, k=2, n_resamples=200)
+    assert value == pytest.approx(3 / 10) and 1 / 10 <= lo <= value <= hi <= 3 / 10
+    train = pd.DataFrame({"user_id": ["a", "a", "b", "c"], "item_idx": [0, 1, 0, 0]})
+    info = metrics.self_information(train, 3)
+    # p(i) = (buyers + 1) / (3 users + 1): item 0 bought by 3 users, item 1 by 1, item 2 by none
+    np.testing.assert_allclose(info, -np.log2([4 / 4, 2 / 4, 1 / 4]))

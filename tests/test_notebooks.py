@@ -13,8 +13,10 @@ import pytest
 
 from visrec_utils import runner
 
-EXPECTED_METRICS = {("auc", 0), ("mrr", 0), ("map", 0)} | {
-    (m, k) for m in ("precision", "recall", "f1", "ndcg", "ap", "hitrate") for k in (10, 20, 50)}
+PER_USER_METRICS = {("auc", 0), ("mrr", 0), ("map", 0)} | {
+    (m, k) for m in ("precision", "recall", "f1", "ndcg", "ap", "hitrate", "novelty") for k in (10, 20, 50)}
+EXPECTED_METRICS = PER_USER_METRICS | {("coverage", k) for k in (10, 20, 50)}
+PROTOCOLS = {"leave_last_basket_out", "temporal", "replay_last", "replay_all", "random_holdout"}
 
 
 @pytest.fixture(scope="module")
@@ -43,11 +45,13 @@ def test_every_notebook_ran_and_rendered(slice_run):
 def test_metrics_table_has_the_expected_rows(slice_run):
     out, _ = slice_run
     m = pd.read_csv(out / "results" / "metrics.csv")
-    assert list(m.columns) == ["model", "strategy", "recommender", "metric", "k", "value", "ci_low", "ci_high", "n_users"]
+    assert list(m.columns) == ["model", "strategy", "recommender", "metric", "k", "value", "ci_low", "ci_high",
+                               "n_users", "protocol", "availability", "leaky"]
     configs = {tuple(r) for r in m[["model", "strategy", "recommender"]].drop_duplicates().to_numpy()}
     model = runner.SLICE_PARAMS["models"][0]
+    baselines = {("-", "-", b) for b in ("random", "popularity", "popularity_30d", "itemknn")}
     assert configs == {(model, s, r) for s in ("frozen", "bpr_projection")
-                       for r in ("visrank_max", "visrank_mean", "visrank_top3")} | {("-", "-", "random"), ("-", "-", "popularity")}
+                       for r in ("visrank_max", "visrank_mean", "visrank_top3", "hybrid_itemknn_visrank")} | baselines
     for _, g in m.groupby(["model", "strategy", "recommender"]):
         assert set(map(tuple, g[["metric", "k"]].to_numpy())) == EXPECTED_METRICS
     assert (m["ci_low"] <= m["value"] + 1e-12).all() and (m["value"] <= m["ci_high"] + 1e-12).all()
@@ -57,9 +61,27 @@ def test_metrics_table_has_the_expected_rows(slice_run):
     models = pd.read_csv(out / "results" / "models.csv")
     assert models.loc[0, "measured_top1"] > 40 and models.loc[0, "n_imagenet"] == 200
     paired = pd.read_csv(out / "results" / "paired_vs_reference.csv")
-    assert set(paired["reference"]) == {"-/-/random"} and len(paired) == 7 * len(EXPECTED_METRICS)
+    assert set(paired["reference"]) == {"-/-/random"} and len(paired) == (len(configs) - 1) * len(PER_USER_METRICS)
     assert (paired["p_holm"] >= paired["wilcoxon_p"] - 1e-12).all()
     assert set(paired["verdict"]) <= {"better", "worse", "no detectable difference"}
+
+
+@pytest.mark.slow
+def test_every_protocol_breakdown_and_sensitivity_table_is_written(slice_run):
+    out, _ = slice_run
+    by_p = pd.read_csv(out / "results" / "metrics_protocols.csv")
+    assert set(by_p["protocol"]) == PROTOCOLS
+    assert by_p.groupby("protocol")["leaky"].first().to_dict()["random_holdout"]
+    assert not by_p.loc[by_p["protocol"] != "random_holdout", "leaky"].any()
+    # fine-tuned sets saw leave-last-basket-out training data: never evaluated under other protocols
+    assert set(by_p.loc[by_p["protocol"] != "leave_last_basket_out", "strategy"]) <= {"frozen", "-"}
+    paired = pd.read_csv(out / "results" / "paired_protocols.csv")
+    assert set(paired["protocol"]) == PROTOCOLS
+    cw = pd.read_csv(out / "results" / "metrics_cold_warm.csv")
+    assert set(cw["truth"]) == {"cold", "warm"}
+    sens = pd.read_csv(out / "results" / "metrics_availability.csv")
+    assert sens["availability"].str.contains("LEAKY").any() and sens["availability"].str.contains("whole").any()
+    assert (out / "figures" / "protocols_auc.png").stat().st_size > 5000
 
 
 @pytest.mark.slow

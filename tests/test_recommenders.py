@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from visrec_utils import recommenders
-from visrec_utils.data import Split
+from visrec_utils.splits import Split
 
 
 def _split(profiles, truth, days, inter=None, n_items=4):
@@ -67,3 +67,34 @@ def test_shared_similarities_and_evaluate_many_equal_the_single_path():
         alone = recommenders.make_recommender(name).fit(split, emb)
         single = metrics.evaluate_scores(alone.score, split, ks=(5,), chunk=11)
         pd.testing.assert_frame_equal(many[name], single)
+
+
+def test_recent_popularity_counts_only_the_window():
+    inter = pd.DataFrame({"user_id": ["a", "b", "c", "d"], "item_idx": [1, 1, 2, 3],
+                          "timestamp": pd.to_datetime(["2020-01-01", "2020-01-20", "2020-01-25", "2020-02-05"])})
+    split = _split([[0]], [[1]], ["2020-02-05"], inter)
+    rec = recommenders.Popularity(window_days=30).fit(split)  # window [Jan 6, Feb 5)
+    np.testing.assert_array_equal(rec.score(np.array([0])), [[0, 1, 1, 0]])
+
+
+def test_itemknn_is_cosine_of_co_purchases_before_the_test_day():
+    # users a, b bought items 0 and 1; a also bought 2; e bought 3 only after the test day
+    inter = pd.DataFrame({"user_id": ["a", "a", "a", "b", "b", "e", "e"], "item_idx": [0, 1, 2, 0, 1, 0, 3],
+                          "timestamp": pd.to_datetime(["2020-01-01"] * 5 + ["2020-03-01"] * 2)})
+    split = _split([[0]], [[2]], ["2020-02-01"], inter)
+    rec = recommenders.ItemKNN(k=10).fit(split)
+    # item vectors over users (a, b): 0 = (1,1), 1 = (1,1), 2 = (1,0); cos(0,1) = 1, cos(0,2) = 1/sqrt(2)
+    # (item 0 keeps its self-similarity 1: profile items are masked in evaluation, not here)
+    np.testing.assert_allclose(rec.score(np.array([0]))[0], [1, 1, 1 / np.sqrt(2), 0], atol=1e-6)
+
+
+def test_hybrid_blends_standardised_scores():
+    inter = pd.DataFrame({"user_id": ["a", "a", "b", "b"], "item_idx": [0, 1, 0, 2],
+                          "timestamp": pd.to_datetime(["2020-01-01"] * 4)})
+    split = _split([[0]], [[3]], ["2020-02-01"], inter)
+    emb = np.array([[1, 0], [0, 1], [1, 1], [1, -1]], dtype=np.float32)
+    knn = recommenders.ItemKNN().fit(split).score(np.array([0]))
+    vis = recommenders.VisRank("max").fit(split, emb).score(np.array([0]))
+    z = lambda x: (x - x.mean()) / x.std()
+    got = recommenders.Hybrid(alpha=0.3).fit(split, emb).score(np.array([0]))
+    np.testing.assert_allclose(got, 0.3 * z(knn) + 0.7 * z(vis), atol=1e-5)

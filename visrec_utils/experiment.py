@@ -2,19 +2,37 @@
 
 Content-based recommenders run once per embedding set (model, strategy), sharing one
 computation of profile-to-item similarities; non-visual baselines run once with
-``model = strategy = "-"``. Every summary row carries the mean over test users
-and a 95% bootstrap interval that resamples users (:func:`visrec_utils.metrics.summarize`).
+``model = strategy = "-"``. Metrics are computed per test point, averaged per user (a user
+has several test points under time replay), and every summary row carries the mean over
+users with a 95% bootstrap interval that resamples users
+(:func:`visrec_utils.metrics.summarize`). Catalogue coverage@k is one number per
+configuration; its interval resamples test points (:func:`visrec_utils.metrics.coverage_ci`).
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from .data import Split
-from .metrics import DEFAULT_KS, evaluate_many, summarize
-from .recommenders import BASELINES, CONTENT_RECOMMENDERS, SharedSimilarities, VisRank, make_recommender
+from .metrics import DEFAULT_KS, coverage_ci, evaluate_many, summarize
+from .recommenders import BASELINES, CONTENT_RECOMMENDERS, SharedSimilarities, make_recommender
+from .splits import Split, restrict_truth
 
 METRIC_COLUMNS = ["model", "strategy", "recommender", "metric", "k", "value", "ci_low", "ci_high", "n_users"]
+SPLIT_COLUMNS = ["protocol", "availability", "leaky"]
+
+
+def per_user_means(per_point: pd.DataFrame) -> pd.DataFrame:
+    """Average per-test-point metrics per user (identity when every user has one point).
+
+    Returns:
+        One row per user, ``n_points`` added after ``n_candidates``.
+    """
+    if per_point["user_id"].is_unique:
+        return per_point.assign(n_points=1)
+    g = per_point.groupby("user_id", sort=False)
+    out = g.mean(numeric_only=True).reset_index()
+    out["n_points"] = g.size().to_numpy()
+    return out
 
 
 def run_experiment(
@@ -30,7 +48,7 @@ def run_experiment(
     """Evaluate every (embedding set, recommender) pair and every baseline on ``split``.
 
     Args:
-        split: leave-last-basket-out split.
+        split: any protocol's split (:mod:`visrec_utils.splits`).
         embedding_sets: ``{(model, strategy): (n_items, dim) float32}``.
         recommenders: content-based recommender names (registry of
             :mod:`visrec_utils.recommenders`).
@@ -40,24 +58,134 @@ def run_experiment(
         n_resamples: bootstrap resamples.
 
     Returns:
-        (metrics: tidy DataFrame with :data:`METRIC_COLUMNS`, one row per
-        (model, strategy, recommender, metric, k); per_user: one row per (configuration, user)
-        with a column per metric).
+        (metrics: tidy DataFrame with :data:`METRIC_COLUMNS` plus :data:`SPLIT_COLUMNS`, one
+        row per (model, strategy, recommender, metric, k), coverage included; per_user: one
+        row per (configuration, user) with a column per metric).
     """
     from tqdm.auto import tqdm
 
     groups = [((m, s), list(recommenders)) for (m, s) in embedding_sets] + [(("-", "-"), list(baselines))]
     summaries, per_users = [], []
-    for (model, strategy), names in tqdm(groups, desc="evaluate", disable=not progress):
+    for (model, strategy), names in tqdm(groups, desc=f"evaluate {split.protocol}", disable=not progress):
+        if not names:
+            continue
         emb = embedding_sets.get((model, strategy))
         shared = SharedSimilarities(emb, split) if emb is not None else None
         fns = {}
         for rec in names:
             r = make_recommender(rec, seed=seed)
-            fns[rec] = (r.fit(split, emb, shared=shared) if isinstance(r, VisRank) else r.fit(split, emb)).score
-        for rec, pu in evaluate_many(fns, split, ks=ks, seed=seed).items():
+            fns[rec] = (r.fit(split, emb, shared=shared) if r.content_based else r.fit(split, emb)).score
+        per_point, tops = evaluate_many(fns, split, ks=ks, seed=seed, return_top=True)
+        for rec, pp in per_point.items():
             labels = {"model": model, "strategy": strategy, "recommender": rec}
-            summaries.append(summarize(pu, labels, n_resamples=n_resamples, seed=seed))
+            pu = per_user_means(pp)
+            cov = []
+            for k in ks:
+                v, lo, hi = coverage_ci(tops[rec], split.n_items, k, seed=seed)
+                cov.append({**labels, "metric": "coverage", "k": k, "value": v, "ci_low": lo, "ci_high": hi,
+                            "n_users": pu["user_id"].nunique()})
+            summaries.append(pd.concat([summarize(pu.drop(columns=["n_points"]), labels, n_resamples=n_resamples,
+                                                  seed=seed), pd.DataFrame(cov)], ignore_index=True))
             per_users.append(pu.assign(**labels))
-    metrics = pd.concat(summaries, ignore_index=True)[METRIC_COLUMNS]
+    split_labels = {"protocol": split.protocol, "availability": split.availability, "leaky": split.leaky}
+    metrics = pd.concat(summaries, ignore_index=True)[METRIC_COLUMNS].assign(**split_labels)
     return metrics, pd.concat(per_users, ignore_index=True)
+
+
+def cold_warm_breakdown(split: Split, embedding_sets: dict, recommenders=("visrank_max",), baselines=BASELINES,
+                        ks=DEFAULT_KS, seed: int = 0, n_resamples: int = 1000, progress: bool = False) -> pd.DataFrame:
+    """Metrics on cold and on warm truth items separately (:func:`visrec_utils.splits.restrict_truth`).
+
+    Returns:
+        Tidy metrics like :func:`run_experiment` with a ``truth`` column ("cold", "warm").
+    """
+    parts = []
+    for which in ("cold", "warm"):
+        sub = restrict_truth(split, which)
+        if sub.n_users == 0:
+            continue
+        m, _ = run_experiment(sub, embedding_sets, recommenders, baselines, ks=ks, seed=seed,
+                              n_resamples=n_resamples, progress=progress)
+        parts.append(m.assign(truth=which))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def leak_free_sets(embedding_sets: dict, protocol: str) -> dict:
+    """Embedding sets that may be evaluated under ``protocol`` without leaking test purchases.
+
+    Fine-tuned sets were trained on the leave-last-basket-out training part; under another
+    protocol some of those purchases are test purchases, so only frozen (and shipped,
+    precomputed) sets are kept there.
+    """
+    if protocol == "leave_last_basket_out":
+        return dict(embedding_sets)
+    return {k: v for k, v in embedding_sets.items() if k[1] in ("frozen", "precomputed")}
+
+
+def run_protocols(cat, embedding_sets: dict, protocols, recommenders=("visrank_max", "hybrid_itemknn_visrank"),
+                  baselines=BASELINES, reference=("-", "-", "random"), split_kwargs: dict | None = None,
+                  ks=DEFAULT_KS, seed: int = 0, n_resamples: int = 1000, progress: bool = True):
+    """The same configurations under several protocols, with paired tests per protocol.
+
+    Args:
+        cat: catalogue.
+        embedding_sets: ``{(model, strategy): (n_items, dim)}``; filtered per protocol by
+            :func:`leak_free_sets`.
+        protocols: names from :data:`visrec_utils.splits.PROTOCOLS`.
+        split_kwargs: ``{protocol: kwargs}`` for :func:`visrec_utils.splits.make_split`.
+        reference: configuration every other one is compared to, within each protocol.
+
+    Returns:
+        (metrics: tidy with :data:`SPLIT_COLUMNS`; paired: :func:`visrec_utils.stats.paired_comparison`
+        rows with a ``protocol`` column, Holm-corrected within each protocol; descriptions:
+        ``{protocol: one line}``).
+    """
+    from .splits import make_split
+    from .stats import paired_comparison
+
+    split_kwargs = split_kwargs or {}
+    metrics, paired, described = [], [], {}
+    for name in protocols:
+        split = make_split(cat, name, **split_kwargs.get(name, {}))
+        described[name] = split.describe()
+        if split.n_users == 0:
+            continue
+        m, pu = run_experiment(split, leak_free_sets(embedding_sets, name), recommenders, baselines, ks=ks,
+                               seed=seed, n_resamples=n_resamples, progress=progress)
+        metrics.append(m)
+        paired.append(paired_comparison(pu, reference, n_resamples=n_resamples, seed=seed).assign(protocol=name))
+    return (pd.concat(metrics, ignore_index=True), pd.concat(paired, ignore_index=True), described)
+
+
+def availability_sensitivity(cat, embedding_sets: dict, modes, protocol: str = "leave_last_basket_out",
+                             recommenders=("visrank_max",), baselines=("random", "popularity"),
+                             ks=DEFAULT_KS, seed: int = 0, n_resamples: int = 1000, progress: bool = False) -> pd.DataFrame:
+    """The main metrics under each availability rule (modes the catalogue cannot support are skipped).
+
+    Returns:
+        Tidy metrics like :func:`run_experiment`, ``availability`` naming the rule.
+    """
+    from .splits import make_split
+
+    has_dates = "available_from" in cat.items and cat.items["available_from"].notna().any()
+    parts = []
+    for mode in modes:
+        if mode == "items_table" and not has_dates:
+            continue
+        split = make_split(cat, protocol, availability=mode)
+        if split.n_users:
+            parts.append(run_experiment(split, leak_free_sets(embedding_sets, protocol), recommenders, baselines,
+                                        ks=ks, seed=seed, n_resamples=n_resamples, progress=progress)[0]
+                         .assign(test_points=split.n_users))
+    return pd.concat(parts, ignore_index=True)
+
+
+def format_table(metrics: pd.DataFrame, index=("model", "strategy", "recommender"), ks=(20,),
+                 names=("auc", "mrr", "ndcg", "recall", "coverage", "novelty")) -> pd.DataFrame:
+    """Wide table for reports: one row per ``index``, one column per metric, cells
+    ``"mean [low, high]"``; metrics with a cut-off are shown at the given ``ks``."""
+    d = metrics[metrics["metric"].isin(names) & ((metrics["k"] == 0) | metrics["k"].isin(ks))].copy()
+    d["cell"] = [f"{v:.4f} [{lo:.4f}, {hi:.4f}]" for v, lo, hi in zip(d["value"], d["ci_low"], d["ci_high"])]
+    d["metric"] = d["metric"] + d["k"].map(lambda k: f"@{k}" if k else "")
+    order = [c for n in names for c in d["metric"].unique() if c.split("@")[0] == n]
+    return d.pivot_table(index=list(index), columns="metric", values="cell", aggfunc="first", sort=False)[order]

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import Split
+from .splits import Split
 from .embeddings import atomic_save_npz
 from .recommenders import l2_normalize
 

@@ -14,6 +14,12 @@ Conventions (stated once, used everywhere):
   Precision@k and Recall@k; HitRate@k = 1 if any truth item is in the top k; AP@k = sum over
   hits in the top k of precision at that hit's rank, divided by min(|truth|, k); MAP = the same
   over the full ranking divided by |truth| (the mean over users is reported).
+* Beyond accuracy: novelty@k = mean self-information -log2 p(i) of the top k
+  (:func:`self_information`); catalogue coverage@k = share of the catalogue in at least one
+  user's top k (:func:`coverage_ci`).
+* Everything is computed for a block of users at once (:func:`block_metrics`): one comparison
+  pass per truth column gives each truth item's rank and the AUC's rank sum; top-k lists come
+  from ``argpartition``. :func:`user_metrics` is the same code on a block of one.
 """
 from __future__ import annotations
 
@@ -25,43 +31,112 @@ METRICS_AT_K = ("precision", "recall", "f1", "ndcg", "ap", "hitrate")
 METRICS_FULL = ("auc", "mrr", "map")
 
 
-def _ranks_and_auc(scores: np.ndarray, truth: np.ndarray, rng: np.random.Generator):
-    """Ranks (1-based, tie-broken) of truth items, and the AUC with ties as 1/2.
+def _as_float(scores, copy: bool = False) -> np.ndarray:
+    """float32 and float64 scores keep their precision (comparisons are exact either way);
+    anything else becomes float64."""
+    scores = np.asarray(scores)
+    dtype = scores.dtype if scores.dtype in (np.float32, np.float64) else np.float64
+    return np.array(scores, dtype=dtype, copy=True) if copy else scores.astype(dtype, copy=False)
+
+
+def _block_ranks(scores: np.ndarray, truth: list[np.ndarray], rngs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tie-broken ranks of every truth item and the AUC, for a block of users at once.
 
     Args:
-        scores: ``(n_items,) float`` with ``-inf`` for non-candidates.
-        truth: ``(m,) int`` item indices (candidates).
-        rng: random generator for tie-breaking.
+        scores: ``(B, n_items) float64`` with ``-inf`` for non-candidates.
+        truth: B arrays of truth item indices (candidates).
+        rngs: one generator per row (or one shared generator) for tie-breaking; it is drawn
+            from only for truth items tied with other candidates, in row order.
 
     Returns:
-        (ranks ``(m,) int64`` distinct and sorted ascending, auc float, n_candidates int)
+        (ranks ``(B, M) float64`` sorted ascending per row, 1-based, ``inf`` as padding beyond
+        each row's truth; auc ``(B,)``; n_candidates ``(B,) int64``).
     """
-    cand = np.isfinite(scores)
-    n_cand = int(cand.sum())
-    m = len(truth)
-    s_truth = scores[truth]
-    # tie-broken rank: strictly greater, plus a random position among equal scores
-    cs = np.sort(scores[cand])
-    greater = n_cand - np.searchsorted(cs, s_truth, side="right")
-    less = np.searchsorted(cs, s_truth, side="left")
-    equal = n_cand - greater - less
-    # a random order inside each tie group: truth items tied with each other get distinct slots
-    ranks = greater + 1
-    for val in np.unique(s_truth[equal > 1]):
-        sel = np.flatnonzero(s_truth == val)
-        e = int(equal[sel[0]])
-        ranks[sel] += rng.choice(e, size=len(sel), replace=False)
-    # AUC via mid-ranks among candidates: U = sum(midrank of truth) - m(m+1)/2 (ascending)
-    midrank = less + (equal + 1) / 2.0
+    n_b = len(truth)
+    m = np.array([len(t) for t in truth], dtype=np.int64)
+    width = int(m.max()) if n_b else 0
+    n_cand = np.isfinite(scores).sum(1)
+    s_t = np.full((n_b, width), np.nan)
+    greater = np.zeros((n_b, width), dtype=np.int64)
+    equal = np.zeros((n_b, width), dtype=np.int64)
+    # one truth column at a time, so memory stays one score block; rows sorted by truth size so
+    # the rows that have a j-th truth item are a prefix (a view, not a copy)
+    order = np.argsort(-m, kind="stable")
+    by_m = scores if np.all(order == np.arange(n_b)) else scores[order]
+    for j in range(width):
+        n_j = int((m > j).sum())
+        rows = order[:n_j]
+        col = scores[rows, [truth[r][j] for r in rows]]
+        s_t[rows, j] = col
+        greater[rows, j] = (by_m[:n_j] > col[:, None]).sum(1)
+        equal[rows, j] = (by_m[:n_j] == col[:, None]).sum(1)
+    valid = np.arange(width)[None, :] < m[:, None]
+    less = n_cand[:, None] - greater - equal
+    # AUC via mid-ranks among candidates (Mann-Whitney U, ties 1/2): U = sum of midranks - m(m+1)/2
+    midrank = np.where(valid, less + (equal + 1) / 2.0, 0.0)
     n_neg = n_cand - m
-    auc = float((midrank.sum() - m * (m + 1) / 2.0) / (m * n_neg)) if n_neg > 0 else np.nan
-    return np.sort(ranks), auc, n_cand
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = np.where(n_neg > 0, (midrank.sum(1) - m * (m + 1) / 2.0) / (m * n_neg), np.nan)
+    ranks = np.where(valid, greater + 1, np.iinfo(np.int64).max).astype(np.int64)
+    for r in np.flatnonzero((valid & (equal > 1)).any(1)):  # rare for real-valued scores
+        rng = rngs[r] if isinstance(rngs, (list, tuple)) else rngs
+        st, eq = s_t[r, : m[r]], equal[r, : m[r]]
+        for val in np.unique(st[eq > 1]):  # a random order inside each tie group
+            sel = np.flatnonzero(st == val)
+            ranks[r, sel] += rng.choice(int(eq[sel[0]]), size=len(sel), replace=False)
+    ranks = np.sort(ranks, axis=1).astype(np.float64)
+    ranks[~valid] = np.inf
+    return ranks, auc, n_cand
+
+
+def block_metrics(scores: np.ndarray, truth: list[np.ndarray], ks=DEFAULT_KS, rngs=None) -> dict[str, np.ndarray]:
+    """Every metric of the module docstring for a block of users, vectorised.
+
+    Args:
+        scores: ``(B, n_items) float`` with ``-inf`` for non-candidates.
+        truth: B arrays of held-out item indices (each non-empty, all candidates).
+        ks: cut-offs.
+        rngs: tie-breaking generator(s): one per row or one shared (default: seed 0).
+
+    Returns:
+        ``{metric: (B,) float64}`` for ``auc, mrr, map`` and ``precision/recall/f1/ndcg/ap/hitrate@k``.
+
+    Raises:
+        ValueError: an empty truth, or a truth item that is not a candidate.
+    """
+    scores = _as_float(scores)
+    truth = [np.asarray(t, dtype=np.int64) for t in truth]
+    if any(t.size == 0 for t in truth):
+        raise ValueError("a test user needs at least one truth item")
+    if not all(np.all(np.isfinite(scores[r, t])) for r, t in enumerate(truth)):
+        raise ValueError("every truth item must be a candidate (finite score)")
+    rngs = rngs if rngs is not None else np.random.default_rng(0)
+    ranks, auc, _ = _block_ranks(scores, truth, rngs)
+    m = np.array([len(t) for t in truth], dtype=np.float64)
+    # precision at each truth item's rank: the j-th hit (1-based) at rank r_j -> j / r_j (0 for padding)
+    prec_at_hit = np.arange(1, ranks.shape[1] + 1)[None, :] / ranks
+    out = {"auc": auc, "mrr": 1.0 / ranks[:, 0], "map": prec_at_hit.sum(1) / m}
+    gains = 1.0 / np.log2(ranks + 1.0)
+    ideal = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(2, max(ks) + 2)))])
+    for k in ks:
+        hit = ranks <= k
+        h = hit.sum(1).astype(np.float64)
+        p, r = h / k, h / m
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[f"precision@{k}"] = p
+            out[f"recall@{k}"] = r
+            out[f"f1@{k}"] = np.where(h > 0, 2 * p * r / (p + r), 0.0)
+        cut = np.minimum(m, k).astype(np.int64)
+        out[f"ndcg@{k}"] = np.where(hit, gains, 0.0).sum(1) / ideal[cut]
+        out[f"ap@{k}"] = np.where(hit, prec_at_hit, 0.0).sum(1) / cut
+        out[f"hitrate@{k}"] = (h > 0).astype(np.float64)
+    return out
 
 
 def user_metrics(
     scores: np.ndarray, truth: np.ndarray, ks=DEFAULT_KS, rng: np.random.Generator | None = None
 ) -> dict[str, float]:
-    """All metrics for one user.
+    """All metrics for one user (:func:`block_metrics` on a block of one).
 
     Args:
         scores: ``(n_items,) float``; ``-inf`` marks items that are not candidates.
@@ -75,61 +150,117 @@ def user_metrics(
     Raises:
         ValueError: empty truth, or a truth item that is not a candidate.
     """
-    truth = np.asarray(truth, dtype=np.int64)
-    if truth.size == 0:
-        raise ValueError("a test user needs at least one truth item")
-    if not np.all(np.isfinite(scores[truth])):
-        raise ValueError("every truth item must be a candidate (finite score)")
-    rng = rng or np.random.default_rng(0)
-    ranks, auc, n_cand = _ranks_and_auc(np.asarray(scores, dtype=np.float64), truth, rng)
-    m = len(truth)
-    # precision at each truth item's rank: j-th hit (1-based) at rank r_j -> j / r_j
-    prec_at_hit = np.arange(1, m + 1) / ranks
-    out = {"auc": auc, "mrr": 1.0 / ranks[0], "map": float(prec_at_hit.sum() / m)}
-    gains = 1.0 / np.log2(ranks + 1.0)
-    for k in ks:
-        hit = ranks <= k
-        h = int(hit.sum())
-        idcg = float((1.0 / np.log2(np.arange(2, min(m, k) + 2))).sum())
-        p, r = h / k, h / m
-        out[f"precision@{k}"] = p
-        out[f"recall@{k}"] = r
-        out[f"f1@{k}"] = 2 * p * r / (p + r) if h else 0.0
-        out[f"ndcg@{k}"] = float(gains[hit].sum()) / idcg
-        out[f"ap@{k}"] = float(prec_at_hit[hit].sum() / min(m, k))
-        out[f"hitrate@{k}"] = float(h > 0)
-    return out
+    out = block_metrics(np.asarray(scores, dtype=np.float64)[None, :], [np.asarray(truth)], ks=ks,
+                        rngs=rng or np.random.default_rng(0))
+    return {k: float(v[0]) for k, v in out.items()}
 
 
-def evaluate_many(score_fns: dict, split, ks=DEFAULT_KS, seed: int = 0, chunk: int = 256) -> dict:
-    """:func:`evaluate_scores` for several scoring functions, block of users by block.
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k best candidates per row, best first, ``(B, k) int64``; ``-1`` pads rows
+    with fewer than k candidates. Uses ``torch.topk`` (several times faster than
+    ``np.argpartition`` here); ties at the cut are broken in its implementation's order.
+    """
+    import torch
 
-    Every function sees the same user blocks in the same order (so VisRank aggregates can share
-    their similarity rows) and its own tie-breaking generator seeded with ``seed``: the result
-    for each function equals :func:`evaluate_scores` run on it alone.
+    k = min(k, scores.shape[1])
+    vals, idx = torch.topk(torch.from_numpy(np.ascontiguousarray(scores)), k, dim=1, sorted=True)
+    top = idx.numpy().astype(np.int64)
+    top[~np.isfinite(vals.numpy())] = -1
+    return top
+
+
+def self_information(train: pd.DataFrame, n_items: int) -> np.ndarray:
+    """Per item, ``-log2 p(i)`` with ``p(i) = (buyers(i) + 1) / (n_users + 1)`` over ``train``
+    (add-one so never-bought items stay finite), ``(n_items,) float64``.
+
+    Novelty@k is the mean of this over a user's top k (Zhou et al., PNAS 2010; Castells, Hurley
+    & Vargas, "Novelty and diversity in recommender systems", 2015).
+    """
+    pairs = train[["user_id", "item_idx"]].drop_duplicates()
+    buyers = np.bincount(pairs["item_idx"].to_numpy(dtype=np.int64), minlength=n_items)
+    return -np.log2((buyers + 1.0) / (pairs["user_id"].nunique() + 1.0))
+
+
+def evaluate_many(score_fns: dict, split, ks=DEFAULT_KS, seed: int = 0, chunk: int = 256,
+                  return_top: bool = False):
+    """Per-test-point metrics for several scoring functions, block of points by block.
+
+    Every function sees the same blocks in the same order (so VisRank aggregates can share
+    their similarity rows) and its own tie-breaking generator seeded with ``seed``.
+    Besides the accuracy metrics, ``novelty@k`` (mean self-information of the top k, see
+    :func:`self_information`) is computed per point.
+
+    Args:
+        score_fns: ``{name: fn(positions) -> (len, n_items) scores}``.
+        split: :class:`visrec_utils.splits.Split`.
+        ks: cut-offs.
+        seed: tie-breaking seed.
+        chunk: points per block (memory: a few ``(chunk, n_items)`` float64 arrays).
+        return_top: also return each function's top-``max(ks)`` lists (for coverage).
 
     Returns:
-        ``{name: per-user DataFrame}``.
+        ``{name: DataFrame}`` with one row per test point (``user_id, n_truth, n_candidates``
+        and a column per metric), and with ``return_top`` also ``{name: (n_points, max(ks)) int64}``.
     """
     rngs = {name: np.random.default_rng(seed) for name in score_fns}
-    rows: dict[str, list] = {name: [] for name in score_fns}
+    cols: dict[str, list] = {name: [] for name in score_fns}
+    tops: dict[str, list] = {name: [] for name in score_fns}
+    info = self_information(split.train, split.n_items)
+    kmax = max(ks)
     for start in range(0, split.n_users, chunk):
         pos = np.arange(start, min(start + chunk, split.n_users))
-        masks = [split.candidate_mask(u) for u in pos]
+        masks = split.candidate_masks(pos)
+        truth = [split.truth[u] for u in pos]
         for name, fn in score_fns.items():
-            scores = np.array(fn(pos), dtype=np.float64)  # a copy: masked in place below
-            for r, u in enumerate(pos):
-                s = scores[r]
-                s[~masks[r]] = -np.inf
-                row = user_metrics(s, split.truth[u], ks=ks, rng=rngs[name])
-                row.update(user_id=split.users[u], n_truth=len(split.truth[u]), n_candidates=int(masks[r].sum()))
-                rows[name].append(row)
+            scores = _as_float(fn(pos), copy=True)  # masked in place below
+            scores[~masks] = -np.inf
+            res = block_metrics(scores, truth, ks=ks, rngs=rngs[name])
+            top = top_k(scores, kmax)
+            for k in ks:
+                sel = top[:, :k]
+                ok = sel >= 0
+                res[f"novelty@{k}"] = np.where(ok, info[np.maximum(sel, 0)], 0).sum(1) / np.maximum(ok.sum(1), 1)
+            res["user_id"] = split.users[pos]
+            res["n_truth"] = np.array([len(t) for t in truth])
+            res["n_candidates"] = masks.sum(1)
+            cols[name].append(pd.DataFrame(res))
+            if return_top:
+                tops[name].append(top)
+    front = ["user_id", "n_truth", "n_candidates"]
     out = {}
-    for name, r in rows.items():
-        df = pd.DataFrame(r)
-        front = ["user_id", "n_truth", "n_candidates"]
-        out[name] = df[front + [c for c in df.columns if c not in front]] if len(df) else df
+    for name, parts in cols.items():
+        df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=front)
+        out[name] = df[front + [c for c in df.columns if c not in front]]
+    if return_top:
+        return out, {n: (np.concatenate(t) if t else np.empty((0, kmax), np.int64)) for n, t in tops.items()}
     return out
+
+
+def coverage_ci(top: np.ndarray, n_items: int, k: int, n_resamples: int = 200, confidence: float = 0.95,
+                seed: int = 0) -> tuple[float, float, float]:
+    """Catalogue coverage@k: the share of the catalogue in at least one test point's top k
+    (Herlocker et al., ACM TOIS 2004), with a percentile bootstrap interval resampling points.
+
+    Args:
+        top: ``(n_points, >= k) int64`` top lists from :func:`evaluate_many` (``-1`` = none).
+        n_items: catalogue size.
+
+    Returns:
+        (coverage, ci_low, ci_high), shares in [0, 1].
+    """
+    import scipy.sparse as sp
+
+    sel = top[:, :k]
+    rows, cols_ = np.nonzero(sel >= 0)
+    ind = sp.csr_matrix((np.ones(len(rows)), (rows, sel[rows, cols_])), shape=(len(top), n_items))
+    value = float((np.asarray(ind.sum(0)).ravel() > 0).mean())
+    if len(top) < 2:
+        return value, np.nan, np.nan
+    rng = np.random.default_rng(seed)
+    w = np.stack([np.bincount(rng.integers(0, len(top), len(top)), minlength=len(top)) for _ in range(n_resamples)])
+    boot = ((ind.T @ w.T.astype(np.float64)) > 0).mean(0)
+    a = (1 - confidence) / 2
+    return value, float(np.quantile(boot, a)), float(np.quantile(boot, 1 - a))
 
 
 def evaluate_scores(score_fn, split, ks=DEFAULT_KS, seed: int = 0, chunk: int = 256) -> pd.DataFrame:
@@ -138,7 +269,7 @@ def evaluate_scores(score_fn, split, ks=DEFAULT_KS, seed: int = 0, chunk: int = 
     Args:
         score_fn: ``score_fn(user_positions: np.ndarray) -> (len, n_items) float32`` scores for
             those test users (row order of ``split.users``).
-        split: :class:`visrec_utils.data.Split`.
+        split: :class:`visrec_utils.splits.Split`.
         ks: cut-offs.
         seed: tie-breaking seed.
         chunk: users scored per call.

@@ -84,6 +84,29 @@ def metric_bars(metrics: pd.DataFrame, metric: str = "ndcg", k: int = 20, path=N
     return _save(fig, path)
 
 
+def protocol_bars(metrics: pd.DataFrame, metric: str = "auc", k: int = 0, path=None):
+    """One metric with 95% intervals per configuration (rows) and protocol (colours); leaky
+    protocols are marked in the legend. ``metrics`` is :func:`visrec_utils.experiment.run_protocols` output."""
+    plt = _plt()
+    d = metrics[(metrics["metric"] == metric) & (metrics["k"] == k)].copy()
+    d["config"] = d["model"] + " / " + d["strategy"] + " / " + d["recommender"]
+    d["label"] = d["protocol"] + np.where(d["leaky"], " (LEAKY)", "")
+    configs = list(d.groupby("config")["value"].mean().sort_values().index)
+    labels = list(dict.fromkeys(d["label"]))
+    h = 0.8 / max(len(labels), 1)
+    fig, ax = plt.subplots(figsize=(8.5, 0.45 * len(configs) * max(1, len(labels) / 3) + 1.5))
+    for j, lab in enumerate(labels):
+        g = d[d["label"] == lab].set_index("config").reindex(configs)
+        y = np.arange(len(configs)) + (j - (len(labels) - 1) / 2) * h
+        err = np.vstack([g["value"] - g["ci_low"], g["ci_high"] - g["value"]])
+        ax.barh(y, g["value"], height=h, xerr=err, capsize=1.5, label=lab, hatch="//" if "LEAKY" in lab else None)
+    ax.set_yticks(np.arange(len(configs)), configs)
+    name = f"{metric}@{k}" if k else metric
+    ax.set(xlabel=name, title=f"{name} by evaluation protocol (mean over users, 95% bootstrap CI)")
+    ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, path)
+
+
 def learning_curves(history: pd.DataFrame, path=None):
     """Train and validation BPR loss per epoch, one line per model (``history`` has ``model``)."""
     plt = _plt()

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .data import Split
+from .splits import Split
 
 
 def l2_normalize(emb: np.ndarray, eps: float = 1e-12) -> np.ndarray:
@@ -126,25 +126,129 @@ class RandomRec:
 
 @dataclass
 class Popularity:
-    """Purchase counts of each item strictly before the user's test day (all users' purchases)."""
+    """Purchase counts of each item strictly before the test point (all users' purchases in
+    ``split.interactions``), over all time or over the last ``window_days`` days.
 
+    Args:
+        window_days: None (all-time popularity) or the length of the recent window in days.
+    """
+
+    window_days: int | None = None
     content_based = False
     _split: Split = field(default=None, repr=False)
     _by_day: dict = field(default_factory=dict, repr=False)
 
     def fit(self, split: Split, embeddings=None) -> "Popularity":
         self._split = split
-        inter = split.interactions.sort_values("timestamp")
-        ts = inter["timestamp"].to_numpy()
-        items = inter["item_idx"].to_numpy()
+        inter = split.interactions.sort_values("timestamp", kind="stable")
+        ts = inter["timestamp"].to_numpy("datetime64[ns]")
+        items = inter["item_idx"].to_numpy(dtype=np.int64)
         for day in np.unique(split.test_day):
-            n_before = np.searchsorted(ts, day, side="left")
-            self._by_day[day] = np.bincount(items[:n_before], minlength=split.n_items).astype(np.float32)
+            hi = np.searchsorted(ts, day, side="left")
+            lo = 0 if self.window_days is None else np.searchsorted(ts, day - np.timedelta64(self.window_days, "D"), side="left")
+            self._by_day[day] = np.bincount(items[lo:hi], minlength=split.n_items).astype(np.float32)
         return self
 
     def score(self, users: np.ndarray) -> np.ndarray:
         return np.stack([self._by_day[self._split.test_day[u]] for u in users]) if len(users) \
             else np.empty((0, self._split.n_items), np.float32)
+
+
+@dataclass
+class ItemKNN:
+    """Item-based collaborative filtering from co-purchases (Sarwar et al., WWW 2001;
+    Deshpande & Karypis, ACM TOIS 2004), with the item-item cosine similarities and their
+    ``k`` nearest neighbours computed by the ``implicit`` library (``CosineRecommender``).
+
+    score(u, i) = sum over profile items j of sim(j, i), where sim keeps each item's ``k``
+    nearest neighbours. Time-aware and leak-free: the similarities used for a test point come
+    from interactions strictly before an anchor day on or before its test day; anchors are
+    at most ``refit_days`` apart, so the model is refitted about monthly (it can be up to
+    ``refit_days`` stale, never ahead of the test point). Items never co-purchased score 0.
+
+    Args:
+        k: neighbours kept per item.
+        refit_days: longest gap between refits, days.
+    """
+
+    k: int = 100
+    refit_days: int = 30
+    content_based = False
+    _split: Split = field(default=None, repr=False)
+    _anchor_of: dict = field(default_factory=dict, repr=False)
+    _sims: dict = field(default_factory=dict, repr=False)
+
+    def fit(self, split: Split, embeddings=None) -> "ItemKNN":
+        import warnings
+
+        import scipy.sparse as sp
+        from implicit.nearest_neighbours import CosineRecommender
+
+        self._split = split
+        memo = split.__dict__.setdefault("_memo", {})
+        key = ("itemknn", self.k, self.refit_days)
+        if key in memo:  # one fit per split and parameters, shared with the hybrid
+            self._anchor_of, self._sims = memo[key]
+            return self
+        days = np.unique(split.test_day)
+        anchor = None
+        for d in days:
+            if anchor is None or d >= anchor + np.timedelta64(self.refit_days, "D"):
+                anchor = d
+            self._anchor_of[d] = anchor
+        inter = split.interactions
+        for a in sorted(set(self._anchor_of.values())):
+            past = inter[inter["timestamp"] < a]
+            codes = past["user_id"].astype("category").cat.codes.to_numpy()
+            x = sp.csr_matrix((np.ones(len(past), np.float32), (codes, past["item_idx"].to_numpy())),
+                              shape=(int(codes.max()) + 1 if len(codes) else 1, split.n_items))
+            x.data[:] = 1.0  # bought or not
+            model = CosineRecommender(K=self.k)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model.fit(x, show_progress=False)
+            self._sims[a] = sp.csr_matrix(model.similarity)
+        memo[key] = (self._anchor_of, self._sims)
+        return self
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        """Scores ``(len(users), n_items) float32`` for test-point positions ``users``."""
+        out = np.zeros((len(users), self._split.n_items), dtype=np.float32)
+        for r, u in enumerate(users):
+            sim = self._sims[self._anchor_of[self._split.test_day[u]]]
+            out[r] = np.asarray(sim[self._split.profiles[u]].sum(0)).ravel()
+        return out
+
+
+def _zscore(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean(1, keepdims=True)) / np.maximum(x.std(1, keepdims=True), 1e-12)
+
+
+@dataclass
+class Hybrid:
+    """Score-level blend of item-kNN and VisRank-max: ``alpha * z(itemknn) + (1 - alpha) * z(visrank)``,
+    each score row standardised over the catalogue. Collaborative signal where an item has
+    co-purchases, visual similarity for the rest (cold items score 0 in item-kNN).
+
+    Args:
+        alpha: weight of item-kNN (fixed, not tuned on test data).
+    """
+
+    alpha: float = 0.5
+    content_based = True
+    _knn: ItemKNN = field(default=None, repr=False)
+    _vis: VisRank = field(default=None, repr=False)
+
+    def fit(self, split: Split, embeddings: np.ndarray | None = None,
+            shared: SharedSimilarities | None = None) -> "Hybrid":
+        """Fit VisRank-max on ``embeddings`` and item-kNN on the split (reused across embedding sets)."""
+        self._vis = VisRank("max").fit(split, embeddings, shared=shared)
+        self._knn = ItemKNN().fit(split)
+        return self
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        return (self.alpha * _zscore(self._knn.score(users))
+                + (1 - self.alpha) * _zscore(self._vis.score(users))).astype(np.float32)
 
 
 RECOMMENDERS = {
@@ -153,9 +257,12 @@ RECOMMENDERS = {
     "visrank_top3": lambda seed=0: VisRank("topk", k=3),
     "random": lambda seed=0: RandomRec(seed),
     "popularity": lambda seed=0: Popularity(),
+    "popularity_30d": lambda seed=0: Popularity(window_days=30),
+    "itemknn": lambda seed=0: ItemKNN(),
+    "hybrid_itemknn_visrank": lambda seed=0: Hybrid(),
 }
-CONTENT_RECOMMENDERS = ["visrank_max", "visrank_mean", "visrank_top3"]
-BASELINES = ["random", "popularity"]
+CONTENT_RECOMMENDERS = ["visrank_max", "visrank_mean", "visrank_top3", "hybrid_itemknn_visrank"]
+BASELINES = ["random", "popularity", "popularity_30d", "itemknn"]
 
 
 def make_recommender(name: str, seed: int = 0):

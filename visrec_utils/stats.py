@@ -16,7 +16,7 @@ import pandas as pd
 from .metrics import bootstrap_ci
 
 CONFIG = ["model", "strategy", "recommender"]
-META = {"user_id", "n_truth", "n_candidates", *CONFIG}
+META = {"user_id", "n_truth", "n_candidates", "n_points", *CONFIG}
 
 
 def parse_config(text: str) -> tuple[str, str, str]:

@@ -1,0 +1,122 @@
+"""Evaluation protocols and availability rules on hand-built cases, and time cuts on the real sample."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from visrec_utils import data, splits
+
+
+def _cat(rows, n_items=5, available_from=None):
+    """Catalogue of items i0..i{n-1}; ``rows`` = (day, user, item number)."""
+    items = pd.DataFrame({"item_id": [f"i{k}" for k in range(n_items)], "image_path": "x"})
+    if available_from is not None:
+        items["available_from"] = pd.to_datetime(available_from)
+    inter = pd.DataFrame([(u, f"i{i}", pd.Timestamp(d)) for d, u, i in rows], columns=["user_id", "item_id", "timestamp"])
+    return data.Catalogue(items, inter)
+
+
+ROWS = [("2020-01-01", "a", 0), ("2020-01-05", "a", 1), ("2020-01-09", "a", 2),
+        ("2020-01-02", "b", 1), ("2020-01-09", "b", 3),
+        ("2020-01-03", "c", 4)]
+
+
+def test_replay_all_and_last_by_hand():
+    s = splits.replay(_cat(ROWS), "all")
+    # points in time order: a@Jan5 (profile {0}, truth {1}), a@Jan9 ({0,1} -> {2}), b@Jan9 ({1} -> {3})
+    assert s.users.tolist() == ["a", "a", "b"]
+    assert [p.tolist() for p in s.profiles] == [[0], [0, 1], [1]]
+    assert [t.tolist() for t in s.truth] == [[1], [2], [3]]
+    assert s.train["user_id"].tolist() == ["a", "b", "c"]  # first baskets only
+    last = splits.replay(_cat(ROWS), "last")
+    assert last.users.tolist() == ["a", "b"] and [t.tolist() for t in last.truth] == [[2], [3]]
+
+
+def test_temporal_cut_by_date_and_quantile():
+    s = splits.temporal(_cat(ROWS), cut="2020-01-04")
+    assert s.users.tolist() == ["a", "b"]
+    assert [p.tolist() for p in s.profiles] == [[0], [1]]
+    assert [t.tolist() for t in s.truth] == [[1, 2], [3]]
+    assert (s.train["timestamp"] < pd.Timestamp("2020-01-04")).all() and len(s.train) == 3
+    # popularity sees only the training period, availability is judged at the end
+    assert (s.test_day == np.datetime64("2020-01-04")).all() and (s.avail_time == np.datetime64("2020-01-09")).all()
+    q = splits.temporal(_cat(ROWS), cut=0.5)  # median of the 6 timestamps is Jan 4 -> first day >= it: Jan 5
+    assert q.test_day[0] == np.datetime64("2020-01-05")
+    with pytest.raises(ValueError, match="no user"):
+        splits.temporal(_cat(ROWS), cut="2021-01-01")
+    with pytest.raises(ValueError, match="quantile"):
+        splits.temporal(_cat(ROWS), cut=1.5)
+
+
+def test_random_holdout_is_labelled_leaky_and_hides_its_truth_from_training():
+    s = splits.random_holdout(_cat(ROWS), fraction=0.5, seed=1)
+    assert s.leaky and "LEAKY" in s.describe()
+    for u, p, t in zip(s.users, s.profiles, s.truth):
+        bought = {int(i[1:]) for i in _cat(ROWS).interactions.query("user_id == @u")["item_id"]}
+        assert set(p) | set(t) == bought and not set(p) & set(t)
+        assert not set(s.interactions.loc[s.interactions["user_id"] == u, "item_idx"]) & set(t)
+
+
+def test_first_seen_availability_and_its_leak():
+    # item 3's only sale is b's test purchase: a candidate only because it was bought
+    cat = _cat(ROWS)
+    leaky = splits.leave_last_basket_out(cat, availability="first_seen_leaky")
+    assert leaky.leaky and [t.tolist() for t in leaky.truth] == [[2], [3]]
+    # at a's test time (Jan 9), items 0, 1, 4 (and 2, 3, bought that day) have been seen
+    assert leaky.candidate_mask(0).tolist() == [False, False, True, True, True]
+    fair = splits.leave_last_basket_out(cat, availability="first_seen")
+    # item 2 too was bought only by its test user: both points lose their truth
+    assert fair.n_users == 0 and fair.dropped_unavailable == 2
+    rows = ROWS + [("2020-01-09", "c", 3)]  # c buys item 3 on b's test day: each saw the other's sale
+    fair = splits.leave_last_basket_out(_cat(rows), availability="first_seen")
+    assert fair.users.tolist() == ["b", "c"] and [t.tolist() for t in fair.truth] == [[3], [3]]
+    assert not fair.leaky
+
+
+def test_items_table_and_one_of_a_kind_availability():
+    cat = _cat(ROWS, available_from=["2020-01-01", "2020-01-01", "2020-01-01", "2020-01-01", "2020-02-01"])
+    s = splits.leave_last_basket_out(cat)  # auto -> items table
+    assert s.availability == "items table dates"
+    assert s.candidate_mask(0).tolist() == [False, False, True, True, False]  # item 4 not yet launched
+    sold = splits.leave_last_basket_out(cat, availability="catalogue", one_of_a_kind=True)
+    # for a (Jan 9): item 4 was sold on Jan 3 (gone); item 3 is sold on Jan 9 itself (still there)
+    assert sold.candidate_mask(0).tolist() == [False, False, True, True, False]
+    with pytest.raises(ValueError, match="availability must be one of"):
+        splits.leave_last_basket_out(cat, availability="first_sold")
+    with pytest.raises(ValueError, match="needs an 'available_from'"):
+        splits.leave_last_basket_out(_cat(ROWS), availability="items_table")
+
+
+def test_cold_warm_breakdown_and_sampled_negatives():
+    rows = ROWS + [("2020-01-09", "a", 3), ("2020-01-01", "d", 2)]  # a's truth: 2 (warm: d bought it), 3 (cold)
+    s = splits.leave_last_basket_out(_cat(rows))
+    a = s.users.tolist().index("a")
+    assert s.truth[a].tolist() == [2, 3] and s.cold_truth(a).tolist() == [False, True]
+    cold = splits.restrict_truth(s, "cold")
+    ca = cold.users.tolist().index("a")
+    assert cold.truth[ca].tolist() == [3] and not cold.candidate_mask(ca)[2]  # the warm truth is neither hit nor miss
+    warm = splits.restrict_truth(s, "warm")
+    assert warm.users.tolist() == ["a"] and warm.truth[0].tolist() == [2]
+    with pytest.warns(splits.SampledMetricsWarning, match="reorder models"):
+        sampled = splits.sample_negatives(s, n_negatives=1, seed=0)
+    assert [int(sampled.candidate_mask(p).sum()) for p in range(s.n_users)] == [len(t) + 1 for t in s.truth]
+    assert "SAMPLED" in sampled.describe()
+
+
+@pytest.mark.parametrize("protocol", ["leave_last_basket_out", "temporal", "replay_all"])
+def test_no_protocol_lets_a_test_purchase_into_the_past(hm_catalogue, protocol):
+    """Every profile item was bought before its test point, and no training row is a test purchase."""
+    s = splits.make_split(hm_catalogue, protocol)
+    inter = s.interactions
+    first_buy = inter.groupby(["user_id", "item_idx"])["timestamp"].min()
+    for p in range(0, s.n_users, 7):
+        t = s.test_day[p]
+        assert (first_buy.loc[[(s.users[p], i) for i in s.profiles[p]]].to_numpy() < t).all()
+        bought_then = inter[(inter["user_id"] == s.users[p]) & (inter["timestamp"] >= t)]["item_idx"]
+        assert set(s.truth[p]) <= set(bought_then)
+    test_keys = {(s.users[p], i) for p in range(s.n_users) for i in s.truth[p]}
+    train_after = s.train[s.train["timestamp"] >= s.test_day.min()]
+    if protocol != "replay_all":  # replay tests every later basket; its train holds first baskets only
+        assert not any((u, i) in test_keys and ts >= s.test_day[s.users.tolist().index(u)]
+                       for u, i, ts in train_after[["user_id", "item_idx", "timestamp"]].itertuples(index=False))
+    with pytest.raises(KeyError, match="choose from"):
+        splits.make_split(hm_catalogue, "leave_one_out")
