@@ -40,3 +40,4 @@ def test_fine_tuned_sets_are_kept_out_of_other_protocols():
     sets = {("m", "frozen"): 1, ("m", "bpr_projection"): 2, ("u", "precomputed"): 3}
     assert experiment.leak_free_sets(sets, "leave_last_basket_out") == sets
     assert set(experiment.leak_free_sets(sets, "temporal")) == {("m", "frozen"), ("u", "precomputed")}
+    assert ("m", "contrastive") in experiment.leak_free_sets({("m", "contrastive"): 4}, "replay_all")

@@ -50,11 +50,14 @@ def test_metrics_table_has_the_expected_rows(slice_run):
     configs = {tuple(r) for r in m[["model", "strategy", "recommender"]].drop_duplicates().to_numpy()}
     model = runner.SLICE_PARAMS["models"][0]
     baselines = {("-", "-", b) for b in ("random", "popularity", "popularity_30d", "itemknn")}
-    assert configs == {(model, s, r) for s in ("frozen", "bpr_projection")
+    strategies = ("frozen", "bpr_projection", "partial_bpr", "proxy_metadata", "contrastive")
+    assert configs == {(model, s, r) for s in strategies
                        for r in ("visrank_max", "visrank_mean", "visrank_top3", "hybrid_itemknn_visrank")} | baselines
     for _, g in m.groupby(["model", "strategy", "recommender"]):
         assert set(map(tuple, g[["metric", "k"]].to_numpy())) == EXPECTED_METRICS
-    assert (m["ci_low"] <= m["value"] + 1e-12).all() and (m["value"] <= m["ci_high"] + 1e-12).all()
+    with_ci = m[m["metric"] != "coverage"]  # coverage: one number per configuration, no interval
+    assert (with_ci["ci_low"] <= with_ci["value"] + 1e-12).all() and (with_ci["value"] <= with_ci["ci_high"] + 1e-12).all()
+    assert m.loc[m["metric"] == "coverage", "ci_low"].isna().all()
     assert m["n_users"].nunique() == 1 and m["n_users"].iloc[0] > 25
     auc = m[(m["metric"] == "auc")].set_index(["strategy", "recommender"])["value"]
     assert auc[("frozen", "visrank_max")] > auc[("-", "random")] + 0.05
@@ -67,14 +70,35 @@ def test_metrics_table_has_the_expected_rows(slice_run):
 
 
 @pytest.mark.slow
+def test_fine_tuning_table_figures_and_generated_summary(slice_run):
+    out, _ = slice_run
+    paired = pd.read_csv(out / "results" / "finetune_vs_frozen.csv")
+    tuned = {"bpr_projection", "partial_bpr", "proxy_metadata", "contrastive"}
+    assert set(paired["strategy"]) == tuned
+    assert paired["reference"].str.endswith("/frozen/visrank_max").all()
+    assert (paired["p_holm"] >= paired["wilcoxon_p"] - 1e-12).all()
+    html = (out / "reports" / "03_fine_tuning.html").read_text()
+    auc = paired[paired["metric"] == "auc"].set_index("strategy")
+    for strategy in tuned:  # the generated summary quotes each strategy's AUC difference
+        assert f"<code>{strategy}</code>" in html and f"{auc.loc[strategy, 'mean_diff']:+.4f}" in html
+    cost = pd.read_csv(out / "results" / "finetune_cost.csv").set_index("strategy")
+    assert (cost.loc[list(tuned), "train_seconds"] > 0).all()
+    curves = pd.read_csv(out / "results" / "stage_learning_curves.csv")
+    assert set(curves["strategy"]) == tuned - {"bpr_projection"} and curves["step"].max() <= 24
+    for fig in ("stage_learning_curves", "finetune_auc", "finetune_ndcg20"):
+        assert (out / "figures" / f"{fig}.png").stat().st_size > 5000
+
+
+@pytest.mark.slow
 def test_every_protocol_breakdown_and_sensitivity_table_is_written(slice_run):
     out, _ = slice_run
     by_p = pd.read_csv(out / "results" / "metrics_protocols.csv")
     assert set(by_p["protocol"]) == PROTOCOLS
     assert by_p.groupby("protocol")["leaky"].first().to_dict()["random_holdout"]
     assert not by_p.loc[by_p["protocol"] != "random_holdout", "leaky"].any()
-    # fine-tuned sets saw leave-last-basket-out training data: never evaluated under other protocols
-    assert set(by_p.loc[by_p["protocol"] != "leave_last_basket_out", "strategy"]) <= {"frozen", "-"}
+    # sets trained on purchases saw leave-last-basket-out training data: never evaluated under other protocols
+    others = set(by_p.loc[by_p["protocol"] != "leave_last_basket_out", "strategy"])
+    assert others == {"frozen", "proxy_metadata", "contrastive", "-"}
     paired = pd.read_csv(out / "results" / "paired_protocols.csv")
     assert set(paired["protocol"]) == PROTOCOLS
     cw = pd.read_csv(out / "results" / "metrics_cold_warm.csv")

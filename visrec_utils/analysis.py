@@ -100,3 +100,35 @@ def answer_text(table: pd.DataFrame, corr: pd.DataFrame, metric: str = "ndcg@20"
         f"{same} the best recommender by {metric} ({best_rec}). With {int(r['n_models'])} models "
         "the correlation is weak evidence either way; compare the metric intervals in the table."
     )
+
+
+_EFFECT = {"better": "helps", "worse": "hurts", "no detectable difference": "no detectable effect"}
+
+
+def finetune_summary(paired: pd.DataFrame, shown=(("auc", 0), ("ndcg", 20))) -> str:
+    """Markdown summary of fine-tuning against frozen, generated from :func:`visrec_utils.stats.paired_vs_frozen`.
+
+    One line per (model, strategy) with the mean per-user difference, its 95% interval, the
+    Holm-corrected p-value and the verdict ("helps", "no detectable effect", "hurts"), then the
+    count of each verdict per metric. Nothing in it is written by hand.
+    """
+    if paired.empty:
+        return "No fine-tuned embedding set to compare with the frozen features."
+    lines = []
+    for (model, strategy), g in paired.groupby(["model", "strategy"], sort=False):
+        parts = []
+        for metric, k in shown:
+            r = g[(g["metric"] == metric) & (g["k"] == k)]
+            if len(r):
+                r = r.iloc[0]
+                name = f"{metric}@{k}" if k else metric.upper()
+                parts.append(f"{name} {r.mean_diff:+.4f} [{r.ci_low:+.4f}, {r.ci_high:+.4f}], Holm p = {r.p_holm:.3g}: "
+                             f"**{_EFFECT[r.verdict]}**")
+        lines.append(f"- `{model}` / `{strategy}`: " + "; ".join(parts))
+    for metric, k in shown:
+        r = paired[(paired["metric"] == metric) & (paired["k"] == k)]
+        counts = r["verdict"].map(_EFFECT).value_counts()
+        name = f"{metric}@{k}" if k else metric.upper()
+        lines.append(f"\nOn {name}, of {len(r)} (model, strategy) pairs against frozen: "
+                     + ", ".join(f"{counts.get(v, 0)} {v}" for v in ("helps", "no detectable effect", "hurts")) + ".")
+    return "\n".join(lines)

@@ -60,8 +60,9 @@ def image_set_sha256(item_ids: Sequence[str], paths: Sequence[str]) -> str:
     return h.hexdigest()
 
 
-def cache_key(loaded: LoadedModel, image_set: str) -> str:
-    """Cache key of an embedding set: model name, weights hash, preprocessing, image set."""
+def cache_key(loaded: LoadedModel, image_set: str, variant: str = "") -> str:
+    """Cache key of an embedding set: model name, weights hash, preprocessing, image set, and
+    ``variant`` (what else was computed: e.g. the activations entering the last stage)."""
     payload = {
         "version": CACHE_VERSION,
         "model": loaded.spec.name,
@@ -69,6 +70,8 @@ def cache_key(loaded: LoadedModel, image_set: str) -> str:
         "data_config": {k: list(v) if isinstance(v, tuple) else v for k, v in loaded.data_config.items()},
         "image_set": image_set,
     }
+    if variant:
+        payload["variant"] = variant
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -98,6 +101,7 @@ def cached_embeddings(
     chunk_images: int = CHUNK_IMAGES,
     batch_size: int = 32,
     image_set: str | None = None,
+    variant: str = "",
     **extract_kwargs,
 ) -> tuple[np.ndarray, dict]:
     """Embeddings of the given images, computed once, then read from the content-keyed cache.
@@ -116,6 +120,8 @@ def cached_embeddings(
         batch_size: images per forward pass.
         image_set: :func:`image_set_sha256` of ``(item_ids, paths)`` when the caller already has
             it (hashing every image once per model is wasted I/O); computed when None.
+        variant: names anything that changes the rows besides model and images (a ``module``,
+            ``transform`` or ``seeds`` passed on); part of the cache key and file name.
         **extract_kwargs: passed to :func:`visrec_utils.extract.extract_embeddings`.
 
     Returns:
@@ -126,8 +132,8 @@ def cached_embeddings(
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     t0 = time.perf_counter()
     n = len(item_ids)
-    key = cache_key(loaded, image_set or image_set_sha256(item_ids, paths))
-    path = cache_dir / "embeddings" / f"{loaded.spec.name}-{key}.npz"
+    key = cache_key(loaded, image_set or image_set_sha256(item_ids, paths), variant)
+    path = cache_dir / "embeddings" / f"{loaded.spec.name}{'-' + variant if variant else ''}-{key}.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:
             if z["item_ids"].tolist() == list(item_ids):

@@ -6,19 +6,20 @@ computation of profile-to-item similarities; non-visual baselines run once with
 has several test points under time replay), and every summary row carries the mean over
 users with a 95% bootstrap interval that resamples users
 (:func:`visrec_utils.metrics.summarize`). Catalogue coverage@k is one number per
-configuration; its interval resamples test points (:func:`visrec_utils.metrics.coverage_ci`).
+configuration, without an interval (:func:`visrec_utils.metrics.coverage` says why).
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from .metrics import DEFAULT_KS, coverage_ci, evaluate_many, summarize
+from .metrics import DEFAULT_KS, coverage, evaluate_many, summarize
 from .recommenders import BASELINES, CONTENT_RECOMMENDERS, SharedSimilarities, make_recommender
 from .splits import Split, restrict_truth
 
 METRIC_COLUMNS = ["model", "strategy", "recommender", "metric", "k", "value", "ci_low", "ci_high", "n_users"]
 SPLIT_COLUMNS = ["protocol", "availability", "leaky"]
+PURCHASE_FREE = ("frozen", "precomputed", "proxy_metadata", "contrastive")
 
 
 def per_user_means(per_point: pd.DataFrame) -> pd.DataFrame:
@@ -81,9 +82,8 @@ def run_experiment(
             pu = per_user_means(pp)
             cov = []
             for k in ks:
-                v, lo, hi = coverage_ci(tops[rec], split.n_items, k, seed=seed)
-                cov.append({**labels, "metric": "coverage", "k": k, "value": v, "ci_low": lo, "ci_high": hi,
-                            "n_users": pu["user_id"].nunique()})
+                cov.append({**labels, "metric": "coverage", "k": k, "value": coverage(tops[rec], split.n_items, k),
+                            "ci_low": np.nan, "ci_high": np.nan, "n_users": pu["user_id"].nunique()})
             summaries.append(pd.concat([summarize(pu.drop(columns=["n_points"]), labels, n_resamples=n_resamples,
                                                   seed=seed), pd.DataFrame(cov)], ignore_index=True))
             per_users.append(pu.assign(**labels))
@@ -113,13 +113,14 @@ def cold_warm_breakdown(split: Split, embedding_sets: dict, recommenders=("visra
 def leak_free_sets(embedding_sets: dict, protocol: str) -> dict:
     """Embedding sets that may be evaluated under ``protocol`` without leaking test purchases.
 
-    Fine-tuned sets were trained on the leave-last-basket-out training part; under another
-    protocol some of those purchases are test purchases, so only frozen (and shipped,
-    precomputed) sets are kept there.
+    Sets trained on purchases (``bpr_projection``, ``partial_bpr``) saw the leave-last-basket-out
+    training part; under another protocol some of those purchases are test purchases, so only
+    sets that never saw a purchase are kept there: frozen, shipped (precomputed), and those
+    trained on metadata or images alone (``proxy_metadata``, ``contrastive``).
     """
     if protocol == "leave_last_basket_out":
         return dict(embedding_sets)
-    return {k: v for k, v in embedding_sets.items() if k[1] in ("frozen", "precomputed")}
+    return {k: v for k, v in embedding_sets.items() if k[1] in PURCHASE_FREE}
 
 
 def run_protocols(cat, embedding_sets: dict, protocols, recommenders=("visrank_max", "hybrid_itemknn_visrank"),

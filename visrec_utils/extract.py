@@ -59,11 +59,12 @@ class Extraction:
 class _Images:
     """Map-style dataset: index -> (preprocessed ``(3, H, W)`` tensor, "" or failure reason)."""
 
-    def __init__(self, paths: Sequence[str], transform, input_size):
+    def __init__(self, paths: Sequence[str], transform, input_size, seeds: Sequence[int] | None = None):
         self.paths = list(paths)
         self.transform = transform
         self.input_size = tuple(input_size)
         self.min_side = int(max(input_size[1:]) * 1.15)
+        self.seeds = None if seeds is None else list(seeds)
 
     def __len__(self):
         return len(self.paths)
@@ -72,6 +73,8 @@ class _Images:
         import torch
 
         try:
+            if self.seeds is not None:  # random augmentations, reproducible per image
+                torch.manual_seed(int(self.seeds[i]))
             return self.transform(load_image(self.paths[i], min_side=self.min_side)), ""
         except ImageError as e:
             return torch.zeros(self.input_size), e.reason
@@ -138,6 +141,10 @@ def extract_embeddings(
     progress: bool = True,
     logits: bool = False,
     on_batch: Callable[[int, np.ndarray, list], None] | None = None,
+    module=None,
+    dim: int | None = None,
+    transform=None,
+    seeds: Sequence[int] | None = None,
 ) -> Extraction:
     """Pooled penultimate features of ``paths`` under ``loaded``'s own preprocessing.
 
@@ -155,6 +162,11 @@ def extract_embeddings(
         on_batch: called after every batch as ``on_batch(start, rows, reasons)`` with the
             position of the batch's first image, its ``(b, dim)`` rows and failure reasons
             ("" when read); the cache uses it to write chunks as they finish.
+        module: a ``torch.nn.Module`` mapping images ``(B, 3, H, W)`` to ``(B, dim)`` rows, used
+            instead of the pooled features (e.g. the flattened activations entering a stage).
+        dim: row size of ``module``'s output (required with ``module``).
+        transform: preprocessing instead of the model's eval transform (e.g. augmentations).
+        seeds: per image, a torch seed set before ``transform`` (reproducible augmentations).
 
     Returns:
         :class:`Extraction`; unreadable images are NaN rows listed in ``failed``, never errors.
@@ -164,15 +176,15 @@ def extract_embeddings(
 
     n = len(paths)
     model = loaded.model.eval()
-    pooled = PooledFeatures(model)
+    pooled = PooledFeatures(model) if module is None else module.eval()
     classifier = model.get_classifier() if logits else None
     workers = 1 if num_workers is None else num_workers
     compile = resolve_compile(compile, n)
-    emb = np.full((n, loaded.dim), np.nan, dtype=np.float32)
+    emb = np.full((n, loaded.dim if module is None else int(dim)), np.nan, dtype=np.float32)
     out_logits = np.full((n, model.num_classes), np.nan, dtype=np.float32) if logits else None
     failed: dict[int, str] = {}
     forward, channels_last, desc, chosen = pooled, False, "plain NCHW", not fast
-    data = _Images(paths, loaded.transform(), loaded.data_config["input_size"])
+    data = _Images(paths, transform or loaded.transform(), loaded.data_config["input_size"], seeds)
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=workers)
     t0 = time.perf_counter()
     done = 0

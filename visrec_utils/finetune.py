@@ -28,7 +28,8 @@ from .splits import Split
 from .embeddings import atomic_save_npz
 from .recommenders import l2_normalize
 
-STRATEGIES = ("frozen", "bpr_projection")
+EMBEDDING_STRATEGIES = ("frozen", "bpr_projection")
+STRATEGIES = EMBEDDING_STRATEGIES + ("partial_bpr", "proxy_metadata", "contrastive")  # the last three: stage_tuning
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ def train_bpr_projection(embeddings: np.ndarray, split: Split, cfg: BPRConfig = 
 
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
+    assert_no_test_purchases(split.train, split)
     ev = training_events(split.train, cfg.max_profile)
     if len(ev.pos) == 0:
         raise ValueError("no training triplets: users need at least two training baskets")
@@ -185,7 +187,25 @@ def train_bpr_projection(embeddings: np.ndarray, split: Split, cfg: BPRConfig = 
     return projected, pd.DataFrame(history)
 
 
-def _split_fingerprint(split: Split) -> str:
+def assert_no_test_purchases(train: pd.DataFrame, split: Split) -> None:
+    """Refuse training data that holds a test purchase: a (user, truth item) row at or after
+    that test point's time.
+
+    Raises:
+        ValueError: naming the first leaked purchases and what to pass instead (``split.train``).
+    """
+    pts = pd.DataFrame({"user_id": np.repeat(split.users, [len(t) for t in split.truth]),
+                        "item_idx": np.concatenate(split.truth) if split.n_users else np.zeros(0, np.int64),
+                        "test_day": np.repeat(split.test_day, [len(t) for t in split.truth])})
+    hit = train.merge(pts, on=["user_id", "item_idx"])
+    leaked = hit[hit["timestamp"] >= hit["test_day"]]
+    if len(leaked):
+        ex = "; ".join(f"{r.user_id} bought item {r.item_idx} on {r.timestamp}" for r in leaked.head(3).itertuples())
+        raise ValueError(f"training data holds {len(leaked)} test purchases ({ex}); train on split.train, "
+                         "which leaves every test point out")
+
+
+def split_fingerprint(split: Split) -> str:
     """Content hash of the training interactions (values only, independent of pandas dtypes)."""
     h = hashlib.sha256()
     tr = split.train
@@ -215,11 +235,13 @@ def apply_strategy(strategy: str, embeddings: np.ndarray, split: Split, cache_di
     """
     if strategy == "frozen":
         return embeddings, pd.DataFrame(), {"hit": True, "seconds": 0.0}
+    if strategy in STRATEGIES and strategy not in EMBEDDING_STRATEGIES:
+        raise KeyError(f"{strategy!r} trains CNN stages: use visrec_utils.stage_tuning.run_stage_strategy")
     if strategy != "bpr_projection":
         raise KeyError(f"Unknown fine-tuning strategy {strategy!r}; choose from {list(STRATEGIES)}")
     key_src = hashlib.sha256()
     key_src.update(np.ascontiguousarray(embeddings, dtype=np.float32).tobytes())
-    key_src.update(_split_fingerprint(split).encode())
+    key_src.update(split_fingerprint(split).encode())
     key_src.update(json.dumps({"strategy": strategy, **asdict(cfg)}, sort_keys=True).encode())
     path = Path(cache_dir) / "finetune" / f"{strategy}-{key_src.hexdigest()[:24]}.npz"
     t0 = time.perf_counter()

@@ -84,26 +84,44 @@ def metric_bars(metrics: pd.DataFrame, metric: str = "ndcg", k: int = 20, path=N
     return _save(fig, path)
 
 
-def protocol_bars(metrics: pd.DataFrame, metric: str = "auc", k: int = 0, path=None):
-    """One metric with 95% intervals per configuration (rows) and protocol (colours); leaky
-    protocols are marked in the legend. ``metrics`` is :func:`visrec_utils.experiment.run_protocols` output."""
+def grouped_bars(metrics: pd.DataFrame, metric: str = "auc", k: int = 0, group: str = "protocol",
+                 config=("model", "strategy", "recommender"), path=None, title: str = ""):
+    """One metric with 95% intervals: a row per configuration, a colour per ``group`` value
+    (e.g. protocol, or strategy with ``config=("model",)``); leaky protocols are hatched and
+    named so in the legend."""
     plt = _plt()
     d = metrics[(metrics["metric"] == metric) & (metrics["k"] == k)].copy()
-    d["config"] = d["model"] + " / " + d["strategy"] + " / " + d["recommender"]
-    d["label"] = d["protocol"] + np.where(d["leaky"], " (LEAKY)", "")
+    d["config"] = d[list(config)].astype(str).agg(" / ".join, axis=1)
+    leaky = d["leaky"].astype(bool) if "leaky" in d else pd.Series(False, index=d.index)
+    d["label"] = d[group].astype(str) + np.where(leaky, " (LEAKY)", "")
     configs = list(d.groupby("config")["value"].mean().sort_values().index)
     labels = list(dict.fromkeys(d["label"]))
     h = 0.8 / max(len(labels), 1)
     fig, ax = plt.subplots(figsize=(8.5, 0.45 * len(configs) * max(1, len(labels) / 3) + 1.5))
     for j, lab in enumerate(labels):
-        g = d[d["label"] == lab].set_index("config").reindex(configs)
+        g = d[d["label"] == lab].drop_duplicates("config").set_index("config").reindex(configs)
         y = np.arange(len(configs)) + (j - (len(labels) - 1) / 2) * h
         err = np.vstack([g["value"] - g["ci_low"], g["ci_high"] - g["value"]])
         ax.barh(y, g["value"], height=h, xerr=err, capsize=1.5, label=lab, hatch="//" if "LEAKY" in lab else None)
     ax.set_yticks(np.arange(len(configs)), configs)
     name = f"{metric}@{k}" if k else metric
-    ax.set(xlabel=name, title=f"{name} by evaluation protocol (mean over users, 95% bootstrap CI)")
+    ax.set(xlabel=name, title=title or f"{name} by {group} (mean over users, 95% bootstrap CI)")
     ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, path)
+
+
+def stage_curves(history: pd.DataFrame, path=None):
+    """Validation (solid) and training (dashed) loss per step, one panel per stage strategy, a
+    line per model (``history``: ``model, strategy, step, train_loss, val_loss``)."""
+    plt = _plt()
+    strategies = list(dict.fromkeys(history["strategy"]))
+    fig, axes = plt.subplots(1, max(1, len(strategies)), figsize=(4.2 * max(1, len(strategies)), 3.4), squeeze=False)
+    for ax, st in zip(axes[0], strategies):
+        for model, g in history[history["strategy"] == st].groupby("model"):
+            line, = ax.plot(g["step"], g["val_loss"], marker=".", label=f"{model} val")
+            ax.plot(g["step"], g["train_loss"], ls="--", color=line.get_color(), label=f"{model} train")
+        ax.set(xlabel="step", ylabel="loss", title=st)
+        ax.legend(fontsize=7)
     return _save(fig, path)
 
 

@@ -52,7 +52,6 @@ def paired_comparison(per_user: pd.DataFrame, reference: tuple[str, str, str], m
         KeyError: the reference configuration is not in ``per_user`` (lists the ones that are).
     """
     from scipy import stats
-    from statsmodels.stats.multitest import multipletests
 
     configs = per_user[CONFIG].drop_duplicates().apply(tuple, axis=1).tolist()
     if tuple(reference) not in configs:
@@ -75,7 +74,14 @@ def paired_comparison(per_user: pd.DataFrame, reference: tuple[str, str, str], m
             rows.append({**dict(zip(CONFIG, cfg)), "metric": metric, "k": int(k) if k else 0,
                          "reference": "/".join(reference), "mean_diff": mean, "ci_low": lo, "ci_high": hi,
                          "n_users": len(d), "n_nonzero": nz, "wilcoxon_p": p})
-    out = pd.DataFrame(rows)
+    return holm(pd.DataFrame(rows), alpha)
+
+
+def holm(table: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """Recompute ``p_holm`` and ``verdict`` of a comparison table over all of its rows (one family)."""
+    from statsmodels.stats.multitest import multipletests
+
+    out = table.copy()
     if out.empty:
         return out
     out["p_holm"] = multipletests(out["wilcoxon_p"].to_numpy(), method="holm")[1]
@@ -83,3 +89,22 @@ def paired_comparison(per_user: pd.DataFrame, reference: tuple[str, str, str], m
     out["verdict"] = np.where(sig & (out["mean_diff"] > 0), "better",
                               np.where(sig & (out["mean_diff"] < 0), "worse", "no detectable difference"))
     return out
+
+
+def paired_vs_frozen(per_user: pd.DataFrame, recommender: str = "visrank_max", metrics=None, alpha: float = 0.05,
+                     n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Every fine-tuning strategy against the same model's frozen features, per user.
+
+    Runs :func:`paired_comparison` per model (reference ``(model, "frozen", recommender)``) and
+    applies Holm's correction once over the whole table.
+
+    Returns:
+        The :func:`paired_comparison` columns; models without a frozen set are left out.
+    """
+    parts = []
+    sel = per_user[per_user["recommender"] == recommender]
+    for model, g in sel.groupby("model", sort=False):
+        if (g["strategy"] == "frozen").any() and g["strategy"].nunique() > 1:
+            parts.append(paired_comparison(g, (model, "frozen", recommender), metrics=metrics, alpha=alpha,
+                                           n_resamples=n_resamples, seed=seed))
+    return holm(pd.concat(parts, ignore_index=True), alpha) if parts else pd.DataFrame()

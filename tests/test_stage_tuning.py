@@ -1,0 +1,84 @@
+"""Stage fine-tuning: cached-activation gradients equal the full forward's, losses fall, leaks are refused."""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from visrec_utils import data, finetune, models, splits, stage_tuning
+
+
+@pytest.fixture(scope="module")
+def mobilenet():
+    return models.load_model("mobilenetv1_025_keras")
+
+
+def test_cached_activation_path_gives_the_full_forward_gradients(mobilenet):
+    torch.manual_seed(0)
+    x = torch.randn(3, 3, 224, 224)
+    staged = stage_tuning.StagedModel(mobilenet.model, n_stages=2)
+    head_params = list(staged.head.parameters())
+    full = mobilenet.model.forward_head(mobilenet.model.forward_features(x), pre_logits=True)
+    loss_full = (full ** 2).sum() + full[:, 0].sum()
+    g_full = torch.autograd.grad(loss_full, head_params)
+    with torch.no_grad():
+        cached = staged.frozen(x).clone()  # what the cache stores
+    out = staged.head(cached)
+    torch.testing.assert_close(out, full, atol=1e-5, rtol=0)
+    g_cached = torch.autograd.grad((out ** 2).sum() + out[:, 0].sum(), head_params)
+    for a, b in zip(g_full, g_cached):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert staged.act_shape[0] * staged.act_shape[1] * staged.act_shape[2] == cached.shape[1]
+
+
+def test_staged_model_explains_what_it_supports():
+    import timm
+
+    with pytest.raises(ValueError, match="EfficientNet/MobileNet family"):
+        stage_tuning.StagedModel(timm.create_model("resnet18", pretrained=False))
+    with pytest.raises(ValueError, match="n_stages"):
+        stage_tuning.StagedModel(timm.create_model("tf_efficientnet_lite0", pretrained=False), n_stages=0)
+
+
+def test_nt_xent_by_hand():
+    z1 = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    z2 = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
+    tau = 0.5
+    z = torch.nn.functional.normalize(torch.cat([z1, z2]), dim=1).numpy()
+    sim = z @ z.T / tau
+    loss = 0.0
+    for i, j in [(0, 2), (1, 3), (2, 0), (3, 1)]:  # each view's positive is its pair
+        others = [k for k in range(4) if k != i]
+        loss += -(sim[i, j] - np.log(np.exp(sim[i, others]).sum()))
+    assert float(stage_tuning.nt_xent(z1, z2, tau)) == pytest.approx(loss / 4, rel=1e-6)
+
+
+@pytest.fixture(scope="module")
+def small(hm_catalogue):
+    cat = data.slice_catalogue(hm_catalogue, 150, 1500, seed=0)
+    return cat, splits.leave_last_basket_out(cat)
+
+
+def test_a_leaked_test_purchase_is_refused(small):
+    cat, split = small
+    leaky = replace(split, train=split.interactions)  # test baskets handed to training
+    with pytest.raises(ValueError, match="test purchases"):
+        finetune.assert_no_test_purchases(leaky.train, leaky)
+    with pytest.raises(ValueError, match="test purchases"):
+        finetune.train_bpr_projection(np.ones((split.n_items, 4), np.float32), leaky, progress=False)
+    finetune.assert_no_test_purchases(split.train, split)  # the real training part passes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", stage_tuning.STAGE_STRATEGIES)
+def test_each_stage_strategy_learns_on_a_real_slice(small, mobilenet, tmp_path_factory, strategy):
+    cat, split = small
+    cache = tmp_path_factory.getbasetemp() / "stage_cache"
+    cfg = stage_tuning.StageConfig(max_steps=32, eval_every=8, patience=10, contrastive_images=300)
+    emb, hist, info = stage_tuning.run_stage_strategy(strategy, mobilenet, cat, split, cfg, cache, progress=False)
+    assert emb.shape == (cat.n_items, mobilenet.dim) and np.isfinite(emb).all()
+    assert not info["hit"] and hist["val_loss"].iloc[1:].min() < hist["val_loss"].iloc[0]
+    assert hist["train_loss"].iloc[-1] < hist["train_loss"].iloc[1] + 0.05
+    again, _, info2 = stage_tuning.run_stage_strategy(strategy, mobilenet, cat, split, cfg, cache, progress=False)
+    assert info2["hit"]
+    np.testing.assert_array_equal(again, emb)
