@@ -31,3 +31,40 @@ def test_coefficients_match_scipy_and_p_is_exact():
 def test_too_few_models_gives_nan():
     c = analysis.correlations(_table([70, 75], [0.5, 0.6]), which=[("auc", 0)]).iloc[0]
     assert np.isnan(c["spearman_rho"]) and c["n_models"] == 2
+
+
+def _per_user(values_by_model, strategy="frozen", recommender="visrank_max"):
+    rows = []
+    for model, vals in values_by_model.items():
+        for u, v in enumerate(vals):
+            rows.append({"model": model, "strategy": strategy, "recommender": recommender, "user_id": f"u{u}", "auc": v})
+    return pd.DataFrame(rows)
+
+
+def test_log_odds_by_hand():
+    np.testing.assert_allclose(analysis.log_odds([0.5, 75.0, 0.9]), [0.0, np.log(3), np.log(9)])
+
+
+def test_correlation_interval_known_answers():
+    table = pd.DataFrame({"model": ["a", "b", "c", "d"], "published_top1": [60.0, 70.0, 75.0, 80.0]})
+    # every user ranks the models in top-1 order: every resample gives rho = 1, so the interval is [1, 1]
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.3, 0.6, size=200)
+    per_user = _per_user({m: base + 0.05 * i for i, m in enumerate("abcd")})
+    ci = analysis.correlation_intervals(per_user, table, which=[("auc", 0)], n_resamples=200).set_index("coefficient")
+    assert ci.loc["spearman_rho", ["estimate", "ci_low", "ci_high"]].tolist() == pytest.approx([1.0, 1.0, 1.0])
+    assert ci.loc["kendall_tau", "perm_p"] == pytest.approx(2 / 24)
+    means = np.array([(base + 0.05 * i).mean() for i in range(4)])
+    assert ci.loc["pearson_logodds_r", "estimate"] == pytest.approx(
+        stats.pearsonr(analysis.log_odds(table["published_top1"]), analysis.log_odds(means)).statistic)
+    # pure noise around equal means: the interval must straddle zero
+    noisy = _per_user({m: rng.uniform(0, 1, size=200) for m in "abcd"})
+    ci = analysis.correlation_intervals(noisy, table, which=[("auc", 0)], n_resamples=300).set_index("coefficient")
+    assert ci.loc["spearman_rho", "ci_low"] < 0 < ci.loc["spearman_rho", "ci_high"]
+    assert "includes zero" in analysis.interval_text(ci.reset_index(), "auc")
+
+
+def test_flagged_checkpoints():
+    models = pd.DataFrame({"model": ["ok", "broken", "unmeasured"], "published_top1": [75.0, 75.0, 70.0],
+                           "measured_top1": [80.0, 12.0, np.nan]})
+    assert analysis.flag_checkpoints(models).tolist() == [False, True, False]

@@ -132,3 +132,102 @@ def finetune_summary(paired: pd.DataFrame, shown=(("auc", 0), ("ndcg", 20))) -> 
         lines.append(f"\nOn {name}, of {len(r)} (model, strategy) pairs against frozen: "
                      + ", ".join(f"{counts.get(v, 0)} {v}" for v in ("helps", "no detectable effect", "hurts")) + ".")
     return "\n".join(lines)
+
+
+def log_odds(p) -> np.ndarray:
+    """``log(p / (1 - p))`` for shares in (0, 1) (percentages are divided by 100 first), clipped
+    to [1e-6, 1 - 1e-6]; the scale on which Kornblith, Shlens & Le (CVPR 2019) correlate
+    ImageNet accuracy with transfer accuracy."""
+    p = np.asarray(p, dtype=float)
+    p = np.where(p > 1, p / 100.0, p)
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+COEFFICIENTS = ("spearman_rho", "kendall_tau", "pearson_r", "pearson_logodds_r")
+
+
+def _coef(name: str, a: np.ndarray, b: np.ndarray) -> float:
+    from scipy import stats
+
+    if name == "spearman_rho":
+        return float(stats.spearmanr(a, b).statistic)
+    if name == "kendall_tau":
+        return float(stats.kendalltau(a, b).statistic)
+    if name == "pearson_r":
+        return float(stats.pearsonr(a, b).statistic)
+    return float(stats.pearsonr(log_odds(a), log_odds(b)).statistic)
+
+
+def flag_checkpoints(models: pd.DataFrame, threshold: float = 10.0) -> pd.Series:
+    """True for models whose measured top-1 is more than ``threshold`` points below the published
+    figure (a wrongly loaded checkpoint or preprocessing), ``(n_models,) bool``; False where
+    either figure is missing."""
+    m = models.get("measured_top1", pd.Series(np.nan, index=models.index))
+    return (m < models["published_top1"] - threshold).fillna(False).astype(bool)
+
+
+def correlation_intervals(per_user: pd.DataFrame, table: pd.DataFrame, x: str = "published_top1",
+                          strategy: str = "frozen", recommender: str = "visrank_max", which=MAIN_METRICS,
+                          n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Correlation of ``x`` with each metric across the models of ``table``, with intervals.
+
+    Every coefficient (Spearman, Kendall, Pearson, and Pearson on log-odds as in Kornblith et al.
+    2019) gets a percentile bootstrap interval that resamples *users*: each resample draws the
+    test users with replacement, recomputes every model's mean metric on that same draw, and
+    recomputes the coefficient; the p-value is the exact permutation p-value over models
+    (:func:`_perm_p`). With few models the interval is wide, and the table says how wide.
+
+    Args:
+        per_user: per-user metrics with ``model, strategy, recommender, user_id`` (results/per_user.parquet).
+        table: one row per model with ``model`` and ``x`` (models to correlate; at least 3).
+
+    Returns:
+        One row per (metric, coefficient): ``metric, coefficient, n_models, estimate, ci_low,
+        ci_high, perm_p``.
+    """
+    sel = per_user[(per_user["strategy"] == strategy) & (per_user["recommender"] == recommender)
+                   & per_user["model"].isin(table["model"])]
+    models_ = [m for m in table["model"] if m in set(sel["model"])]
+    xs = table.set_index("model").loc[models_, x].to_numpy(float)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for metric, k in which:
+        lab = metric_label(metric, k)
+        if lab not in sel or len(models_) < 3 or np.unique(xs).size < 2:
+            continue
+        wide = sel.pivot_table(index="user_id", columns="model", values=lab)[models_].dropna()
+        vals = wide.to_numpy(float)
+        est = vals.mean(0)
+        draws = rng.integers(0, len(vals), size=(n_resamples, len(vals)))
+        boot_means = np.stack([vals[d].mean(0) for d in draws])
+        for name in COEFFICIENTS:
+            if np.unique(est).size < 2:
+                continue
+            boot = np.array([_coef(name, xs, b) for b in boot_means])
+            boot = boot[np.isfinite(boot)]
+            a = (1 - confidence) / 2
+            rows.append({"metric": lab, "coefficient": name, "n_models": len(models_),
+                         "estimate": _coef(name, xs, est),
+                         "ci_low": float(np.quantile(boot, a)) if boot.size else np.nan,
+                         "ci_high": float(np.quantile(boot, 1 - a)) if boot.size else np.nan,
+                         "perm_p": _perm_p(xs, est, lambda p, q, n=name: _coef(n, p, q), seed=seed)})
+    return pd.DataFrame(rows)
+
+
+def interval_text(ci: pd.DataFrame, metric: str = "ndcg@20", coefficient: str = "spearman_rho") -> str:
+    """Plain words on how much the correlation interval allows, generated from the numbers."""
+    r = ci[(ci["metric"] == metric) & (ci["coefficient"] == coefficient)]
+    if r.empty:
+        return f"Fewer than 3 models with {metric}: no correlation is estimated."
+    r = r.iloc[0]
+    if r.ci_low > 0:
+        reading = "the interval excludes zero: higher top-1 goes with higher " + metric + " on these users"
+    elif r.ci_high < 0:
+        reading = "the interval excludes zero: higher top-1 goes with *lower* " + metric + " on these users"
+    else:
+        reading = "the interval includes zero: the data do not tell the direction"
+    return (f"{coefficient} between top-1 and {metric} over {int(r.n_models)} models: {r.estimate:.2f}, 95% interval "
+            f"[{r.ci_low:.2f}, {r.ci_high:.2f}] (users resampled), exact permutation p = {r.perm_p:.3f}; {reading}. "
+            f"The interval covers only the users' sampling noise; with {int(r.n_models)} models, which models were "
+            "chosen matters at least as much, so the permutation p-value is the sturdier guide.")
