@@ -68,3 +68,12 @@ def test_flagged_checkpoints():
     models = pd.DataFrame({"model": ["ok", "broken", "unmeasured"], "published_top1": [75.0, 75.0, 70.0],
                            "measured_top1": [80.0, 12.0, np.nan]})
     assert analysis.flag_checkpoints(models).tolist() == [False, True, False]
+
+
+def test_layer_table_puts_stages_beside_the_final_features():
+    table = pd.DataFrame({"model": ["m", "m@stage2", "m@stage3", "other"], "auc": [0.6, 0.55, 0.58, 0.7],
+                          "auc_low": [0.5] * 4, "auc_high": [0.8] * 4})
+    cells, values = analysis.layer_table(table, "auc")
+    assert list(values.columns) == ["stage2", "stage3", "final"] and list(values.index) == ["m"]
+    assert values.loc["m"].tolist() == [0.55, 0.58, 0.6]
+    assert cells.loc["m", "final"] == "0.6000 [0.5000, 0.8000]"

@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .models import OFFLINE_MODELS
+from .models import CONTROLS, LAYERS, OFFLINE_MODELS, PRESETS
+
+DEFAULT_MODELS = OFFLINE_MODELS + CONTROLS + LAYERS
 
 
 def main(argv=None) -> int:
@@ -15,8 +17,9 @@ def main(argv=None) -> int:
     s.add_argument("--data", dest="data_dir", default=None,
                    help="catalogue folder, or 'demo' for the generated synthetic catalogue (default: "
                         "$VISREC_DATA, else ../shared/data/hm_sample, else the demo)")
-    s.add_argument("--models", nargs="+", default=OFFLINE_MODELS,
-                   help=f"registry or timm model names (default: {' '.join(OFFLINE_MODELS)})")
+    s.add_argument("--models", nargs="+", default=DEFAULT_MODELS,
+                   help=f"registry or timm model names, 'random_<model>', 'timm_arch=/checkpoint/file', or presets "
+                        f"{sorted(PRESETS)} (default: the presets offline, controls and layers)")
     s.add_argument("--max-users", type=int, default=None, help="seeded slice: number of users")
     s.add_argument("--max-items", type=int, default=None, help="seeded slice: number of items")
     s.add_argument("--out", default="study_output", help="output folder (default ./study_output)")

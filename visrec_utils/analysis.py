@@ -231,3 +231,22 @@ def interval_text(ci: pd.DataFrame, metric: str = "ndcg@20", coefficient: str = 
             f"[{r.ci_low:.2f}, {r.ci_high:.2f}] (users resampled), exact permutation p = {r.perm_p:.3f}; {reading}. "
             f"The interval covers only the users' sampling noise; with {int(r.n_models)} models, which models were "
             "chosen matters at least as much, so the permutation p-value is the sturdier guide.")
+
+
+def layer_table(table: pd.DataFrame, metric: str = "ndcg@20") -> pd.DataFrame:
+    """Model x layer grid of one metric: the final pooled features (column ``final``, the model
+    itself) and each ``<model>@stage<i>`` variant (column ``stage<i>``), ``"mean [low, high]"``.
+
+    Returns:
+        (cells: formatted strings, values: the means), both indexed by model; models without a
+        layer variant are left out.
+    """
+    d = table.copy()
+    d["base"] = d["model"].str.split("@").str[0]
+    d["layer"] = np.where(d["model"].str.contains("@"), d["model"].str.split("@").str[1], "final")
+    bases = set(d.loc[d["layer"] != "final", "base"])
+    d = d[d["base"].isin(bases)]
+    d["cell"] = [f"{v:.4f} [{lo:.4f}, {hi:.4f}]" for v, lo, hi in zip(d[metric], d[f"{metric}_low"], d[f"{metric}_high"])]
+    cols = sorted(c for c in d["layer"].unique() if c != "final") + ["final"]
+    return (d.pivot(index="base", columns="layer", values="cell").reindex(columns=cols),
+            d.pivot(index="base", columns="layer", values=metric).reindex(columns=cols))

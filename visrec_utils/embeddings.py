@@ -243,7 +243,8 @@ def embed_catalogue(model_names, cat, out_dir, cache_dir=None, batch_size: int =
     study (catalogue and every embedding set) and counted in the validation report.
 
     Args:
-        model_names: registry or timm names.
+        model_names: registry or timm names, controls, checkpoints or preset names
+            (:func:`visrec_utils.models.get_spec`, :data:`visrec_utils.models.PRESETS`).
         cat: the prepared :class:`visrec_utils.data.Catalogue` (re-saved if items are dropped).
         out_dir: study output folder.
         cache_dir: embedding cache folder.
@@ -256,7 +257,9 @@ def embed_catalogue(model_names, cat, out_dir, cache_dir=None, batch_size: int =
         unreadable: ``item_id, image_path, reason`` of the images left out)
     """
     from .data import drop_items, save_prepared
-    from .models import ModelUnavailable, load_model
+    from .models import ModelUnavailable, expand_presets, load_model
+
+    model_names = expand_presets(model_names)
 
     rows, failed = [], {}
     ids = cat.items["item_id"].tolist()
@@ -282,7 +285,7 @@ def embed_catalogue(model_names, cat, out_dir, cache_dir=None, batch_size: int =
                "weights": spec.weights, "weights_sha256": loaded.weights_sha256,
                "data_config": json.dumps({k: list(v) if isinstance(v, tuple) else v
                                           for k, v in loaded.data_config.items()})}
-        if imagenet_dir:
+        if imagenet_dir and getattr(loaded.model, "num_classes", 0):  # controls without a classifier: no check
             chk = cached_imagenet_top1(loaded, imagenet_dir, limit=imagenet_limit, cache_dir=cache_dir,
                                        batch_size=batch_size, progress=progress, compile=False)
             row.update(measured_top1=chk["top1"], measured_top1_stderr=chk["stderr"], n_imagenet=chk["n_images"])

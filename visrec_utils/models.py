@@ -261,7 +261,43 @@ REGISTRY: dict[str, ModelSpec] = {
     ),
 }
 
-OFFLINE_MODELS = list(REGISTRY)
+def _build_handcrafted():
+    from .controls import build_handcrafted
+
+    return build_handcrafted()
+
+
+REGISTRY["handcrafted"] = ModelSpec(
+    name="handcrafted", arch="hand-made colour histogram and image statistics (visrec_utils.controls)",
+    published_top1=None, top1_source="not an ImageNet classifier (control)", weights="none (no training)",
+    build=_build_handcrafted, family="control")
+
+OFFLINE_MODELS = [n for n in REGISTRY if n != "handcrafted"]
+CONTROLS = ["random_tf_efficientnet_lite0", "handcrafted"]
+# earlier feature stages (timm feature_info index) for the layer table; the final features are the models themselves
+LAYERS = ["tf_efficientnet_lite0@stage2", "tf_efficientnet_lite0@stage3", "tf_efficientnet_lite0@stage4",
+          "mobilenetv1_025_keras@stage2", "mobilenetv1_025_keras@stage3"]
+
+# Named model sets (``--models paper``): the paper's CNNs and a modern set by their timm names; they
+# need the model hub (online) for their weights, and are skipped with the reason when offline.
+PRESETS = {
+    "offline": OFFLINE_MODELS,
+    "controls": CONTROLS,
+    "paper": ["resnet50", "vgg19", "inception_v3", "inception_resnet_v2", "nasnetalarge", "densenet121",
+              "mobilenetv2_100"],
+    "modern": ["convnext_tiny", "vit_base_patch16_224", "efficientnetv2_rw_s"],
+    "layers": LAYERS,
+}
+
+
+def expand_presets(names) -> list[str]:
+    """Replace preset names (:data:`PRESETS`) in ``names`` by their models, keeping order, no repeats."""
+    out: list[str] = []
+    for n in names:
+        for m in PRESETS.get(n, [n]):
+            if m not in out:
+                out.append(m)
+    return out
 
 
 def list_models() -> list[str]:
@@ -295,13 +331,76 @@ def _timm_spec(name: str) -> ModelSpec:
                      family=name.split("_")[0])
 
 
+def _random_spec(name: str) -> ModelSpec:
+    from .controls import RANDOM_PREFIX, randomize_
+
+    base = get_spec(name[len(RANDOM_PREFIX):])
+
+    def build():
+        if base.name in REGISTRY:
+            return randomize_(base.build())
+        import timm
+
+        return randomize_(timm.create_model(base.arch, pretrained=False))
+
+    return ModelSpec(name=name, arch=base.arch, published_top1=0.1,
+                     top1_source="chance level: 1 of 1,000 classes (random weights)",
+                     weights=f"random initialisation of {base.name} (timm init, seed 0)", build=build, family="control")
+
+
+def _checkpoint_spec(name: str) -> ModelSpec:
+    arch, path = name.split("=", 1)
+    if not Path(path).is_file():
+        raise KeyError(f"Checkpoint file {path!r} (from model {name!r}) does not exist; give 'timm_arch=/path/to/file'")
+
+    def build():
+        import timm
+
+        try:
+            return timm.create_model(arch, pretrained=True, pretrained_cfg_overlay={"file": str(path)}).eval()
+        except Exception as e:
+            raise ModelUnavailable(f"Could not load {path} into timm {arch!r} ({type(e).__name__}: {e}); "
+                                   "the file must hold that architecture's state_dict") from e
+
+    return ModelSpec(name=name, arch=arch, published_top1=published_top1_from_table(arch),
+                     top1_source=TIMM_RESULTS_SOURCE + " (for the architecture's standard weights)",
+                     weights=f"local checkpoint {path}", build=build, family=arch.split("_")[0])
+
+
+def _layer_spec(name: str) -> ModelSpec:
+    from .controls import LAYER_SEP, build_layer_features
+
+    base_name, _, idx = name.rpartition(LAYER_SEP)
+    if not idx.isdigit():
+        raise KeyError(f"Layer model {name!r}: write '<model>{LAYER_SEP}<feature stage index>', e.g. "
+                       f"'tf_efficientnet_lite0{LAYER_SEP}3'")
+    base = get_spec(base_name)
+    return ModelSpec(name=name, arch=f"{base.arch}, pooled output of feature stage {idx}",
+                     published_top1=base.published_top1, top1_source=base.top1_source + " (of the whole model)",
+                     weights=base.weights, build=lambda: build_layer_features(base.build(), int(idx)),
+                     family=base.family)
+
+
 def get_spec(name: str) -> ModelSpec:
-    """Registry entry for ``name``, or a timm entry for any valid timm model name.
+    """Registry entry for ``name``; ``<model>@stage<i>`` (pooled output of an earlier stage);
+    ``random_<model>`` (the random-weights control of a model);
+    ``<timm arch>=<checkpoint file>`` (local weights); or a timm entry for any timm model name.
 
     Raises:
-        KeyError: unknown name, listing registered models and the closest matches.
+        KeyError: unknown name, listing registered models and the closest matches, or a
+            checkpoint file that does not exist.
     """
-    return REGISTRY[name] if name in REGISTRY else _timm_spec(name)
+    from .controls import RANDOM_PREFIX
+
+    if name in REGISTRY:
+        return REGISTRY[name]
+    if "@" in name:
+        return _layer_spec(name)
+    if name.startswith(RANDOM_PREFIX):
+        return _random_spec(name)
+    if "=" in name:
+        return _checkpoint_spec(name)
+    return _timm_spec(name)
 
 
 def state_dict_sha256(model) -> str:

@@ -125,6 +125,18 @@ def stage_curves(history: pd.DataFrame, path=None):
     return _save(fig, path)
 
 
+def layer_heatmap(values: pd.DataFrame, metric: str, path=None):
+    """Heatmap of a model x layer grid (:func:`visrec_utils.analysis.layer_table` values), annotated."""
+    plt = _plt()
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(1.6 * values.shape[1] + 2.5, 0.6 * values.shape[0] + 1.6))
+    sns.heatmap(values.astype(float), annot=True, fmt=".4f", cmap="viridis", ax=ax, cbar_kws={"label": metric})
+    ax.set(xlabel="layer (feature stage, or the final pooled features)", ylabel="model",
+           title=f"{metric} by layer (VisRank-max, frozen)")
+    return _save(fig, path)
+
+
 def learning_curves(history: pd.DataFrame, path=None):
     """Train and validation BPR loss per epoch, one line per model (``history`` has ``model``)."""
     plt = _plt()
@@ -141,10 +153,21 @@ def learning_curves(history: pd.DataFrame, path=None):
 
 
 def imagenet_scatter(table: pd.DataFrame, metric: str, x: str = "published_top1", path=None, title: str = ""):
-    """Labelled scatter: ImageNet top-1 (x) against a recommendation metric with 95% CI (y)."""
+    """Labelled scatter: ImageNet top-1 (x) against a recommendation metric with 95% CI (y).
+
+    Rows whose ``family`` is ``"control"`` (random weights, hand-made features) are drawn as
+    horizontal reference lines with their interval as a band, not as points."""
     plt = _plt()
-    d = table.dropna(subset=[x, metric])
+    is_control = table["family"].eq("control") if "family" in table else pd.Series(False, index=table.index)
+    controls = table[is_control].dropna(subset=[metric])
+    d = table[~is_control].dropna(subset=[x, metric])
     fig, ax = plt.subplots(figsize=(6, 4.2))
+    for j, (_, r) in enumerate(controls.iterrows()):
+        color = f"C{j + 3}"
+        ax.axhline(r[metric], ls="--", lw=1, color=color, label=f"control: {r['model']}")
+        ax.axhspan(r[f"{metric}_low"], r[f"{metric}_high"], color=color, alpha=0.12)
+    if len(controls):
+        ax.legend(fontsize=7, loc="best")
     if d.empty:
         ax.text(0.5, 0.5, "no model with both a published top-1 and this metric", ha="center", va="center",
                 transform=ax.transAxes)

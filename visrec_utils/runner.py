@@ -120,8 +120,9 @@ def run_study(params: dict, out_dir: str | Path, notebooks=NOTEBOOKS, figures_to
     if unknown:
         raise ValueError(f"Unknown parameter(s) {unknown}; the notebooks declare {sorted(declared)}")
     if params.get("models"):
-        from .models import get_spec
+        from .models import expand_presets, get_spec
 
+        params["models"] = expand_presets(params["models"])
         for name in params["models"]:  # unknown names fail now, not after notebook 01
             get_spec(name)
     record = {"parameters": params, "versions": versions(), "notebooks": [],

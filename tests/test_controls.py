@@ -1,0 +1,68 @@
+"""Controls (random weights, hand-made features), local checkpoints and presets."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from visrec_utils import controls, data, embeddings, models
+
+
+def test_handcrafted_features_by_hand():
+    red = torch.zeros(1, 3, 8, 8)
+    red[:, 0] = 1.0
+    f = controls.handcrafted_features(red)[0].numpy()
+    hist, scal = f[:108], dict(zip(controls.SCALAR_FEATURES, f[108:]))
+    # hue 0 -> bin 0, saturation 1 -> bin 2, value 1 -> bin 2: flat index (0 * 3 + 2) * 3 + 2 = 8
+    assert hist[8] == pytest.approx(1.0) and hist.sum() == pytest.approx(1.0)
+    assert scal["brightness"] == pytest.approx(1.0) and scal["saturation"] == pytest.approx(1.0)
+    # Hasler & Suesstrunk: rg = 1, yb = 0.5, no spread -> 0.3 * sqrt(1 + 0.25)
+    assert scal["colourfulness"] == pytest.approx(0.3 * np.sqrt(1.25), rel=1e-5)
+    assert scal["contrast"] == pytest.approx(0.0, abs=1e-6) and scal["sharpness"] == pytest.approx(0.0, abs=1e-6)
+    assert scal["entropy"] == pytest.approx(0.0, abs=1e-6)
+    half = torch.zeros(1, 3, 8, 8)
+    half[..., 4:] = 1.0  # left black, right white
+    s = dict(zip(controls.SCALAR_FEATURES, controls.handcrafted_features(half)[0, 108:].numpy()))
+    assert s["entropy"] == pytest.approx(1 / 8) and s["brightness"] == pytest.approx(0.5)
+    assert s["contrast"] == pytest.approx(np.std([0.0] * 32 + [1.0] * 32, ddof=1), rel=1e-5)
+    assert s["sharpness"] > 0 and s["saturation"] == pytest.approx(0.0)
+
+
+def test_random_control_is_the_same_architecture_reinitialised():
+    real = models.load_model("mobilenetv1_025_keras")
+    rand = models.load_model("random_mobilenetv1_025_keras")
+    again = models.load_model("random_mobilenetv1_025_keras")
+    assert rand.spec.family == "control" and rand.spec.published_top1 == pytest.approx(0.1)
+    assert rand.weights_sha256 == again.weights_sha256 != real.weights_sha256  # seeded, and not the real weights
+    assert list(rand.model.state_dict()) == list(real.model.state_dict())
+    bn = [m for m in rand.model.modules() if isinstance(m, torch.nn.BatchNorm2d)][0]
+    assert torch.all(bn.running_mean == 0) and torch.all(bn.running_var == 1)
+    assert rand.data_config == real.data_config
+
+
+def test_local_checkpoint_and_presets(tmp_path):
+    import timm
+
+    torch.manual_seed(1)
+    net = timm.create_model("resnet18", pretrained=False)
+    ckpt = tmp_path / "my_resnet18.pth"
+    torch.save(net.state_dict(), ckpt)
+    loaded = models.load_model(f"resnet18={ckpt}")
+    assert loaded.weights_sha256 == models.state_dict_sha256(net) and loaded.spec.weights.endswith(str(ckpt))
+    with pytest.raises(KeyError, match="does not exist"):
+        models.get_spec(f"resnet18={tmp_path / 'missing.pth'}")
+    assert models.expand_presets(["paper", "handcrafted", "resnet50"]) == models.PRESETS["paper"] + ["handcrafted"]
+    assert "vit_base_patch16_224" in models.PRESETS["modern"]
+
+
+def test_controls_run_through_extraction_on_a_real_slice(hm_catalogue, imagenet_dir, tmp_path):
+    cat = data.slice_catalogue(hm_catalogue, 20, 120, seed=0)
+    data.save_prepared(cat, tmp_path)
+    table, _ = embeddings.embed_catalogue(["controls"], cat, tmp_path, imagenet_dir=imagenet_dir, imagenet_limit=100,
+                                          progress=False)
+    table = table.set_index("model")
+    assert table.loc[["random_tf_efficientnet_lite0", "handcrafted"], "status"].tolist() == ["ok", "ok"]
+    assert table.loc["random_tf_efficientnet_lite0", "measured_top1"] < 5  # chance is 0.1%
+    assert np.isnan(table.loc["handcrafted", "measured_top1"])  # no classifier, no check
+    sets = embeddings.load_embedding_sets(tmp_path)
+    assert sets[("handcrafted", "frozen")].shape == (120, 114)
+    assert all(np.isfinite(v).all() for v in sets.values())
