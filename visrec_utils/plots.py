@@ -172,10 +172,11 @@ def imagenet_scatter(table: pd.DataFrame, metric: str, x: str = "published_top1"
         ax.text(0.5, 0.5, "no model with both a published top-1 and this metric", ha="center", va="center",
                 transform=ax.transAxes)
     err = np.vstack([d[metric] - d[f"{metric}_low"], d[f"{metric}_high"] - d[metric]])
-    ax.errorbar(d[x], d[metric], yerr=err, fmt="o", capsize=3)
+    xerr = 1.96 * d[f"{x}_stderr"] if f"{x}_stderr" in d else None  # measured top-1: 95% binomial interval
+    ax.errorbar(d[x], d[metric], yerr=err, xerr=xerr, fmt="o", capsize=3)
     for i, (_, r) in enumerate(d.sort_values(x).iterrows()):  # alternate sides so close points stay legible
         ax.annotate(r["model"], (r[x], r[metric]), textcoords="offset points", fontsize=8,
                     xytext=(6, 8 if i % 2 == 0 else -12))
-    ax.set(xlabel="published ImageNet top-1 (%)", ylabel=f"{metric} (95% CI)",
+    ax.set(xlabel=f"{'measured' if x.startswith('measured') else 'published'} ImageNet top-1 (%)", ylabel=f"{metric} (95% CI)",
            title=title or f"ImageNet top-1 vs {metric}")
     return _save(fig, path)
