@@ -77,3 +77,9 @@ def test_layer_table_puts_stages_beside_the_final_features():
     assert list(values.columns) == ["stage2", "stage3", "final"] and list(values.index) == ["m"]
     assert values.loc["m"].tolist() == [0.55, 0.58, 0.6]
     assert cells.loc["m", "final"] == "0.6000 [0.5000, 0.8000]"
+
+
+def test_too_few_models_for_an_interval_says_so():
+    table = pd.DataFrame({"model": ["a", "b"], "published_top1": [60.0, 70.0]})
+    ci = analysis.correlation_intervals(_per_user({"a": [0.5, 0.6], "b": [0.6, 0.7]}), table, which=[("auc", 0)])
+    assert ci.empty and "Fewer than 3 models" in analysis.interval_text(ci, "auc")

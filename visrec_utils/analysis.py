@@ -212,7 +212,7 @@ def correlation_intervals(per_user: pd.DataFrame, table: pd.DataFrame, x: str = 
                          "ci_low": float(np.quantile(boot, a)) if boot.size else np.nan,
                          "ci_high": float(np.quantile(boot, 1 - a)) if boot.size else np.nan,
                          "perm_p": _perm_p(xs, est, lambda p, q, n=name: _coef(n, p, q), seed=seed)})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["metric", "coefficient", "n_models", "estimate", "ci_low", "ci_high", "perm_p"])
 
 
 def interval_text(ci: pd.DataFrame, metric: str = "ndcg@20", coefficient: str = "spearman_rho") -> str:
