@@ -305,6 +305,45 @@ def list_models() -> list[str]:
     return list(REGISTRY)
 
 
+_HUB = {}
+
+
+def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    """Whether the model hub answers a TCP connection (checked once per process)."""
+    import socket
+
+    if host not in _HUB:
+        try:
+            socket.create_connection((host, 443), timeout=timeout).close()
+            _HUB[host] = True
+        except OSError:
+            _HUB[host] = False
+    return _HUB[host]
+
+
+class _offline_unless_hub_reachable:
+    """Context: when the hub cannot be reached, put huggingface_hub in offline mode, so timm looks
+    only in its local cache and fails at once instead of retrying every file for a minute."""
+
+    def __enter__(self):
+        self.saved = None
+        if not hub_reachable():
+            try:
+                import huggingface_hub.constants as hc
+
+                self.saved, hc.HF_HUB_OFFLINE = hc.HF_HUB_OFFLINE, True
+            except (ImportError, AttributeError):  # pragma: no cover - old huggingface_hub
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            import huggingface_hub.constants as hc
+
+            hc.HF_HUB_OFFLINE = self.saved
+        return False
+
+
 def _timm_spec(name: str) -> ModelSpec:
     import timm
 
@@ -318,7 +357,8 @@ def _timm_spec(name: str) -> ModelSpec:
 
     def build():
         try:
-            return timm.create_model(name, pretrained=True).eval()
+            with _offline_unless_hub_reachable():
+                return timm.create_model(name, pretrained=True).eval()
         except Exception as e:  # hub unreachable, no cached weights
             raise ModelUnavailable(
                 f"Could not load ImageNet weights for timm model {name!r} ({type(e).__name__}: {e}). "
@@ -334,7 +374,10 @@ def _timm_spec(name: str) -> ModelSpec:
 def _random_spec(name: str) -> ModelSpec:
     from .controls import RANDOM_PREFIX, randomize_
 
-    base = get_spec(name[len(RANDOM_PREFIX):])
+    try:
+        base = get_spec(name[len(RANDOM_PREFIX):])
+    except KeyError as e:
+        raise KeyError(f"Control {name!r} needs a known model after '{RANDOM_PREFIX}': {e.args[0]}") from None
 
     def build():
         if base.name in REGISTRY:

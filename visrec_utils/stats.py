@@ -19,6 +19,18 @@ CONFIG = ["model", "strategy", "recommender"]
 META = {"user_id", "n_truth", "n_candidates", "n_points", *CONFIG}
 
 
+def _wilcoxon_p(d: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p-value (zeros dropped): the exact distribution for up to 50
+    non-zero differences without ties, else the normal approximation with tie correction. (For
+    small samples with ties scipy's default falls back to a permutation test that can take
+    minutes; the approximation is the textbook choice there.)"""
+    from scipy import stats
+
+    nz = d[d != 0]
+    exact = len(nz) <= 50 and np.unique(np.abs(nz)).size == len(nz)
+    return float(stats.wilcoxon(d, zero_method="wilcox", method="exact" if exact else "asymptotic").pvalue)
+
+
 def parse_config(text: str) -> tuple[str, str, str]:
     """``"model/strategy/recommender"`` -> tuple, e.g. ``"-/-/random"``.
 
@@ -69,7 +81,7 @@ def paired_comparison(per_user: pd.DataFrame, reference: tuple[str, str, str], m
             d = d[np.isfinite(d)]
             mean, lo, hi = bootstrap_ci(d, n_resamples=n_resamples, seed=seed)
             nz = int(np.count_nonzero(d))
-            p = float(stats.wilcoxon(d, zero_method="wilcox").pvalue) if nz > 0 else 1.0
+            p = _wilcoxon_p(d) if nz > 0 else 1.0
             metric, _, k = col.partition("@")
             rows.append({**dict(zip(CONFIG, cfg)), "metric": metric, "k": int(k) if k else 0,
                          "reference": "/".join(reference), "mean_diff": mean, "ci_low": lo, "ci_high": hi,
