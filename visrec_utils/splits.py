@@ -369,10 +369,7 @@ def _with_availability(split: Split, cat: "Catalogue", availability: str, one_of
     if availability == "items_table" and not has_dates:
         raise ValueError("availability='items_table' needs an 'available_from' column in the items table; "
                          "use 'first_seen' or 'catalogue'")
-    sales = split.interactions
-    first_sale = np.full(split.n_items, np.datetime64("NaT"), dtype="datetime64[ns]")
-    g = sales.groupby("item_idx")["timestamp"].min()
-    first_sale[g.index.to_numpy(dtype=np.int64)] = g.to_numpy("datetime64[ns]")
+    first_sale = split._first_bought()  # per item, its first sale in split.interactions (NaT: never sold)
     if availability == "items_table":
         split.available_from = pd.to_datetime(cat.items["available_from"]).to_numpy("datetime64[ns]")
     elif availability.startswith("first_seen"):
