@@ -240,3 +240,21 @@ def test_metrics_match_cornac_ranking_eval():
         names = ["auc"] + [f"{m}@{k}" for k in ks for m in ("ndcg", "precision", "recall")]
         for name, res in zip(names, per_user):
             assert ours[name] == pytest.approx(res[u], abs=1e-9), (u, name)
+
+
+def test_candidate_mask_equals_minus_inf_scores_and_names_the_bad_row():
+    rng = np.random.default_rng(4)
+    scores = rng.integers(0, 6, size=(9, 30)).astype(np.float32)  # many ties
+    truth = [rng.choice(30, size=int(rng.integers(1, 4)), replace=False) for _ in range(9)]
+    mask = rng.random((9, 30)) > 0.3
+    for r, t in enumerate(truth):
+        mask[r, t] = True
+    masked = np.where(mask, scores, -np.inf)
+    a = metrics.block_metrics(scores, truth, ks=(3, 10), mask=mask, rngs=np.random.default_rng(1))
+    b = metrics.block_metrics(masked, truth, ks=(3, 10), rngs=np.random.default_rng(1))
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    np.testing.assert_array_equal(a["n_candidates"], mask.sum(1))
+    mask[5, truth[5][0]] = False
+    with pytest.raises(ValueError, match="block row 5"):
+        metrics.block_metrics(scores, truth, mask=mask)

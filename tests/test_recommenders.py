@@ -69,6 +69,28 @@ def test_shared_similarities_and_evaluate_many_equal_the_single_path():
         pd.testing.assert_frame_equal(many[name], single)
 
 
+def test_distinct_profile_rows_whole_split_and_per_block_equal_naive_scores():
+    """Deduplicated similarity rows (whole split, or per block when over max_bytes) give the
+    scores of the plain per-user formula."""
+    rng = np.random.default_rng(1)
+    n_items, n_users = 40, 25
+    profiles = [rng.choice(12, size=int(rng.integers(1, 7)), replace=False) for _ in range(n_users)]  # shared items
+    split = _split(profiles, [[39]] * n_users, ["2020-01-02"] * n_users, n_items=n_items)
+    emb = rng.normal(size=(n_items, 6)).astype(np.float32)
+    unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    naive = {"max": lambda s: s.max(0), "mean": lambda s: s.mean(0), "topk": lambda s: np.sort(s, 0)[-3:].mean(0)}
+    users = np.arange(n_users)
+    for max_bytes in (2**30, 0):
+        shared = recommenders.SharedSimilarities(emb, split, max_bytes=max_bytes)
+        for agg, f in naive.items():
+            got = recommenders.VisRank(agg).fit(split, emb, shared=shared).score(users)
+            want = np.stack([f(unit[p] @ unit.T) for p in profiles])
+            np.testing.assert_allclose(got, want, atol=1e-6)
+        assert (shared._all is None) == (max_bytes == 0)
+        if max_bytes:
+            assert shared._all.shape == (len(np.unique(np.concatenate(profiles))), n_items)
+
+
 def test_recent_popularity_counts_only_the_window():
     inter = pd.DataFrame({"user_id": ["a", "b", "c", "d"], "item_idx": [1, 1, 2, 3],
                           "timestamp": pd.to_datetime(["2020-01-01", "2020-01-20", "2020-01-25", "2020-02-05"])})

@@ -17,12 +17,15 @@ Conventions (stated once, used everywhere):
 * Beyond accuracy: novelty@k = mean self-information -log2 p(i) of the top k
   (:func:`self_information`); catalogue coverage@k = share of the catalogue in at least one
   user's top k (:func:`coverage`; no interval).
-* Everything is computed for a block of users at once (:func:`block_metrics`): one comparison
-  pass per truth column gives each truth item's rank and the AUC's rank sum; top-k lists come
-  from ``argpartition``. :func:`user_metrics` is the same code on a block of one.
+* Everything is computed for a block of users at once (:func:`block_metrics`): every accuracy
+  metric is a function of the truth items' ranks, which one compiled (numba) comparison pass
+  per truth item gives without sorting or copying the scores; the AUC comes from the same
+  counts as a rank sum. Top-k lists (novelty, coverage) come from ``torch.topk``.
+  :func:`user_metrics` is the same code on a block of one.
 """
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -39,38 +42,73 @@ def _as_float(scores, copy: bool = False) -> np.ndarray:
     return np.array(scores, dtype=dtype, copy=True) if copy else scores.astype(dtype, copy=False)
 
 
-def _block_ranks(scores: np.ndarray, truth: list[np.ndarray], rngs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _count_above(scores, mask, truth_flat, truth_ptr):  # pragma: no cover (compiled)
+    """Per truth item, the candidates scoring above / equal to it, rows in parallel.
+
+    A candidate is an item with ``mask`` True and a finite score. One branch-free (SIMD) pass
+    over the row per truth item. Returns (greater, equal: ``(len(truth_flat),) int64``,
+    n_candidates ``(B,) int64``, truth_ok ``(B,) bool`` = every truth item of the row is a
+    candidate).
+    """
+    n_b, n_items = scores.shape
+    greater = np.zeros(truth_flat.size, np.int64)
+    equal = np.zeros(truth_flat.size, np.int64)
+    n_cand = np.zeros(n_b, np.int64)
+    ok = np.ones(n_b, np.bool_)
+    for r in numba.prange(n_b):
+        row, mrow = scores[r], mask[r]
+        c = 0
+        for i in range(n_items):
+            v = row[i]
+            c += mrow[i] & (v > -np.inf) & (v < np.inf)
+        n_cand[r] = c
+        for j in range(truth_ptr[r], truth_ptr[r + 1]):
+            t = row[truth_flat[j]]
+            if not (mrow[truth_flat[j]] and np.isfinite(t)):
+                ok[r] = False
+            g, e = 0, 0
+            for i in range(n_items):
+                v = row[i]
+                cand = mrow[i] & (v < np.inf)  # -inf and NaN never compare above or equal to t
+                g += cand & (v > t)
+                e += cand & (v == t)
+            greater[j], equal[j] = g, e
+    return greater, equal, n_cand, ok
+
+
+def _block_ranks(scores: np.ndarray, truth: list[np.ndarray], rngs, mask: np.ndarray | None = None):
     """Tie-broken ranks of every truth item and the AUC, for a block of users at once.
 
     Args:
-        scores: ``(B, n_items) float64`` with ``-inf`` for non-candidates.
-        truth: B arrays of truth item indices (candidates).
+        scores: ``(B, n_items) float32/float64``; non-finite scores are not candidates.
+        truth: B non-empty arrays of truth item indices (candidates).
         rngs: one generator per row (or one shared generator) for tie-breaking; it is drawn
             from only for truth items tied with other candidates, in row order.
+        mask: ``(B, n_items) bool`` candidates (default: every item with a finite score).
 
     Returns:
         (ranks ``(B, M) float64`` sorted ascending per row, 1-based, ``inf`` as padding beyond
         each row's truth; auc ``(B,)``; n_candidates ``(B,) int64``).
+
+    Raises:
+        ValueError: a truth item that is not a candidate.
     """
     n_b = len(truth)
     m = np.array([len(t) for t in truth], dtype=np.int64)
     width = int(m.max()) if n_b else 0
-    n_cand = np.isfinite(scores).sum(1)
-    s_t = np.full((n_b, width), np.nan)
-    greater = np.zeros((n_b, width), dtype=np.int64)
-    equal = np.zeros((n_b, width), dtype=np.int64)
-    # one truth column at a time, so memory stays one score block; rows sorted by truth size so
-    # the rows that have a j-th truth item are a prefix (a view, not a copy)
-    order = np.argsort(-m, kind="stable")
-    by_m = scores if np.all(order == np.arange(n_b)) else scores[order]
-    for j in range(width):
-        n_j = int((m > j).sum())
-        rows = order[:n_j]
-        col = scores[rows, [truth[r][j] for r in rows]]
-        s_t[rows, j] = col
-        greater[rows, j] = (by_m[:n_j] > col[:, None]).sum(1)
-        equal[rows, j] = (by_m[:n_j] == col[:, None]).sum(1)
+    ptr = np.concatenate([[0], np.cumsum(m)]).astype(np.int64)
+    flat = np.concatenate(truth).astype(np.int64) if n_b else np.empty(0, np.int64)
+    mask = np.ones((1, 1), bool) if mask is None else mask
+    mask = np.broadcast_to(mask, scores.shape) if mask.shape != scores.shape else mask
+    g_flat, e_flat, n_cand, ok = _count_above(scores, mask, flat, ptr)
+    if not ok.all():
+        raise ValueError(f"every truth item must be a candidate (finite score); block row {int(np.argmin(ok))} "
+                         "has one that is not")
     valid = np.arange(width)[None, :] < m[:, None]
+    greater = np.zeros((n_b, width), np.int64)
+    equal = np.zeros((n_b, width), np.int64)
+    greater[valid], equal[valid] = g_flat, e_flat  # row-major order of `valid` = truth order
     less = n_cand[:, None] - greater - equal
     # AUC via mid-ranks among candidates (Mann-Whitney U, ties 1/2): U = sum of midranks - m(m+1)/2
     midrank = np.where(valid, less + (equal + 1) / 2.0, 0.0)
@@ -80,7 +118,7 @@ def _block_ranks(scores: np.ndarray, truth: list[np.ndarray], rngs) -> tuple[np.
     ranks = np.where(valid, greater + 1, np.iinfo(np.int64).max).astype(np.int64)
     for r in np.flatnonzero((valid & (equal > 1)).any(1)):  # rare for real-valued scores
         rng = rngs[r] if isinstance(rngs, (list, tuple)) else rngs
-        st, eq = s_t[r, : m[r]], equal[r, : m[r]]
+        st, eq = scores[r, truth[r]], equal[r, : m[r]]
         for val in np.unique(st[eq > 1]):  # a random order inside each tie group
             sel = np.flatnonzero(st == val)
             ranks[r, sel] += rng.choice(int(eq[sel[0]]), size=len(sel), replace=False)
@@ -89,17 +127,24 @@ def _block_ranks(scores: np.ndarray, truth: list[np.ndarray], rngs) -> tuple[np.
     return ranks, auc, n_cand
 
 
-def block_metrics(scores: np.ndarray, truth: list[np.ndarray], ks=DEFAULT_KS, rngs=None) -> dict[str, np.ndarray]:
+def block_metrics(scores: np.ndarray, truth: list[np.ndarray], ks=DEFAULT_KS, rngs=None,
+                  mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Every metric of the module docstring for a block of users, vectorised.
 
+    The ranks come from one compiled pass over each score row (numba, rows in parallel): every
+    accuracy metric is a function of the truth items' ranks, so no row is sorted or copied.
+
     Args:
-        scores: ``(B, n_items) float`` with ``-inf`` for non-candidates.
+        scores: ``(B, n_items) float`` with ``-inf`` (or NaN) for non-candidates.
         truth: B arrays of held-out item indices (each non-empty, all candidates).
         ks: cut-offs.
         rngs: tie-breaking generator(s): one per row or one shared (default: seed 0).
+        mask: optional ``(B, n_items) bool`` candidates, applied on top of the finite scores
+            (saves masking a copy of ``scores``).
 
     Returns:
-        ``{metric: (B,) float64}`` for ``auc, mrr, map`` and ``precision/recall/f1/ndcg/ap/hitrate@k``.
+        ``{metric: (B,) float64}`` for ``auc, mrr, map`` and ``precision/recall/f1/ndcg/ap/hitrate@k``,
+        and ``n_candidates`` ``(B,) int64``.
 
     Raises:
         ValueError: an empty truth, or a truth item that is not a candidate.
@@ -108,14 +153,12 @@ def block_metrics(scores: np.ndarray, truth: list[np.ndarray], ks=DEFAULT_KS, rn
     truth = [np.asarray(t, dtype=np.int64) for t in truth]
     if any(t.size == 0 for t in truth):
         raise ValueError("a test user needs at least one truth item")
-    if not all(np.all(np.isfinite(scores[r, t])) for r, t in enumerate(truth)):
-        raise ValueError("every truth item must be a candidate (finite score)")
     rngs = rngs if rngs is not None else np.random.default_rng(0)
-    ranks, auc, _ = _block_ranks(scores, truth, rngs)
+    ranks, auc, n_cand = _block_ranks(scores, truth, rngs, mask=mask)
     m = np.array([len(t) for t in truth], dtype=np.float64)
     # precision at each truth item's rank: the j-th hit (1-based) at rank r_j -> j / r_j (0 for padding)
     prec_at_hit = np.arange(1, ranks.shape[1] + 1)[None, :] / ranks
-    out = {"auc": auc, "mrr": 1.0 / ranks[:, 0], "map": prec_at_hit.sum(1) / m}
+    out = {"auc": auc, "mrr": 1.0 / ranks[:, 0], "map": prec_at_hit.sum(1) / m, "n_candidates": n_cand}
     gains = 1.0 / np.log2(ranks + 1.0)
     ideal = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(2, max(ks) + 2)))])
     for k in ks:
@@ -152,7 +195,7 @@ def user_metrics(
     """
     out = block_metrics(np.asarray(scores, dtype=np.float64)[None, :], [np.asarray(truth)], ks=ks,
                         rngs=rng or np.random.default_rng(0))
-    return {k: float(v[0]) for k, v in out.items()}
+    return {k: float(v[0]) for k, v in out.items() if k != "n_candidates"}
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -182,21 +225,23 @@ def self_information(train: pd.DataFrame, n_items: int) -> np.ndarray:
 
 
 def evaluate_many(score_fns: dict, split, ks=DEFAULT_KS, seed: int = 0, chunk: int = 256,
-                  return_top: bool = False):
+                  return_top: bool = False, novelty: bool = True):
     """Per-test-point metrics for several scoring functions, block of points by block.
 
     Every function sees the same blocks in the same order (so VisRank aggregates can share
     their similarity rows) and its own tie-breaking generator seeded with ``seed``.
     Besides the accuracy metrics, ``novelty@k`` (mean self-information of the top k, see
-    :func:`self_information`) is computed per point.
+    :func:`self_information`) is computed per point unless ``novelty=False``; only novelty and
+    ``return_top`` need the top-k lists (``torch.topk`` on a masked copy of the scores).
 
     Args:
         score_fns: ``{name: fn(positions) -> (len, n_items) scores}``.
         split: :class:`visrec_utils.splits.Split`.
         ks: cut-offs.
         seed: tie-breaking seed.
-        chunk: points per block (memory: a few ``(chunk, n_items)`` float64 arrays).
+        chunk: points per block (memory: a few ``(chunk, n_items)`` arrays).
         return_top: also return each function's top-``max(ks)`` lists (for coverage).
+        novelty: add ``novelty@k`` columns.
 
     Returns:
         ``{name: DataFrame}`` with one row per test point (``user_id, n_truth, n_candidates``
@@ -205,24 +250,23 @@ def evaluate_many(score_fns: dict, split, ks=DEFAULT_KS, seed: int = 0, chunk: i
     rngs = {name: np.random.default_rng(seed) for name in score_fns}
     cols: dict[str, list] = {name: [] for name in score_fns}
     tops: dict[str, list] = {name: [] for name in score_fns}
-    info = self_information(split.train, split.n_items)
+    info = self_information(split.train, split.n_items) if novelty else None
     kmax = max(ks)
     for start in range(0, split.n_users, chunk):
         pos = np.arange(start, min(start + chunk, split.n_users))
         masks = split.candidate_masks(pos)
         truth = [split.truth[u] for u in pos]
         for name, fn in score_fns.items():
-            scores = _as_float(fn(pos), copy=True)  # masked in place below
-            scores[~masks] = -np.inf
-            res = block_metrics(scores, truth, ks=ks, rngs=rngs[name])
-            top = top_k(scores, kmax)
-            for k in ks:
+            scores = _as_float(fn(pos))
+            res = block_metrics(scores, truth, ks=ks, rngs=rngs[name], mask=masks)
+            if novelty or return_top:
+                top = top_k(np.where(masks, scores, -np.inf), kmax)
+            for k in ks if novelty else ():
                 sel = top[:, :k]
                 ok = sel >= 0
                 res[f"novelty@{k}"] = np.where(ok, info[np.maximum(sel, 0)], 0).sum(1) / np.maximum(ok.sum(1), 1)
             res["user_id"] = split.users[pos]
             res["n_truth"] = np.array([len(t) for t in truth])
-            res["n_candidates"] = masks.sum(1)
             cols[name].append(pd.DataFrame(res))
             if return_top:
                 tops[name].append(top)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 
 from .splits import Split
@@ -25,33 +26,102 @@ def l2_normalize(emb: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), eps)
 
 
-class SharedSimilarities:
-    """Cosine similarities of test users' profile items to every item, for one block of users.
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _aggregate(sims, rows, ptr, use_max, out):  # pragma: no cover (compiled)
+    """``out[u] = max`` (or mean) over ``sims[rows[ptr[u]:ptr[u+1]]]``, users in parallel, without
+    gathering the rows into a copy. ``sims (n_rows, n_items) float32``, ``out (B, n_items)``."""
+    n_items = sims.shape[1]
+    for u in numba.prange(len(ptr) - 1):
+        a, b = ptr[u], ptr[u + 1]
+        acc = out[u]
+        acc[:] = sims[rows[a]]
+        for p in range(a + 1, b):
+            src = sims[rows[p]]
+            for i in range(n_items):
+                acc[i] = max(acc[i], src[i]) if use_max else acc[i] + src[i]
+        if not use_max:
+            acc /= b - a
 
-    All VisRank aggregates of one embedding set need the same ``(profile, n_items)`` similarity
-    rows; computing them once per block (one matrix product over the stacked profiles) and
-    sharing them makes evaluating the three aggregates about three times cheaper.
+
+class SharedSimilarities:
+    """Cosine similarities of test users' profile items to every item, shared by all VisRank
+    aggregates of one embedding set.
+
+    Each *distinct* profile item's row ``e_j . E^T`` is computed once: for the whole split at
+    the first call when the ``(n_distinct_profile_items, n_items) float32`` matrix fits in
+    ``max_bytes`` (on the H&M leave-last-basket-out split 14,891 distinct items stand for
+    22,781 profile rows, 35% fewer FLOPs; time-replay splits repeat profiles far more), else
+    per block of users. The product is numpy's (BLAS) float32 ``matmul``.
 
     Args:
         embeddings: ``(n_items, dim)`` (normalised here).
         split: the split whose profiles are used.
+        max_bytes: memory allowed for the whole-split matrix (default 2 GiB).
     """
 
-    def __init__(self, embeddings: np.ndarray, split: Split):
+    def __init__(self, embeddings: np.ndarray, split: Split, max_bytes: int = 2 * 2**30):
         self.emb = l2_normalize(embeddings)
         self.split = split
+        self.max_bytes = max_bytes
         self._key = None
         self._rows: list[np.ndarray] = []
+        self._all = None  # (n_distinct, n_items) for the whole split, when it fits
+        self._row_of = None  # item -> row of self._all (-1: not a profile item)
+
+    def _similarities(self, items: np.ndarray) -> np.ndarray:
+        out = np.empty((len(items), len(self.emb)), dtype=np.float32)
+        for a in range(0, len(items), 4096):  # bounded temporaries
+            np.matmul(self.emb[items[a:a + 4096]], self.emb.T, out=out[a:a + 4096])
+        return out
+
+    def _whole_split(self) -> np.ndarray | None:
+        """The whole-split matrix (built at the first call), or None when it exceeds max_bytes."""
+        if self._row_of is None:
+            profiles = self.split.profiles
+            distinct = np.unique(np.concatenate(profiles)) if len(profiles) else np.empty(0, np.int64)
+            self._row_of = np.full(len(self.emb), -1, dtype=np.int64)
+            if distinct.size * len(self.emb) * 4 <= self.max_bytes:
+                self._row_of[distinct] = np.arange(distinct.size)
+                self._all = self._similarities(distinct)
+        return self._all
 
     def rows(self, users: np.ndarray) -> list[np.ndarray]:
         """Per user in ``users``, the ``(len(profile), n_items) float32`` similarity rows."""
         key = np.asarray(users).tobytes()
-        if key != self._key:
-            profiles = [self.split.profiles[u] for u in users]
-            stacked = self.emb[np.concatenate(profiles)] @ self.emb.T if profiles else np.zeros((0, len(self.emb)))
+        if key == self._key:
+            return self._rows
+        profiles = [self.split.profiles[u] for u in users]
+        if self._whole_split() is not None:
+            self._rows = [self._all[self._row_of[p]] for p in profiles]
+        else:  # per block: distinct items of this block only
+            flat = np.concatenate(profiles) if profiles else np.empty(0, np.int64)
+            distinct, inverse = np.unique(flat, return_inverse=True)
+            sims = self._similarities(distinct)
             cuts = np.cumsum([len(p) for p in profiles])[:-1]
-            self._key, self._rows = key, np.split(stacked, cuts)
+            self._rows = [sims[i] for i in np.split(inverse, cuts)]
+        self._key = key
         return self._rows
+
+    def aggregate(self, users: np.ndarray, how: str) -> np.ndarray:
+        """``(len(users), n_items) float32``: the max (``how="max"``) or mean (``"mean"``) of each
+        user's profile similarity rows, computed in place from the shared matrix (no copy of
+        the rows when the whole-split matrix fits). Users with an empty profile get zeros."""
+        users = np.asarray(users)
+        out = np.zeros((len(users), len(self.emb)), dtype=np.float32)
+        profiles = [self.split.profiles[u] for u in users]
+        if self._whole_split() is None:
+            for r, sims in enumerate(self.rows(users)):
+                if len(sims):
+                    out[r] = sims.max(0) if how == "max" else sims.mean(0)
+            return out
+        has = np.array([len(p) > 0 for p in profiles], dtype=bool)
+        sel = [self._row_of[p] for p, h in zip(profiles, has) if h]
+        if sel:
+            ptr = np.concatenate([[0], np.cumsum([len(s) for s in sel])]).astype(np.int64)
+            block = np.empty((len(sel), len(self.emb)), dtype=np.float32)
+            _aggregate(self._all, np.concatenate(sel), ptr, how == "max", block)
+            out[has] = block
+        return out
 
 
 @dataclass
@@ -95,13 +165,11 @@ class VisRank:
 
     def score(self, users: np.ndarray) -> np.ndarray:
         """Scores ``(len(users), n_items) float32`` for test-user positions ``users``."""
-        out = np.empty((len(users), self._split.n_items), dtype=np.float32)
+        if self.aggregate in ("max", "mean"):
+            return self._shared.aggregate(np.asarray(users), self.aggregate)
+        out = np.zeros((len(users), self._split.n_items), dtype=np.float32)
         for r, sims in enumerate(self._shared.rows(np.asarray(users))):  # (profile, n_items) each
-            if self.aggregate == "max":
-                out[r] = sims.max(0)
-            elif self.aggregate == "mean":
-                out[r] = sims.mean(0)
-            else:
+            if len(sims):
                 k = min(self.k, sims.shape[0])
                 out[r] = np.partition(sims, sims.shape[0] - k, axis=0)[-k:].mean(0)
         return out
