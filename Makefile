@@ -8,7 +8,7 @@ STAMP := $(VENV)/.visrec-installed
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,ray,faiss]'
 	touch $(STAMP)
 
 study: $(STAMP)

@@ -38,12 +38,27 @@ def images(tmp_path, hm_catalogue):
 def test_fast_path_equals_plain_forward(mobilenet, images):
     _, paths = images
     plain = extract_embeddings(mobilenet, paths, batch_size=5, fast=False, compile=False, progress=False)
-    fast = extract_embeddings(mobilenet, paths, batch_size=5, fast=True, compile=False, progress=False)
+    fast = extract_embeddings(mobilenet, paths, batch_size=5, fast=True, compile=False, progress=False, runtime="torch")
     assert plain.embeddings.shape == (12, 256) and plain.embeddings.dtype == np.float32
     assert np.abs(plain.embeddings - fast.embeddings).max() < embeddings.FAST_PATH_ATOL
     assert plain.path == "plain NCHW" and fast.path.startswith("channels_last")
     one = extract_embeddings(mobilenet, paths, batch_size=12, fast=False, compile=False, progress=False)
     assert np.abs(plain.embeddings - one.embeddings).max() < 1e-5  # batching does not matter
+
+
+def test_openvino_runtime_equals_plain_forward_and_its_conversion_is_cached(mobilenet, images, tmp_path):
+    pytest.importorskip("openvino")
+    _, paths = images
+    plain = extract_embeddings(mobilenet, paths, batch_size=5, fast=False, compile=False, progress=False)
+    first = extract_embeddings(mobilenet, paths, batch_size=5, progress=False, runtime="openvino", runtime_cache=tmp_path)
+    assert first.path.startswith("openvino")
+    assert np.abs(plain.embeddings - first.embeddings).max() < embeddings.FAST_PATH_ATOL
+    (xml,) = (tmp_path / "openvino").glob("mobilenetv1_025_keras-*-224x224-*.xml")
+    assert xml.with_suffix(".bin").stat().st_size > 4 * 200_000  # float32 weights (~220k parameters), not fp16
+    mtime = xml.stat().st_mtime_ns
+    again = extract_embeddings(mobilenet, paths, batch_size=5, progress=False, runtime="openvino", runtime_cache=tmp_path)
+    np.testing.assert_array_equal(first.embeddings, again.embeddings)
+    assert xml.stat().st_mtime_ns == mtime  # read back, not converted again
 
 
 def test_cache_hits_and_invalidates_only_on_content(mobilenet, images, tmp_path):

@@ -102,6 +102,8 @@ def cached_embeddings(
     batch_size: int = 32,
     image_set: str | None = None,
     variant: str = "",
+    backend: str = "local",
+    ray_address: str | None = None,
     **extract_kwargs,
 ) -> tuple[np.ndarray, dict]:
     """Embeddings of the given images, computed once, then read from the content-keyed cache.
@@ -122,6 +124,10 @@ def cached_embeddings(
             it (hashing every image once per model is wasted I/O); computed when None.
         variant: names anything that changes the rows besides model and images (a ``module``,
             ``transform`` or ``seeds`` passed on); part of the cache key and file name.
+        backend: ``"local"`` or ``"ray"`` (:func:`visrec_utils.scaleout.ray_extract`; pooled
+            features only); both write the same chunks, so either resumes the other's run.
+        ray_address: Ray cluster address for ``backend="ray"`` (default: ``$RAY_ADDRESS``, else
+            a local Ray).
         **extract_kwargs: passed to :func:`visrec_utils.extract.extract_embeddings`.
 
     Returns:
@@ -165,8 +171,20 @@ def cached_embeddings(
     if len(order):
         # decided on the whole set, so a resumed run takes the same path
         compile_mode = resolve_compile(extract_kwargs.pop("compile", "auto"), n)
-        run = extract_embeddings(loaded, [paths[i] for i in order], batch_size=batch_size,
-                                 compile=compile_mode, on_batch=on_batch, **extract_kwargs)
+        extract_kwargs.setdefault("runtime_cache", cache_dir)
+        if backend == "ray":
+            from .scaleout import ray_extract
+
+            plain = {k: v for k, v in extract_kwargs.items() if v is not None and k in ("module", "transform", "seeds")}
+            if plain or extract_kwargs.get("logits"):
+                raise ValueError(f"backend='ray' extracts pooled features only, not {sorted(plain) or ['logits']}; "
+                                 "use backend='local' for this variant")
+            run = ray_extract(loaded.spec.name, [paths[i] for i in order], dim=loaded.dim, batch_size=batch_size,
+                              runtime=extract_kwargs.get("runtime", "auto"), runtime_cache=str(cache_dir),
+                              address=ray_address, progress=extract_kwargs.get("progress", True), on_batch=on_batch)
+        else:
+            run = extract_embeddings(loaded, [paths[i] for i in order], batch_size=batch_size,
+                                     compile=compile_mode, on_batch=on_batch, **extract_kwargs)
     embs, reasons = [], []
     for s in starts:
         with np.load(_chunk_path(parts, s), allow_pickle=False) as z:

@@ -52,7 +52,8 @@ def load_image(path: str | os.PathLike, min_side: int | None = None):
     """Open any image as an RGB ``PIL.Image``.
 
     Args:
-        path: image file.
+        path: image file, or an fsspec URL (``file://``, ``s3://``, ``gs://``, ``https://``; the
+            protocol's fsspec package must be installed).
         min_side: the smallest shorter side the caller needs (e.g. the model's resize size).
             Images much larger than that are decoded (JPEG draft mode) or shrunk to about
             2 x ``min_side`` on the shorter side, which is faster and never changes a downstream
@@ -68,10 +69,20 @@ def load_image(path: str | os.PathLike, min_side: int | None = None):
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = str(path)
+    source = path
     try:
-        size = os.path.getsize(path)
-    except OSError as e:
-        raise ImageError(path, f"file not found or not accessible ({e.strerror})") from e
+        if "://" in path:  # any fsspec URL (file://, s3://, gs://, https://, ...)
+            import io
+
+            import fsspec
+
+            with fsspec.open(path, "rb") as f:
+                source = io.BytesIO(f.read())
+            size = len(source.getbuffer())
+        else:
+            size = os.path.getsize(path)
+    except (OSError, ValueError) as e:
+        raise ImageError(path, f"file not found or not accessible ({getattr(e, 'strerror', None) or e})") from e
     if size == 0:
         raise ImageError(path, "empty file (0 bytes); re-export or remove the image")
     try:
@@ -80,7 +91,7 @@ def load_image(path: str | os.PathLike, min_side: int | None = None):
             old = Image.MAX_IMAGE_PIXELS
             Image.MAX_IMAGE_PIXELS = MAX_PIXELS
             try:
-                im = Image.open(path)
+                im = Image.open(source)
                 w, h = im.size
                 if w * h > MAX_PIXELS:
                     raise ImageError(path, f"decompression bomb guard: {w}x{h} = {w * h:,} pixels exceeds "

@@ -1,0 +1,190 @@
+"""Extraction speed and memory, printed as measured figures (issue 7). Not a test.
+
+    python benchmarks/extraction.py speed            # (a) plain loop, (b) visrec, (c) model alone, per model
+    python benchmarks/extraction.py rss --n 1000     # peak RSS of visrec's extraction of n images
+    python benchmarks/extraction.py runtimes         # model alone under each runtime (Lite0)
+
+(a) a plain timm loop: PIL decode and the model's eval transform in the loop, NCHW float32 eager
+PyTorch, batch 32; (b) visrec end to end: ``embeddings.cached_embeddings`` into an empty cache
+(decode in a DataLoader worker, the fastest equal runtime, chunked writes), once with the
+runtime's converted model not yet cached and once with it cached; (c) the model alone on
+random tensors with visrec's runtime. Targets on a 2-core machine: (b)/(a) >= 3 for
+``tf_efficientnet_lite0``, (b)/(c) >= 0.9, embeddings of (b) equal to (a) within 1e-4.
+The images are the first ``--n`` of the H&M sample (``$VISREC_DATA`` or ``../shared``).
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from visrec_utils import data, embeddings, extract, models  # noqa: E402
+
+OFFLINE = ["tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2", "mobilenetv1_025_keras"]
+
+
+def _paths(n: int) -> tuple[list[str], list[str]]:
+    items = data.load_hm(data.resolve_data_dir()).items.head(n)
+    return items["item_id"].astype(str).tolist(), items["image_path"].astype(str).tolist()
+
+
+def machine_gflops() -> float:
+    """Measured float32 matmul rate of this machine (numpy BLAS, 4096^2 x 4096), GFLOP/s."""
+    rng = np.random.default_rng(0)
+    a = rng.random((4096, 4096), dtype=np.float32)
+    a @ a
+    t0 = time.perf_counter()
+    a @ a
+    return 2 * 4096**3 / (time.perf_counter() - t0) / 1e9
+
+
+def model_gflop(loaded) -> float:
+    """Forward FLOPs of the pooled features for one image (torch's FlopCounterMode; a
+    multiply-add counts 2), in GFLOP."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    pooled = extract.PooledFeatures(loaded.model)
+    x = torch.zeros(1, *loaded.data_config["input_size"])
+    with FlopCounterMode(display=False) as fc, torch.inference_mode():
+        pooled(x)
+    return fc.get_total_flops() / 1e9
+
+
+def plain_loop(loaded, paths: list[str], batch_size: int = 32) -> tuple[np.ndarray, float]:
+    """(a): decode + transform + eager NCHW forward in one loop; (rows, images/s)."""
+    import torch
+    from PIL import Image
+
+    tf = loaded.transform()
+    model = loaded.model.eval()
+    rows = []
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for s in range(0, len(paths), batch_size):
+            x = torch.stack([tf(Image.open(p).convert("RGB")) for p in paths[s:s + batch_size]])
+            rows.append(model.forward_head(model.forward_features(x), pre_logits=True).numpy())
+    return np.concatenate(rows), len(paths) / (time.perf_counter() - t0)
+
+
+def model_only(loaded, runtime_cache: Path, batch_size: int = 32, batches: int = 8) -> tuple[float, str]:
+    """(c): visrec's chosen runtime on random tensors; (images/s, runtime)."""
+    import torch
+
+    x = torch.randn(batch_size, *loaded.data_config["input_size"])
+    pooled = extract.PooledFeatures(loaded.model)
+    xml = extract._openvino_cache(loaded, x.shape, runtime_cache)
+    forward, desc, cl = extract._fast_forward(pooled, x, False, "auto", xml)
+    x = x.contiguous(memory_format=torch.channels_last) if cl else x
+    with torch.inference_mode():
+        forward(x)
+        t0 = time.perf_counter()
+        for _ in range(batches):
+            forward(x)
+    return batch_size * batches / (time.perf_counter() - t0), desc.split(" (")[0]
+
+
+def bench_speed(names: list[str], n: int, n_plain: int) -> None:
+    ids, paths = _paths(n)
+    peak = machine_gflops()
+    print(f"{len(paths)} H&M images; this machine's float32 matmul: {peak:.0f} GFLOP/s")
+    for name in names:
+        loaded = models.load_model(name)
+        with tempfile.TemporaryDirectory() as cache:
+            rows_a, ips_a = plain_loop(loaded, paths[:n_plain])
+            t0 = time.perf_counter()
+            emb_cold, info = embeddings.cached_embeddings(loaded, ids, paths, cache_dir=cache, progress=False)
+            ips_cold = len(paths) / (time.perf_counter() - t0)
+            for f in Path(cache, "embeddings").glob("*.npz"):
+                f.unlink()  # the converted model stays cached; the embeddings do not
+            t0 = time.perf_counter()
+            emb_b, _ = embeddings.cached_embeddings(loaded, ids, paths, cache_dir=cache, progress=False)
+            ips_b = len(paths) / (time.perf_counter() - t0)
+            ips_c, runtime = model_only(loaded, Path(cache))
+        diff = float(np.abs(emb_b[:n_plain] - rows_a).max())
+        gflop = model_gflop(loaded)
+        print(f"{name}: {gflop:.2f} GFLOP/image, runtime {runtime}")
+        print(f"  (a) plain timm loop {ips_a:.1f} img/s ({n_plain} images); (b) visrec end to end {ips_b:.1f} img/s "
+              f"({ips_cold:.1f} img/s when the converted model is not yet cached); (c) model alone {ips_c:.1f} img/s")
+        print(f"  (b)/(a) = {ips_b / ips_a:.2f}x (target >= 3 for Lite0); (b)/(c) = {ips_b / ips_c:.2f} (target >= 0.9); "
+              f"max |(b) - (a)| = {diff:.1e} (target <= 1e-4)")
+        print(f"  model FLOP rate {gflop * ips_c:.0f} GFLOP/s = {gflop * ips_c / peak:.0%} of the matmul peak")
+
+
+def bench_rss(name: str, n: int) -> None:
+    """Peak RSS of extracting n images into an empty cache, in a fresh process."""
+    code = (f"import sys, resource, tempfile; sys.path.insert(0, {str(ROOT)!r}); "
+            "sys.argv=['x']; import benchmarks.extraction as b; from visrec_utils import embeddings, models; "
+            f"ids, paths = b._paths({n}); m = models.load_model({name!r}); "
+            "d = tempfile.mkdtemp(); embeddings.cached_embeddings(m, ids, paths, cache_dir=d, progress=False); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
+            "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    dt = time.perf_counter() - t0
+    main, worker = int(out[-2]) / 2**20, int(out[-1]) / 2**20
+    print(f"{name}, {n} images: peak RSS {main:.2f} GiB (main process), {worker:.2f} GiB (decode worker); {dt:.0f} s")
+
+
+def bench_runtimes(name: str) -> None:
+    import torch
+
+    loaded = models.load_model(name)
+    pooled = extract.PooledFeatures(loaded.model)
+    x = torch.randn(32, *loaded.data_config["input_size"])
+    with torch.inference_mode():
+        ref = pooled(x).numpy()
+    paths = {"eager NCHW": pooled,
+             "channels_last": lambda a: extract.copy.deepcopy(pooled).to(memory_format=torch.channels_last)(
+                 a.contiguous(memory_format=torch.channels_last))}
+    try:
+        paths["openvino (f32)"] = extract.openvino_forward(pooled, x)
+    except ImportError as e:
+        print(f"openvino: not installed ({e})")
+    try:
+        import onnxruntime as ort
+
+        with tempfile.TemporaryDirectory() as d:
+            f = Path(d) / "m.onnx"
+            torch.onnx.export(pooled, (x,), str(f), input_names=["x"], dynamic_axes={"x": {0: "b"}}, dynamo=False)
+            sess = ort.InferenceSession(str(f), providers=["CPUExecutionProvider"])
+        paths["onnxruntime"] = lambda a: torch.from_numpy(sess.run(None, {"x": a.numpy()})[0])
+    except ImportError as e:
+        print(f"onnxruntime: not installed ({e})")
+    for desc, fn in paths.items():
+        with torch.inference_mode():
+            out = fn(x)
+            t0 = time.perf_counter()
+            for _ in range(4):
+                fn(x)
+            ips = 4 * 32 / (time.perf_counter() - t0)
+        print(f"{name} {desc}: {ips:.1f} img/s, max abs diff vs eager {np.abs(np.asarray(out) - ref).max():.1e}")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=["speed", "rss", "runtimes"])
+    ap.add_argument("--models", nargs="+", default=OFFLINE)
+    ap.add_argument("--n", type=int, default=2000, help="images for (b) and rss")
+    ap.add_argument("--n-plain", type=int, default=320, help="images for the slow plain loop (a)")
+    a = ap.parse_args(argv)
+    if a.what == "speed":
+        bench_speed(a.models, a.n, a.n_plain)
+    elif a.what == "rss":
+        for name in a.models:
+            bench_rss(name, a.n)
+    else:
+        bench_runtimes(a.models[0])
+
+
+if __name__ == "__main__":
+    main()
