@@ -26,6 +26,12 @@ def main(argv=None) -> int:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--cache-dir", default=None, help="cache folder (default $VISREC_CACHE or ~/.cache/visrec)")
     s.add_argument("--figures-to", default=None, help="also copy the figures into this folder")
+    s.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help="ray: extraction as Ray Data batch inference and evaluation sharded over a Ray cluster "
+                        "(pip install -e '.[ray]')")
+    s.add_argument("--ray-address", default=None,
+                   help="Ray cluster to connect to, e.g. 'auto' or 'ray://head:10001' (default $RAY_ADDRESS, "
+                        "else a local Ray)")
     s.add_argument("--log-output", action="store_true", help="stream notebook output to the terminal")
     b = sub.add_parser("refresh-baseline", help="rerun the test slice and overwrite tests/baselines/slice_metrics.csv")
     b.add_argument("--out", default="study_output/baseline_slice")
@@ -50,7 +56,8 @@ def main(argv=None) -> int:
                 print(f"[visrec] running on the generated SYNTHETIC demo catalogue {why}; every report says so. "
                       "Use --data DIR or VISREC_DATA for real data.", flush=True)
             params = {"data_dir": data_dir, "models": list(args.models),
-                      "max_users": args.max_users, "max_items": args.max_items, "seed": args.seed}
+                      "max_users": args.max_users, "max_items": args.max_items, "seed": args.seed,
+                      "backend": args.backend, "ray_address": args.ray_address}
             if args.cache_dir:
                 params["cache_dir"] = args.cache_dir
             rec = run_study(params, args.out, figures_to=args.figures_to, log_output=args.log_output)

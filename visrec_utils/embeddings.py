@@ -23,6 +23,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .scaleout import check_backend
 from .extract import (FAST_PATH_ATOL, Extraction, ImageError, extract_embeddings,  # noqa: F401
                       imagenet_top1, resolve_compile)
 from .models import LoadedModel
@@ -172,7 +173,7 @@ def cached_embeddings(
         # decided on the whole set, so a resumed run takes the same path
         compile_mode = resolve_compile(extract_kwargs.pop("compile", "auto"), n)
         extract_kwargs.setdefault("runtime_cache", cache_dir)
-        if backend == "ray":
+        if check_backend(backend) == "ray":
             from .scaleout import ray_extract
 
             plain = {k: v for k, v in extract_kwargs.items() if v is not None and k in ("module", "transform", "seeds")}
@@ -250,7 +251,8 @@ def cached_imagenet_top1(loaded: LoadedModel, folder, limit: int | None = None, 
 
 
 def embed_catalogue(model_names, cat, out_dir, cache_dir=None, batch_size: int = 32,
-                    imagenet_dir=None, imagenet_limit: int | None = None, progress: bool = True):
+                    imagenet_dir=None, imagenet_limit: int | None = None, progress: bool = True,
+                    backend: str = "local", ray_address: str | None = None):
     """Frozen embeddings of every catalogue image for each model, plus a top-1 check.
 
     For each model: load it (a model whose weights cannot be had is reported as skipped with
@@ -267,6 +269,9 @@ def embed_catalogue(model_names, cat, out_dir, cache_dir=None, batch_size: int =
         out_dir: study output folder.
         cache_dir: embedding cache folder.
         imagenet_dir: labelled ImageNet folder for :func:`imagenet_top1`, or None to skip.
+        backend: ``"local"`` or ``"ray"`` for the catalogue's embeddings (the top-1 check
+            always runs locally); ray_address: the Ray cluster (default ``$RAY_ADDRESS``, else a
+            local Ray).
 
     Returns:
         (models: one row per model with ``model, status, reason, arch, family, dim,
@@ -308,7 +313,8 @@ def embed_catalogue(model_names, cat, out_dir, cache_dir=None, batch_size: int =
                                        batch_size=batch_size, progress=progress, compile=False)
             row.update(measured_top1=chk["top1"], measured_top1_stderr=chk["stderr"], n_imagenet=chk["n_images"])
         emb, info = cached_embeddings(loaded, ids, paths, cache_dir=cache_dir, batch_size=batch_size,
-                                      image_set=image_set, progress=progress)
+                                      image_set=image_set, progress=progress, backend=backend,
+                                      ray_address=ray_address)
         save_embedding_set(out_dir, name, "frozen", emb)
         failed.update(info["failed"])
         row.update(cache_hit=info["hit"], seconds=round(info["seconds"], 1), n_unreadable=len(info["failed"]),

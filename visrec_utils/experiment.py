@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from .metrics import DEFAULT_KS, coverage, evaluate_many, summarize
-from .recommenders import BASELINES, CONTENT_RECOMMENDERS, SharedSimilarities, make_recommender
+from .recommenders import BASELINES, CONTENT_RECOMMENDERS, make_score_fns
+from .scaleout import check_backend
 from .splits import Split, restrict_truth
 
 METRIC_COLUMNS = ["model", "strategy", "recommender", "metric", "k", "value", "ci_low", "ci_high", "n_users"]
@@ -45,6 +46,8 @@ def run_experiment(
     seed: int = 0,
     n_resamples: int = 1000,
     progress: bool = True,
+    backend: str = "local",
+    ray_address: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Evaluate every (embedding set, recommender) pair and every baseline on ``split``.
 
@@ -57,6 +60,9 @@ def run_experiment(
         ks: cut-offs for the @k metrics.
         seed: seed of tie-breaking, random baseline and bootstrap.
         n_resamples: bootstrap resamples.
+        backend: ``"local"``, or ``"ray"`` to shard the test points over a Ray cluster
+            (:func:`visrec_utils.scaleout.ray_evaluate`; the same numbers).
+        ray_address: Ray cluster address (default ``$RAY_ADDRESS``, else a local Ray).
 
     Returns:
         (metrics: tidy DataFrame with :data:`METRIC_COLUMNS` plus :data:`SPLIT_COLUMNS`, one
@@ -71,12 +77,13 @@ def run_experiment(
         if not names:
             continue
         emb = embedding_sets.get((model, strategy))
-        shared = SharedSimilarities(emb, split) if emb is not None else None
-        fns = {}
-        for rec in names:
-            r = make_recommender(rec, seed=seed)
-            fns[rec] = (r.fit(split, emb, shared=shared) if r.content_based else r.fit(split, emb)).score
-        per_point, tops = evaluate_many(fns, split, ks=ks, seed=seed, return_top=True)
+        if check_backend(backend) == "ray":
+            from .scaleout import ray_evaluate
+
+            per_point, tops = ray_evaluate(split, emb, names, ks=ks, seed=seed, address=ray_address)
+        else:
+            per_point, tops = evaluate_many(make_score_fns(split, emb, names, seed=seed), split, ks=ks, seed=seed,
+                                            return_top=True)
         for rec, pp in per_point.items():
             labels = {"model": model, "strategy": strategy, "recommender": rec}
             pu = per_user_means(pp)
@@ -93,7 +100,8 @@ def run_experiment(
 
 
 def cold_warm_breakdown(split: Split, embedding_sets: dict, recommenders=("visrank_max",), baselines=BASELINES,
-                        ks=DEFAULT_KS, seed: int = 0, n_resamples: int = 1000, progress: bool = False) -> pd.DataFrame:
+                        ks=DEFAULT_KS, seed: int = 0, n_resamples: int = 1000, progress: bool = False,
+                        backend: str = "local", ray_address: str | None = None) -> pd.DataFrame:
     """Metrics on cold and on warm truth items separately (:func:`visrec_utils.splits.restrict_truth`).
 
     Returns:
@@ -105,7 +113,7 @@ def cold_warm_breakdown(split: Split, embedding_sets: dict, recommenders=("visra
         if sub.n_users == 0:
             continue
         m, _ = run_experiment(sub, embedding_sets, recommenders, baselines, ks=ks, seed=seed,
-                              n_resamples=n_resamples, progress=progress)
+                              n_resamples=n_resamples, progress=progress, backend=backend, ray_address=ray_address)
         parts.append(m.assign(truth=which))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
@@ -125,7 +133,8 @@ def leak_free_sets(embedding_sets: dict, protocol: str) -> dict:
 
 def run_protocols(cat, embedding_sets: dict, protocols, recommenders=("visrank_max", "hybrid_itemknn_visrank"),
                   baselines=BASELINES, reference=("-", "-", "random"), split_kwargs: dict | None = None,
-                  ks=DEFAULT_KS, seed: int = 0, n_resamples: int = 1000, progress: bool = True):
+                  ks=DEFAULT_KS, seed: int = 0, n_resamples: int = 1000, progress: bool = True,
+                  backend: str = "local", ray_address: str | None = None):
     """The same configurations under several protocols, with paired tests per protocol.
 
     Args:
@@ -152,7 +161,8 @@ def run_protocols(cat, embedding_sets: dict, protocols, recommenders=("visrank_m
         if split.n_users == 0:
             continue
         m, pu = run_experiment(split, leak_free_sets(embedding_sets, name), recommenders, baselines, ks=ks,
-                               seed=seed, n_resamples=n_resamples, progress=progress)
+                               seed=seed, n_resamples=n_resamples, progress=progress, backend=backend,
+                               ray_address=ray_address)
         metrics.append(m)
         paired.append(paired_comparison(pu, reference, n_resamples=n_resamples, seed=seed).assign(protocol=name))
     return (pd.concat(metrics, ignore_index=True), pd.concat(paired, ignore_index=True), described)
@@ -160,7 +170,8 @@ def run_protocols(cat, embedding_sets: dict, protocols, recommenders=("visrank_m
 
 def availability_sensitivity(cat, embedding_sets: dict, modes, protocol: str = "leave_last_basket_out",
                              recommenders=("visrank_max",), baselines=("random", "popularity"),
-                             ks=DEFAULT_KS, seed: int = 0, n_resamples: int = 1000, progress: bool = False) -> pd.DataFrame:
+                             ks=DEFAULT_KS, seed: int = 0, n_resamples: int = 1000, progress: bool = False,
+                             backend: str = "local", ray_address: str | None = None) -> pd.DataFrame:
     """The main metrics under each availability rule (modes the catalogue cannot support are skipped).
 
     Returns:
@@ -176,7 +187,8 @@ def availability_sensitivity(cat, embedding_sets: dict, modes, protocol: str = "
         split = make_split(cat, protocol, availability=mode)
         if split.n_users:
             parts.append(run_experiment(split, leak_free_sets(embedding_sets, protocol), recommenders, baselines,
-                                        ks=ks, seed=seed, n_resamples=n_resamples, progress=progress)[0]
+                                        ks=ks, seed=seed, n_resamples=n_resamples, progress=progress,
+                                        backend=backend, ray_address=ray_address)[0]
                          .assign(test_points=split.n_users))
     return pd.concat(parts, ignore_index=True)
 

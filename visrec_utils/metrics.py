@@ -83,8 +83,8 @@ def _block_ranks(scores: np.ndarray, truth: list[np.ndarray], rngs, mask: np.nda
     Args:
         scores: ``(B, n_items) float32/float64``; non-finite scores are not candidates.
         truth: B non-empty arrays of truth item indices (candidates).
-        rngs: one generator per row (or one shared generator) for tie-breaking; it is drawn
-            from only for truth items tied with other candidates, in row order.
+        rngs: one generator per row, a function ``row -> generator``, or one shared generator,
+            for tie-breaking; drawn from only for truth items tied with other candidates.
         mask: ``(B, n_items) bool`` candidates (default: every item with a finite score).
 
     Returns:
@@ -117,7 +117,7 @@ def _block_ranks(scores: np.ndarray, truth: list[np.ndarray], rngs, mask: np.nda
         auc = np.where(n_neg > 0, (midrank.sum(1) - m * (m + 1) / 2.0) / (m * n_neg), np.nan)
     ranks = np.where(valid, greater + 1, np.iinfo(np.int64).max).astype(np.int64)
     for r in np.flatnonzero((valid & (equal > 1)).any(1)):  # rare for real-valued scores
-        rng = rngs[r] if isinstance(rngs, (list, tuple)) else rngs
+        rng = rngs(r) if callable(rngs) else rngs[r] if isinstance(rngs, (list, tuple)) else rngs
         st, eq = scores[r, truth[r]], equal[r, : m[r]]
         for val in np.unique(st[eq > 1]):  # a random order inside each tie group
             sel = np.flatnonzero(st == val)
@@ -138,7 +138,8 @@ def block_metrics(scores: np.ndarray, truth: list[np.ndarray], ks=DEFAULT_KS, rn
         scores: ``(B, n_items) float`` with ``-inf`` (or NaN) for non-candidates.
         truth: B arrays of held-out item indices (each non-empty, all candidates).
         ks: cut-offs.
-        rngs: tie-breaking generator(s): one per row or one shared (default: seed 0).
+        rngs: tie-breaking generator(s): one per row, ``row -> generator``, or one shared
+            (default: seed 0).
         mask: optional ``(B, n_items) bool`` candidates, applied on top of the finite scores
             (saves masking a copy of ``scores``).
 
@@ -225,11 +226,12 @@ def self_information(train: pd.DataFrame, n_items: int) -> np.ndarray:
 
 
 def evaluate_many(score_fns: dict, split, ks=DEFAULT_KS, seed: int = 0, chunk: int = 256,
-                  return_top: bool = False, novelty: bool = True):
+                  return_top: bool = False, novelty: bool = True, points: np.ndarray | None = None):
     """Per-test-point metrics for several scoring functions, block of points by block.
 
     Every function sees the same blocks in the same order (so VisRank aggregates can share
-    their similarity rows) and its own tie-breaking generator seeded with ``seed``.
+    their similarity rows). Ties are broken with a generator per test point seeded with
+    ``(seed, position)``, so any subset of points (a shard, a block) gets the same numbers.
     Besides the accuracy metrics, ``novelty@k`` (mean self-information of the top k, see
     :func:`self_information`) is computed per point unless ``novelty=False``; only novelty and
     ``return_top`` need the top-k lists (``torch.topk`` on a masked copy of the scores).
@@ -242,23 +244,26 @@ def evaluate_many(score_fns: dict, split, ks=DEFAULT_KS, seed: int = 0, chunk: i
         chunk: points per block (memory: a few ``(chunk, n_items)`` arrays).
         return_top: also return each function's top-``max(ks)`` lists (for coverage).
         novelty: add ``novelty@k`` columns.
+        points: positions of the test points to evaluate, ascending (default: all); shards of
+            :func:`visrec_utils.scaleout.ray_evaluate` use it.
 
     Returns:
         ``{name: DataFrame}`` with one row per test point (``user_id, n_truth, n_candidates``
         and a column per metric), and with ``return_top`` also ``{name: (n_points, max(ks)) int64}``.
     """
-    rngs = {name: np.random.default_rng(seed) for name in score_fns}
     cols: dict[str, list] = {name: [] for name in score_fns}
     tops: dict[str, list] = {name: [] for name in score_fns}
     info = self_information(split.train, split.n_items) if novelty else None
     kmax = max(ks)
-    for start in range(0, split.n_users, chunk):
-        pos = np.arange(start, min(start + chunk, split.n_users))
+    points = np.arange(split.n_users) if points is None else np.asarray(points, dtype=np.int64)
+    for start in range(0, len(points), chunk):
+        pos = points[start:start + chunk]
+        rngs = lambda r, pos=pos: np.random.default_rng([seed, int(pos[r])])  # noqa: E731
         masks = split.candidate_masks(pos)
         truth = [split.truth[u] for u in pos]
         for name, fn in score_fns.items():
             scores = _as_float(fn(pos))
-            res = block_metrics(scores, truth, ks=ks, rngs=rngs[name], mask=masks)
+            res = block_metrics(scores, truth, ks=ks, rngs=rngs, mask=masks)
             if novelty or return_top:
                 top = top_k(np.where(masks, scores, -np.inf), kmax)
             for k in ks if novelty else ():

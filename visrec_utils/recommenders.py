@@ -57,12 +57,16 @@ class SharedSimilarities:
         embeddings: ``(n_items, dim)`` (normalised here).
         split: the split whose profiles are used.
         max_bytes: memory allowed for the whole-split matrix (default 2 GiB).
+        points: the test points that will be scored (default all); a shard passes its own so
+            only its profiles' rows are computed.
     """
 
-    def __init__(self, embeddings: np.ndarray, split: Split, max_bytes: int = 2 * 2**30):
+    def __init__(self, embeddings: np.ndarray, split: Split, max_bytes: int = 2 * 2**30,
+                 points: np.ndarray | None = None):
         self.emb = l2_normalize(embeddings)
         self.split = split
         self.max_bytes = max_bytes
+        self.points = points
         self._key = None
         self._rows: list[np.ndarray] = []
         self._all = None  # (n_distinct, n_items) for the whole split, when it fits
@@ -77,7 +81,7 @@ class SharedSimilarities:
     def _whole_split(self) -> np.ndarray | None:
         """The whole-split matrix (built at the first call), or None when it exceeds max_bytes."""
         if self._row_of is None:
-            profiles = self.split.profiles
+            profiles = self.split.profiles if self.points is None else [self.split.profiles[p] for p in self.points]
             distinct = np.unique(np.concatenate(profiles)) if len(profiles) else np.empty(0, np.int64)
             self._row_of = np.full(len(self.emb), -1, dtype=np.int64)
             if distinct.size * len(self.emb) * 4 <= self.max_bytes:
@@ -331,6 +335,23 @@ RECOMMENDERS = {
 }
 CONTENT_RECOMMENDERS = ["visrank_max", "visrank_mean", "visrank_top3", "hybrid_itemknn_visrank"]
 BASELINES = ["random", "popularity", "popularity_30d", "itemknn"]
+
+
+def make_score_fns(split: Split, embeddings: np.ndarray | None, names, seed: int = 0,
+                   points: np.ndarray | None = None) -> dict:
+    """Fitted scoring functions ``{name: score(positions) -> (len, n_items) float32}`` for one
+    embedding set (content-based names share one :class:`SharedSimilarities`) or, with
+    ``embeddings=None``, for baselines.
+
+    Args:
+        points: the test points that will be scored (default all; a shard passes its own).
+    """
+    shared = SharedSimilarities(embeddings, split, points=points) if embeddings is not None else None
+    fns = {}
+    for name in names:
+        r = make_recommender(name, seed=seed)
+        fns[name] = (r.fit(split, embeddings, shared=shared) if r.content_based else r.fit(split, embeddings)).score
+    return fns
 
 
 def make_recommender(name: str, seed: int = 0):

@@ -1,0 +1,86 @@
+"""Scale-out: sharded evaluation equals one process; the Ray backend equals the local one.
+
+The Ray tests start a local Ray with 2 CPUs; they are skipped only when Ray is not installed
+(``pip install -e '.[ray]'``, which ``make test`` does).
+"""
+import numpy as np
+import pandas as pd
+import pytest
+
+from visrec_utils import data, embeddings, experiment, metrics, models, recommenders, scaleout, splits
+
+
+@pytest.fixture(scope="module")
+def hm_slice(hm_catalogue):
+    cat = data.slice_catalogue(hm_catalogue, max_users=80, max_items=400, seed=3)
+    return cat, splits.leave_last_basket_out(cat)
+
+
+def _sets(cat):
+    rng = np.random.default_rng(0)  # a coarse embedding: many tied scores, so tie-breaking is exercised
+    return {("coarse", "frozen"): rng.integers(0, 3, size=(len(cat.items), 4)).astype(np.float32)}
+
+
+def test_shards_of_points_give_the_numbers_of_one_pass(hm_slice):
+    cat, split = hm_slice
+    emb = _sets(cat)[("coarse", "frozen")]
+    names = ["visrank_max", "visrank_top3", "popularity", "itemknn", "random"]
+    whole, whole_top = metrics.evaluate_many(recommenders.make_score_fns(split, emb, names), split, return_top=True)
+    shards = scaleout.shard_points(split.n_users, 3)
+    assert [len(s) for s in shards] == [len(a) for a in np.array_split(np.arange(split.n_users), 3)]
+    for name in names:
+        parts = [metrics.evaluate_many(recommenders.make_score_fns(split, emb, [name], points=p), split,
+                                       points=p, chunk=7, return_top=True) for p in shards]
+        pd.testing.assert_frame_equal(pd.concat([q[0][name] for q in parts], ignore_index=True), whole[name])
+        np.testing.assert_array_equal(np.concatenate([q[1][name] for q in parts]), whole_top[name])
+    # the coarse scores do tie: otherwise this test would not check tie-breaking
+    rows = recommenders.make_score_fns(split, emb, ["visrank_max"])["visrank_max"](np.arange(5))
+    assert all(len(np.unique(r)) < len(r) / 2 for r in rows)
+
+
+def test_backend_names_are_checked():
+    with pytest.raises(ValueError, match="backend must be one of"):
+        scaleout.check_backend("spark")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
+    scaleout.init_ray(num_cpus=2)
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_evaluation_equals_local(hm_slice, local_ray):
+    cat, split = hm_slice
+    sets = _sets(cat)
+    kw = dict(recommenders=["visrank_max", "hybrid_itemknn_visrank"], baselines=["popularity", "itemknn"],
+              n_resamples=50, progress=False)
+    m_local, pu_local = experiment.run_experiment(split, sets, **kw)
+    m_ray, pu_ray = experiment.run_experiment(split, sets, backend="ray", **kw)
+    pd.testing.assert_frame_equal(pu_ray, pu_local)
+    pd.testing.assert_frame_equal(m_ray, m_local)
+
+
+def test_ray_extraction_equals_local_and_shares_the_cache(hm_slice, local_ray, tmp_path):
+    cat, _ = hm_slice
+    items = cat.items.head(40)
+    ids = items["item_id"].astype(str).tolist()
+    paths = items["image_path"].astype(str).tolist()
+    paths[3] = "file://" + paths[3]  # an fsspec URL
+    paths[5] = str(tmp_path / "missing.jpg")  # unreadable: a NaN row and a reason, on both backends
+    loaded = models.load_model("mobilenetv1_025_keras")
+    local, info_l = embeddings.cached_embeddings(loaded, ids, paths, cache_dir=tmp_path / "a", progress=False,
+                                                 chunk_images=16)
+    ray_emb, info_r = embeddings.cached_embeddings(loaded, ids, paths, cache_dir=tmp_path / "b", progress=False,
+                                                   chunk_images=16, backend="ray")
+    assert info_r["fast_path"].startswith("ray") and not info_r["hit"]
+    assert np.isnan(ray_emb[5]).all() and np.isnan(local[5]).all() and info_r["failed"] == info_l["failed"]
+    ok = np.ones(len(ids), bool)
+    ok[5] = False
+    assert np.abs(ray_emb[ok] - local[ok]).max() <= embeddings.FAST_PATH_ATOL
+    # the Ray run wrote the ordinary cache: a local call now hits it
+    again, info = embeddings.cached_embeddings(loaded, ids, paths, cache_dir=tmp_path / "b", progress=False)
+    assert info["hit"]
+    np.testing.assert_array_equal(again, ray_emb)
