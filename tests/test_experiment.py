@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from visrec_utils import experiment, metrics
+from visrec_utils import experiment, metrics, recommenders
 from visrec_utils.splits import Split
 
 
@@ -24,7 +24,7 @@ def test_points_are_averaged_per_user_before_intervals():
     m, pu = experiment.run_experiment(split, {("toy", "frozen"): emb}, ["visrank_max"], [], ks=(1, 2),
                                       n_resamples=50, progress=False)
     per_point = metrics.evaluate_scores(
-        lambda pos: np.stack([np.max(experiment.SharedSimilarities(emb, split).rows(np.array([p]))[0], 0)
+        lambda pos: np.stack([np.max(recommenders.SharedSimilarities(emb, split).rows(np.array([p]))[0], 0)
                               for p in pos]), split, ks=(1, 2))
     row_a = pu.set_index("user_id").loc["a"]
     assert row_a["n_points"] == 2
@@ -41,3 +41,31 @@ def test_fine_tuned_sets_are_kept_out_of_other_protocols():
     assert experiment.leak_free_sets(sets, "leave_last_basket_out") == sets
     assert set(experiment.leak_free_sets(sets, "temporal")) == {("m", "frozen"), ("u", "precomputed")}
     assert ("m", "contrastive") in experiment.leak_free_sets({("m", "contrastive"): 4}, "replay_all")
+
+
+def test_evaluations_are_cached_by_content(hm_catalogue, tmp_path, monkeypatch):
+    from visrec_utils import data, splits
+
+    cat = data.slice_catalogue(hm_catalogue, max_users=40, max_items=300, seed=5)
+    split = splits.leave_last_basket_out(cat)
+    emb = np.random.default_rng(0).normal(size=(len(cat.items), 8)).astype(np.float32)
+    kw = dict(recommenders=["visrank_max"], baselines=["popularity"], n_resamples=20, progress=False,
+              cache_dir=tmp_path)
+    m1, pu1 = experiment.run_experiment(split, {("x", "frozen"): emb}, **kw)
+    files = sorted((tmp_path / "evaluations").glob("*.parquet"))
+    assert len(files) == 2  # one per embedding set / baseline group
+
+    def boom(*a, **k):
+        raise AssertionError("a cached evaluation was recomputed")
+
+    monkeypatch.setattr(experiment, "evaluate_many", boom)
+    m2, pu2 = experiment.run_experiment(split, {("x", "frozen"): emb}, **kw)
+    pd.testing.assert_frame_equal(m1, m2)
+    pd.testing.assert_frame_equal(pu1.reset_index(drop=True), pu2.reset_index(drop=True), check_dtype=False)
+    emb2 = emb.copy()
+    emb2[0, 0] += 1.0  # other embedding bytes: recomputed
+    with pytest.raises(AssertionError, match="recomputed"):
+        experiment.run_experiment(split, {("x", "frozen"): emb2}, **kw)
+    other = splits.leave_last_basket_out(cat, availability="first_seen")  # other candidates: another key
+    assert splits.split_digest(other) != splits.split_digest(split)
+    assert splits.split_digest(splits.leave_last_basket_out(cat)) == splits.split_digest(split)

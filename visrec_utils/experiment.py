@@ -10,13 +10,17 @@ configuration, without an interval (:func:`visrec_utils.metrics.coverage` says w
 """
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
-from .metrics import DEFAULT_KS, coverage, evaluate_many, summarize
+from .embeddings import atomic_save_npz, default_cache_dir
+from .metrics import DEFAULT_KS, EVAL_VERSION, coverage, evaluate_many, summarize
 from .recommenders import BASELINES, CONTENT_RECOMMENDERS, make_score_fns
 from .scaleout import check_backend
-from .splits import Split, restrict_truth
+from .splits import Split, restrict_truth, split_digest
 
 METRIC_COLUMNS = ["model", "strategy", "recommender", "metric", "k", "value", "ci_low", "ci_high", "n_users"]
 SPLIT_COLUMNS = ["protocol", "availability", "leaky"]
@@ -37,6 +41,34 @@ def per_user_means(per_point: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _evaluation_key(digest: str, emb, names, ks, seed) -> str:
+    h = hashlib.sha256(f"{EVAL_VERSION}|{digest}|{list(names)}|{list(ks)}|{seed}".encode())
+    if emb is not None:
+        a = np.ascontiguousarray(emb)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:32]
+
+
+def _load_evaluation(cache: Path, key: str, names):
+    f, t = cache / f"{key}.parquet", cache / f"{key}.npz"
+    if not (f.is_file() and t.is_file()):
+        return None
+    df = pd.read_parquet(f)
+    with np.load(t, allow_pickle=False) as z:
+        tops = {n: z[n] for n in names}
+    per_point = {n: g.drop(columns="recommender").reset_index(drop=True) for n, g in df.groupby("recommender", sort=False)}
+    return per_point, tops
+
+
+def _save_evaluation(cache: Path, key: str, per_point: dict, tops: dict) -> None:
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = cache / f"{key}.tmp.parquet"
+    pd.concat([pp.assign(recommender=n) for n, pp in per_point.items()], ignore_index=True).to_parquet(tmp, index=False)
+    atomic_save_npz(cache / f"{key}.npz", **tops)
+    tmp.replace(cache / f"{key}.parquet")  # the parquet last: both exist only when complete
+
+
 def run_experiment(
     split: Split,
     embedding_sets: dict[tuple[str, str], np.ndarray],
@@ -48,6 +80,7 @@ def run_experiment(
     progress: bool = True,
     backend: str = "local",
     ray_address: str | None = None,
+    cache_dir: str | Path | bool | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Evaluate every (embedding set, recommender) pair and every baseline on ``split``.
 
@@ -63,6 +96,10 @@ def run_experiment(
         backend: ``"local"``, or ``"ray"`` to shard the test points over a Ray cluster
             (:func:`visrec_utils.scaleout.ray_evaluate`; the same numbers).
         ray_address: Ray cluster address (default ``$RAY_ADDRESS``, else a local Ray).
+        cache_dir: per-point results are cached under ``<cache_dir>/evaluations``, keyed by the
+            split's content (:func:`visrec_utils.splits.split_digest`), the embedding bytes, the
+            recommenders, ks, seed and :data:`visrec_utils.metrics.EVAL_VERSION`; default
+            ``$VISREC_CACHE`` or ``~/.cache/visrec``; False disables it.
 
     Returns:
         (metrics: tidy DataFrame with :data:`METRIC_COLUMNS` plus :data:`SPLIT_COLUMNS`, one
@@ -72,18 +109,26 @@ def run_experiment(
     from tqdm.auto import tqdm
 
     groups = [((m, s), list(recommenders)) for (m, s) in embedding_sets] + [(("-", "-"), list(baselines))]
+    cache = None if cache_dir is False else Path(cache_dir or default_cache_dir()) / "evaluations"
+    digest = split_digest(split) if cache else ""
     summaries, per_users = [], []
     for (model, strategy), names in tqdm(groups, desc=f"evaluate {split.protocol}", disable=not progress):
         if not names:
             continue
         emb = embedding_sets.get((model, strategy))
-        if check_backend(backend) == "ray":
+        key = _evaluation_key(digest, emb, names, ks, seed)
+        cached = _load_evaluation(cache, key, names) if cache else None
+        if cached is not None:
+            per_point, tops = cached
+        elif check_backend(backend) == "ray":
             from .scaleout import ray_evaluate
 
             per_point, tops = ray_evaluate(split, emb, names, ks=ks, seed=seed, address=ray_address)
         else:
             per_point, tops = evaluate_many(make_score_fns(split, emb, names, seed=seed), split, ks=ks, seed=seed,
                                             return_top=True)
+        if cache and cached is None:
+            _save_evaluation(cache, key, per_point, tops)
         for rec, pp in per_point.items():
             labels = {"model": model, "strategy": strategy, "recommender": rec}
             pu = per_user_means(pp)

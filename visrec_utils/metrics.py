@@ -30,6 +30,8 @@ import numpy as np
 import pandas as pd
 
 DEFAULT_KS = (10, 20, 50)
+#: Bumped whenever a metric's definition or tie-breaking changes (part of the evaluation cache key).
+EVAL_VERSION = "2"
 METRICS_AT_K = ("precision", "recall", "f1", "ndcg", "ap", "hitrate")
 METRICS_FULL = ("auc", "mrr", "map")
 

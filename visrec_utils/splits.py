@@ -481,3 +481,28 @@ def make_split(cat: "Catalogue", protocol: str = "leave_last_basket_out", **kwar
     if protocol not in PROTOCOLS:
         raise KeyError(f"Unknown protocol {protocol!r}; choose from {list(PROTOCOLS)}")
     return PROTOCOLS[protocol](cat, **kwargs)
+
+
+def split_digest(split: Split) -> str:
+    """SHA-256 over every field of ``split`` that decides what is evaluated (test points,
+    profiles, truth, times, candidates, interactions), independent of cached attributes; the
+    evaluation cache's key (:func:`visrec_utils.experiment.run_experiment`)."""
+    import dataclasses
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in dataclasses.fields(split):
+        v = getattr(split, f.name)
+        h.update(f.name.encode())
+        if isinstance(v, pd.DataFrame):
+            h.update(",".join(map(str, v.columns)).encode())
+            h.update(pd.util.hash_pandas_object(v.astype({c: str for c in v.columns if v[c].dtype == object}),
+                                                index=False).to_numpy().tobytes() if len(v) else b"empty")
+        elif isinstance(v, list) and v and isinstance(v[0], np.ndarray):
+            h.update(np.array([len(a) for a in v], np.int64).tobytes())
+            h.update(np.concatenate(v).astype(np.int64).tobytes())
+        elif isinstance(v, np.ndarray):
+            h.update(np.asarray(v).astype(str).tobytes() if v.dtype == object else v.tobytes())
+        else:
+            h.update(repr(v).encode())
+    return h.hexdigest()
