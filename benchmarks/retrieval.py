@@ -50,7 +50,7 @@ def main(argv=None) -> None:
     t2 = time.perf_counter()
     print(f"  flat (exact): build {t1 - t0:.1f} s, search {1e3 * (t2 - t1) / a.queries:.2f} ms/query")
     del flat
-    configs = [("ivf", {"nprobe": p}) for p in (8, 32, 128)] + ([] if a.no_hnsw else [("hnsw", {"ef_search": 128})])
+    configs = [("ivf", {"nprobe": p}) for p in (8, 32, 128)] + ([] if a.no_hnsw else [("hnsw", {"ef_search": 256})])
     built = {}
     for kind, kw in configs:
         t0 = time.perf_counter()

@@ -38,14 +38,14 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def build_index(embeddings: np.ndarray, kind: str = "flat", nlist: int | None = None, nprobe: int = 16,
-                hnsw_m: int = 32, ef_search: int = 128, seed: int = 0):
+                hnsw_m: int = 32, ef_search: int = 128, ef_construction: int = 200, seed: int = 0):
     """An inner-product index over L2-normalised ``(n_items, dim)`` embeddings.
 
     Args:
         kind: ``"flat"`` (exact), ``"ivf"`` or ``"hnsw"``.
         nlist: IVF lists (default ``4 * sqrt(n_items)``); trained on at most 256 points per list.
         nprobe: IVF lists searched per query (``nprobe = nlist`` is exact).
-        hnsw_m: HNSW graph degree; ef_search: HNSW search breadth.
+        hnsw_m: HNSW graph degree; ef_search / ef_construction: HNSW search / build breadth.
         seed: k-means seed (IVF).
 
     Raises:
@@ -72,6 +72,7 @@ def build_index(embeddings: np.ndarray, kind: str = "flat", nlist: int | None = 
         index.nprobe = min(nprobe, nlist)
     else:
         index = faiss.IndexHNSWFlat(d, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = ef_construction
         index.hnsw.efSearch = ef_search
     index.add(x)
     return index
