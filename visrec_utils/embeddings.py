@@ -137,6 +137,8 @@ def cached_embeddings(
         ``failed`` ({item_id: reason}), ``fast_path``).
     """
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    if extract_kwargs.get("amp"):  # mixed-precision rows are not the float32 rows: their own entry
+        variant = f"{variant}+amp" if variant else "amp"
     t0 = time.perf_counter()
     n = len(item_ids)
     key = cache_key(loaded, image_set or image_set_sha256(item_ids, paths), variant)
@@ -177,8 +179,8 @@ def cached_embeddings(
             from .scaleout import ray_extract
 
             plain = {k: v for k, v in extract_kwargs.items() if v is not None and k in ("module", "transform", "seeds")}
-            if plain or extract_kwargs.get("logits"):
-                raise ValueError(f"backend='ray' extracts pooled features only, not {sorted(plain) or ['logits']}; "
+            if plain or extract_kwargs.get("logits") or extract_kwargs.get("amp"):
+                raise ValueError(f"backend='ray' extracts float32 pooled features only, not {sorted(plain) or ['logits/amp']}; "
                                  "use backend='local' for this variant")
             run = ray_extract(loaded.spec.name, [paths[i] for i in order], dim=loaded.dim, batch_size=batch_size,
                               runtime=extract_kwargs.get("runtime", "auto"), runtime_cache=str(cache_dir),
@@ -252,7 +254,8 @@ def cached_imagenet_top1(loaded: LoadedModel, folder, limit: int | None = None, 
 
 def embed_catalogue(model_names, cat, out_dir, cache_dir=None, batch_size: int = 32,
                     imagenet_dir=None, imagenet_limit: int | None = None, progress: bool = True,
-                    backend: str = "local", ray_address: str | None = None):
+                    backend: str = "local", ray_address: str | None = None, device: str = "auto",
+                    amp: bool = False):
     """Frozen embeddings of every catalogue image for each model, plus a top-1 check.
 
     For each model: load it (a model whose weights cannot be had is reported as skipped with
@@ -272,6 +275,8 @@ def embed_catalogue(model_names, cat, out_dir, cache_dir=None, batch_size: int =
         backend: ``"local"`` or ``"ray"`` for the catalogue's embeddings (the top-1 check
             always runs locally); ray_address: the Ray cluster (default ``$RAY_ADDRESS``, else a
             local Ray).
+        device, amp: where the local backend runs the model, and whether in mixed precision
+            (:func:`visrec_utils.extract.extract_embeddings`).
 
     Returns:
         (models: one row per model with ``model, status, reason, arch, family, dim,
@@ -314,7 +319,7 @@ def embed_catalogue(model_names, cat, out_dir, cache_dir=None, batch_size: int =
             row.update(measured_top1=chk["top1"], measured_top1_stderr=chk["stderr"], n_imagenet=chk["n_images"])
         emb, info = cached_embeddings(loaded, ids, paths, cache_dir=cache_dir, batch_size=batch_size,
                                       image_set=image_set, progress=progress, backend=backend,
-                                      ray_address=ray_address)
+                                      ray_address=ray_address, device=device, amp=amp)
         save_embedding_set(out_dir, name, "frozen", emb)
         failed.update(info["failed"])
         row.update(cache_hit=info["hit"], seconds=round(info["seconds"], 1), n_unreadable=len(info["failed"]),
