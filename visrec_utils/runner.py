@@ -56,11 +56,21 @@ def versions() -> dict:
     return out
 
 
-def to_html(ipynb: Path) -> Path:
-    """Render an executed notebook to a self-contained HTML file next to it."""
-    from nbconvert import HTMLExporter
+#: Cells tagged so are shown without their code in the HTML reports (imports and set-up).
+HIDE_INPUT_TAGS = {"remove_input"}
 
-    body, _ = HTMLExporter().from_filename(str(ipynb))
+
+def to_html(ipynb: Path) -> Path:
+    """Render an executed notebook to a self-contained HTML file next to it (figures embedded;
+    the code of cells tagged :data:`HIDE_INPUT_TAGS` hidden, their output kept)."""
+    from nbconvert import HTMLExporter
+    from traitlets.config import Config
+
+    cfg = Config()
+    cfg.TagRemovePreprocessor.enabled = True
+    cfg.TagRemovePreprocessor.remove_input_tags = set(HIDE_INPUT_TAGS)
+    cfg.HTMLExporter.preprocessors = ["nbconvert.preprocessors.TagRemovePreprocessor"]
+    body, _ = HTMLExporter(config=cfg).from_filename(str(ipynb))
     html = ipynb.with_suffix(".html")
     html.write_text(body, encoding="utf-8")
     return html
@@ -138,6 +148,9 @@ def run_study(params: dict, out_dir: str | Path, notebooks=NOTEBOOKS, figures_to
     record["total_seconds"] = round(time.perf_counter() - t0, 1)
     (out_dir / "results").mkdir(parents=True, exist_ok=True)
     (out_dir / "results" / "run.json").write_text(json.dumps(record, indent=2, default=str))
+    from .report import write_index
+
+    print(f"[visrec] report index: {write_index(out_dir)}", flush=True)
     synthetic = json.loads((out_dir / "data" / "catalogue.json").read_text()).get("synthetic", False) \
         if (out_dir / "data" / "catalogue.json").is_file() else False
     if figures_to and synthetic:

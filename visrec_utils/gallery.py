@@ -1,0 +1,175 @@
+"""Pictures where people would rather look than read: recommendation galleries, nearest-neighbour
+strips and UMAP maps of the embeddings. Each figure is saved as PNG and returned for display.
+
+* :func:`recommendation_gallery`: per sample test user, their profile images, then each model's
+  top 10 (VisRank-max over the candidates the evaluation uses), bought test items framed green;
+  two or more models side by side.
+* :func:`neighbour_strips`: per sample item, its most similar items (cosine) under each model.
+* :func:`umap_map`: a 2-D UMAP (McInnes, Healy & Melville 2018; ``umap-learn``) of a model's
+  embeddings, coloured by a metadata column, with thumbnails for a sample of points.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .plots import _plt, _save
+from .recommenders import VisRank, l2_normalize
+
+
+def _thumb(ax, path, size: int = 96, frame: str | None = None, label: str = ""):
+    from .images import ImageError, load_image
+
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for side in ax.spines.values():
+        side.set_visible(frame is not None)
+        if frame:
+            side.set_edgecolor(frame)
+            side.set_linewidth(4)
+    try:
+        im = load_image(path, min_side=size)
+        im.thumbnail((size, size))
+        ax.imshow(im)
+    except ImageError as e:
+        ax.text(0.5, 0.5, "unreadable", ha="center", va="center", fontsize=6)
+        label = label or e.reason[:20]
+    if label:
+        ax.set_title(label, fontsize=6)
+
+
+def recommendation_gallery(cat, split, embedding_sets: dict, n_users: int = 4, k: int = 10, n_profile: int = 5,
+                           seed: int = 0, path=None):
+    """Profile images and each model's top ``k`` for ``n_users`` sample test users.
+
+    Args:
+        cat: catalogue (``items.image_path`` in item order).
+        split: the evaluation's split (its candidates and truth).
+        embedding_sets: ``{label: (n_items, dim) float32}``, two or more to compare.
+        n_users: users drawn (seeded) among those with a truth item.
+        n_profile: profile images shown (the most recent first when the split keeps order).
+
+    Returns:
+        The matplotlib figure: one row per (user, model), the first row of each user starting
+        with their profile.
+    """
+    plt = _plt()
+    rng = np.random.default_rng(seed)
+    users = np.sort(rng.choice(split.n_users, size=min(n_users, split.n_users), replace=False))
+    paths = cat.items["image_path"].tolist()
+    masks = split.candidate_masks(users)
+    tops = {}
+    for label, emb in embedding_sets.items():
+        s = VisRank("max").fit(split, emb).score(users)
+        s[~masks] = -np.inf
+        tops[label] = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    cols = n_profile + 1 + k
+    rows = len(users) * len(embedding_sets)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.0, rows * 1.15), squeeze=False)
+    for a in axes.ravel():
+        a.axis("off")
+    for ui, u in enumerate(users):
+        truth = set(split.truth[u].tolist())
+        for mi, (label, top) in enumerate(tops.items()):
+            r = ui * len(embedding_sets) + mi
+            if mi == 0:
+                for j, item in enumerate(split.profiles[u][-n_profile:]):
+                    axes[r, j].axis("on")
+                    _thumb(axes[r, j], paths[item], label="profile" if j == 0 else "")
+            axes[r, n_profile].text(0.5, 0.5, f"{label}\n->", ha="center", va="center", fontsize=7, wrap=True)
+            for j, item in enumerate(top[ui]):
+                ax = axes[r, n_profile + 1 + j]
+                ax.axis("on")
+                hit = int(item) in truth
+                _thumb(ax, paths[item], frame="#2ca02c" if hit else None, label=("bought" if hit else f"#{j + 1}"))
+    fig.suptitle(f"Top {k} by VisRank-max for {len(users)} sample test users (green frame: bought at the test "
+                 "point)", fontsize=9)
+    return _save(fig, path)
+
+
+def neighbour_strips(cat, embedding_sets: dict, n_items: int = 4, k: int = 8, seed: int = 0, path=None):
+    """For ``n_items`` sample items (seeded), the ``k`` most similar other items under each model
+    (cosine of L2-normalised embeddings), one strip per (item, model)."""
+    plt = _plt()
+    rng = np.random.default_rng(seed)
+    n = len(cat.items)
+    items = rng.choice(n, size=min(n_items, n), replace=False)
+    paths = cat.items["image_path"].tolist()
+    rows = len(items) * len(embedding_sets)
+    fig, axes = plt.subplots(rows, k + 2, figsize=((k + 2) * 1.0, rows * 1.15), squeeze=False)
+    for a in axes.ravel():
+        a.axis("off")
+    for ii, item in enumerate(items):
+        for mi, (label, emb) in enumerate(embedding_sets.items()):
+            unit = l2_normalize(emb)
+            sims = unit @ unit[item]
+            sims[item] = -np.inf
+            near = np.argsort(-sims, kind="stable")[:k]
+            r = ii * len(embedding_sets) + mi
+            if mi == 0:
+                axes[r, 0].axis("on")
+                _thumb(axes[r, 0], paths[item], frame="#1f77b4", label="query")
+            axes[r, 1].text(0.5, 0.5, f"{label}\n->", ha="center", va="center", fontsize=7)
+            for j, other in enumerate(near):
+                axes[r, j + 2].axis("on")
+                _thumb(axes[r, j + 2], paths[other], label=f"{sims[other]:.2f}")
+    fig.suptitle("Nearest neighbours by cosine similarity (numbers: cosine)", fontsize=9)
+    return _save(fig, path)
+
+
+def umap_coordinates(embeddings: np.ndarray, max_points: int = 4000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """2-D UMAP (cosine metric) of a seeded sample of rows: (row indices ``(m,)``, coordinates
+    ``(m, 2) float32``). Needs ``umap-learn``."""
+    import umap
+
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(len(embeddings), size=min(max_points, len(embeddings)), replace=False))
+    reducer = umap.UMAP(n_components=2, metric="cosine", random_state=seed, n_neighbors=15, min_dist=0.1)
+    return rows, reducer.fit_transform(np.nan_to_num(embeddings[rows])).astype(np.float32)
+
+
+def umap_map(cat, embedding_sets: dict, color: str = "product_group_name", max_points: int = 4000,
+             n_thumbs: int = 12, seed: int = 0, path=None):
+    """UMAP maps of each model's embeddings side by side, coloured by ``cat.items[color]`` (its 8
+    commonest values, the rest grey), with thumbnails for ``n_thumbs`` sample points."""
+    from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+
+    from .images import ImageError, load_image
+
+    plt = _plt()
+    labels = cat.items[color].astype(str) if color in cat.items else pd.Series(["all"] * len(cat.items))
+    common = labels.value_counts().index[:8].tolist()
+    fig, axes = plt.subplots(1, len(embedding_sets), figsize=(6 * len(embedding_sets), 5.5), squeeze=False)
+    palette = plt.get_cmap("tab10")
+    for ax, (name, emb) in zip(axes[0], embedding_sets.items()):
+        rows, xy = umap_coordinates(emb, max_points=max_points, seed=seed)
+        lab = labels.to_numpy()[rows]
+        ax.scatter(*xy[~np.isin(lab, common)].T, s=3, c="#cccccc", label="other")
+        for i, value in enumerate(common):
+            sel = lab == value
+            ax.scatter(*xy[sel].T, s=3, color=palette(i % 10), label=value)
+        rng = np.random.default_rng(seed)
+        for j in rng.choice(len(rows), size=min(n_thumbs, len(rows)), replace=False):
+            try:
+                im = load_image(cat.items["image_path"].iloc[rows[j]], min_side=48)
+                im.thumbnail((48, 48))
+                ax.add_artist(AnnotationBbox(OffsetImage(np.asarray(im), zoom=0.6), xy[j], frameon=False))
+            except ImageError:
+                continue
+        ax.set_title(f"{name} ({len(rows):,} items)", fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0, 0].legend(fontsize=7, markerscale=3, loc="best")
+    fig.suptitle(f"UMAP of the embeddings (cosine), coloured by {color}", fontsize=11)
+    return _save(fig, path)
+
+
+def main_sets(embedding_sets: dict, strategy: str = "frozen", limit: int = 4) -> dict:
+    """The first ``limit`` ImageNet models' sets of one strategy, ``{model: (n_items, dim)}``:
+    layer variants (``@stage``) and controls (``random_*``, ``handcrafted``) left out, for
+    pictures that compare models."""
+    out = {}
+    for (model, strat), emb in embedding_sets.items():
+        if strat == strategy and "@" not in model and not model.startswith("random_") and model != "handcrafted":
+            out[model] = emb
+    return dict(list(out.items())[:limit])
