@@ -18,9 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 #: Figures shown on the page, in order, when the run wrote them (others stay in ``figures/``).
-MAIN_FIGURES = ("imagenet_vs_ndcg20", "measured_top1_vs_ndcg20", "models_ndcg20", "metric_bars_ndcg20",
-                "finetune_auc", "protocols_auc", "layers_ndcg20", "gallery", "neighbours", "umap",
-                "learning_curves", "data_overview", "contact_sheet")
+MAIN_FIGURES = ("imagenet_vs_ndcg20", "measured_top1_vs_ndcg20", "models_ndcg20", "finetune_auc", "layers_ndcg20",
+                "gallery", "neighbours", "umap", "data_overview")
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;
