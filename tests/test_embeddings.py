@@ -163,3 +163,25 @@ def test_mixed_precision_is_close_to_float32_and_cached_apart(mobilenet, images,
     assert resolve_device("cpu") == "cpu"
     with pytest.raises(ValueError, match="device must be"):
         resolve_device("tpu")
+
+
+def test_micro_batch_is_measured_once_and_pinned(tmp_path):
+    import time
+
+    import torch
+
+    from visrec_utils import extract
+
+    def per_call_overhead(x):  # a fixed cost per call: the largest micro-batch is fastest
+        time.sleep(0.01)
+        return x.mean((2, 3))
+
+    shape = (32, 3, 8, 8)
+    assert extract.pinned_micro_batch(per_call_overhead, shape, "m", tmp_path, seconds=0.05) == max(extract.MICRO_BATCHES)
+
+    def must_not_run(x):
+        raise AssertionError("measured again")
+
+    assert extract.pinned_micro_batch(must_not_run, shape, "m", tmp_path) == max(extract.MICRO_BATCHES)
+    x = torch.randn(37, 3, 8, 8)
+    np.testing.assert_array_equal(extract._micro(per_call_overhead, 8)(x).numpy(), x.mean((2, 3)).numpy())

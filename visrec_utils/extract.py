@@ -15,7 +15,9 @@ worker; an unreadable image does not stop extraction: its row is NaN and its rea
 from __future__ import annotations
 
 import copy
+import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,6 +145,59 @@ def _openvino_cache(loaded: LoadedModel, shape, folder) -> Path | None:
     version = ov.__version__.split("-")[0]
     sha = (loaded.weights_sha256 or "noweights")[:16]
     return Path(folder) / "openvino" / f"{loaded.spec.name}-{sha}-{shape[-2]}x{shape[-1]}-{version}.xml"
+
+
+MICRO_BATCHES = (8, 16, 32)
+
+
+def pinned_micro_batch(forward, shape, key: str, cache: Path | None, seconds: float = 0.4) -> int:
+    """Images per runtime call, chosen once by a short warm-up and pinned on disk.
+
+    OpenVINO on a CPU runs small batches faster (cache locality; measured on 2 cores:
+    Lite0 184 img/s at 8 vs 168 at 32, MobileNet-V1 0.25 1,545 vs 1,321): each size in
+    :data:`MICRO_BATCHES` runs for ``seconds`` on random input and the fastest is stored in
+    ``<cache>/micro_batch.json`` under ``key`` (model, weights, input size, runtime, cores), so
+    later runs reuse it without measuring again.
+
+    Args:
+        forward: ``(B, 3, H, W) tensor -> (B, dim)``; shape: one input batch's shape.
+        cache: folder of the json file (None: measure, do not store).
+
+    Returns:
+        the chosen micro-batch size.
+    """
+    import torch
+
+    store = Path(cache) / "micro_batch.json" if cache is not None else None
+    known = json.loads(store.read_text()) if store is not None and store.is_file() else {}
+    if key in known:
+        return int(known[key])
+    x = torch.randn(max(MICRO_BATCHES), *shape[1:])
+    rates = {}
+    with torch.inference_mode():
+        for b in MICRO_BATCHES:
+            forward(x[:b])
+            t0, n = time.perf_counter(), 0
+            while time.perf_counter() - t0 < seconds:
+                forward(x[:b])
+                n += b
+            rates[b] = n / (time.perf_counter() - t0)
+    best = max(rates, key=rates.get)
+    if store is not None:
+        store.parent.mkdir(parents=True, exist_ok=True)
+        known[key] = best
+        tmp = store.with_suffix(".tmp")
+        tmp.write_text(json.dumps(known, indent=1, sort_keys=True))
+        tmp.replace(store)
+    log.info("micro-batch for %s: %d (%s img/s)", key, best, {b: round(r, 1) for b, r in rates.items()})
+    return best
+
+
+def _micro(forward, m: int):
+    """``forward`` applied to slices of ``m`` images, concatenated."""
+    import torch
+
+    return lambda x: forward(x) if len(x) <= m else torch.cat([forward(x[i:i + m]) for i in range(0, len(x), m)])
 
 
 def _fast_forward(pooled, first_batch, compile_mode: bool, runtime: str = "auto", cache_xml: Path | None = None):
@@ -284,6 +339,12 @@ def extract_embeddings(
                 if not chosen:
                     xml = _openvino_cache(loaded, xs.shape, runtime_cache) if module is None else None
                     forward, desc, channels_last = _fast_forward(pooled, xs, bool(compile), runtime, xml)
+                    if desc.startswith("openvino"):
+                        name = xml.stem if xml is not None else (
+                            f"{loaded.spec.name}-{type(pooled).__name__}-{emb.shape[1]}-{xs.shape[-2]}x{xs.shape[-1]}")
+                        key = f"{name}-{os.cpu_count()}cpu"
+                        m = pinned_micro_batch(forward, xs.shape, key, runtime_cache)
+                        forward, desc = _micro(forward, m), f"{desc}, micro-batch {m}"
                     if device != "cpu":
                         desc = f"{device} {desc}"
                     if amp:
