@@ -323,7 +323,8 @@ def embed_catalogue(model_names, cat, out_dir, cache_dir=None, batch_size: int =
         save_embedding_set(out_dir, name, "frozen", emb)
         failed.update(info["failed"])
         row.update(cache_hit=info["hit"], seconds=round(info["seconds"], 1), n_unreadable=len(info["failed"]),
-                   images_per_s=round(len(ids) / max(info["seconds"], 1e-9), 1), fast_path=info["fast_path"])
+                   images_per_s=np.nan if info["hit"] else round(len(ids) / max(info["seconds"], 1e-9), 1),
+                   fast_path=info["fast_path"])
         rows.append(row)
     unreadable = pd.DataFrame({"item_id": list(failed), "reason": list(failed.values())})
     unreadable["image_path"] = unreadable["item_id"].map(dict(zip(ids, paths)))

@@ -243,7 +243,8 @@ def format_table(metrics: pd.DataFrame, index=("model", "strategy", "recommender
     """Wide table for reports: one row per ``index``, one column per metric, cells
     ``"mean [low, high]"``; metrics with a cut-off are shown at the given ``ks``."""
     d = metrics[metrics["metric"].isin(names) & ((metrics["k"] == 0) | metrics["k"].isin(ks))].copy()
-    d["cell"] = [f"{v:.4f} [{lo:.4f}, {hi:.4f}]" for v, lo, hi in zip(d["value"], d["ci_low"], d["ci_high"])]
+    d["cell"] = [f"{v:.4f}" if np.isnan(lo) else f"{v:.4f} [{lo:.4f}, {hi:.4f}]"  # no interval: coverage, n < 2
+                 for v, lo, hi in zip(d["value"], d["ci_low"], d["ci_high"])]
     d["metric"] = d["metric"] + d["k"].map(lambda k: f"@{k}" if k else "")
     order = [c for n in names for c in d["metric"].unique() if c.split("@")[0] == n]
     return d.pivot_table(index=list(index), columns="metric", values="cell", aggfunc="first", sort=False)[order]

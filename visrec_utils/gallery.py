@@ -17,6 +17,10 @@ from .plots import _plt, _save
 from .recommenders import VisRank, l2_normalize
 
 
+def _wrap(label: str, width: int = 12) -> str:
+    return "\n".join(label[i:i + width] for i in range(0, len(label), width))
+
+
 def _thumb(ax, path, size: int = 96, frame: str | None = None, label: str = ""):
     from .images import ImageError, load_image
 
@@ -75,8 +79,9 @@ def recommendation_gallery(cat, split, embedding_sets: dict, n_users: int = 4, k
             if mi == 0:
                 for j, item in enumerate(split.profiles[u][-n_profile:]):
                     axes[r, j].axis("on")
-                    _thumb(axes[r, j], paths[item], label="profile" if j == 0 else "")
-            axes[r, n_profile].text(0.5, 0.5, f"{label}\n->", ha="center", va="center", fontsize=7, wrap=True)
+                    shown = min(n_profile, len(split.profiles[u]))
+                    _thumb(axes[r, j], paths[item], label=f"profile ({shown} of {len(split.profiles[u])})" if j == 0 else "")
+            axes[r, n_profile].text(0.5, 0.5, _wrap(label) + "\n->", ha="center", va="center", fontsize=6)
             for j, item in enumerate(top[ui]):
                 ax = axes[r, n_profile + 1 + j]
                 ax.axis("on")
@@ -109,7 +114,7 @@ def neighbour_strips(cat, embedding_sets: dict, n_items: int = 4, k: int = 8, se
             if mi == 0:
                 axes[r, 0].axis("on")
                 _thumb(axes[r, 0], paths[item], frame="#1f77b4", label="query")
-            axes[r, 1].text(0.5, 0.5, f"{label}\n->", ha="center", va="center", fontsize=7)
+            axes[r, 1].text(0.5, 0.5, _wrap(label) + "\n->", ha="center", va="center", fontsize=6)
             for j, other in enumerate(near):
                 axes[r, j + 2].axis("on")
                 _thumb(axes[r, j + 2], paths[other], label=f"{sims[other]:.2f}")

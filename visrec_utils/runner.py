@@ -42,7 +42,8 @@ def versions() -> dict:
 
     out = {"python": platform.python_version(), "platform": platform.platform(),
            "processor": platform.processor() or platform.machine()}
-    for pkg in ("torch", "torchvision", "timm", "numpy", "pandas", "scipy", "pillow", "papermill"):
+    for pkg in ("torch", "torchvision", "timm", "openvino", "numpy", "pandas", "scipy", "numba", "implicit",
+                "pillow", "umap-learn", "papermill", "ray", "faiss-cpu"):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:

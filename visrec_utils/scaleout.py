@@ -51,6 +51,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None):
         address = address or os.environ.get("RAY_ADDRESS")
         kwargs = {"address": address} if address else {"num_cpus": num_cpus, "include_dashboard": False}
         ray.init(ignore_reinit_error=True, log_to_driver=False, configure_logging=False, **kwargs)
+        import atexit
+
+        atexit.register(ray.shutdown)  # a clean stop when the notebook kernel exits
     return ray
 
 
