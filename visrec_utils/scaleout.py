@@ -54,6 +54,10 @@ def init_ray(address: str | None = None, num_cpus: int | None = None):
         import atexit
 
         atexit.register(ray.shutdown)  # a clean stop when the notebook kernel exits
+    import logging
+
+    for name in ("ray", "ray.data"):  # Ray Data's per-run INFO lines are noise in the reports
+        logging.getLogger(name).setLevel(logging.WARNING)
     return ray
 
 
