@@ -85,7 +85,7 @@ def model_only(loaded, runtime_cache: Path, batch_size: int = 32, batches: int =
     xml = extract._openvino_cache(loaded, x.shape, runtime_cache)
     forward, desc, cl = extract._fast_forward(pooled, x, False, "auto", xml)
     if desc.startswith("openvino"):  # the same pinned micro-batch as visrec's extraction
-        m = extract.pinned_micro_batch(forward, x.shape, f"{xml.stem}-{extract.os.cpu_count()}cpu", runtime_cache)
+        m = extract.pinned_micro_batch(forward, x.shape, extract.micro_batch_key(xml.stem), runtime_cache)
         forward, desc = extract._micro(forward, m), f"{desc.split(' (')[0]}, micro-batch {m}"
     x = x.contiguous(memory_format=torch.channels_last) if cl else x
     with torch.inference_mode():

@@ -193,6 +193,12 @@ def pinned_micro_batch(forward, shape, key: str, cache: Path | None, seconds: fl
     return best
 
 
+def micro_batch_key(name: str) -> str:
+    """The :func:`pinned_micro_batch` key of a converted model (its cache file's stem) on this
+    machine: the best size depends on the core count."""
+    return f"{name}-{os.cpu_count()}cpu"
+
+
 def _micro(forward, m: int):
     """``forward`` applied to slices of ``m`` images, concatenated."""
     import torch
@@ -342,15 +348,15 @@ def extract_embeddings(
                     if desc.startswith("openvino"):
                         name = xml.stem if xml is not None else (
                             f"{loaded.spec.name}-{type(pooled).__name__}-{emb.shape[1]}-{xs.shape[-2]}x{xs.shape[-1]}")
-                        key = f"{name}-{os.cpu_count()}cpu"
-                        m = pinned_micro_batch(forward, xs.shape, key, runtime_cache)
+                        m = pinned_micro_batch(forward, xs.shape, micro_batch_key(name), runtime_cache)
                         forward, desc = _micro(forward, m), f"{desc}, micro-batch {m}"
                     if device != "cpu":
                         desc = f"{device} {desc}"
                     if amp:
                         with amp_ctx():
                             low = pooled(xs).float()
-                        rel = float((low - pooled(xs)).norm() / pooled(xs).norm())
+                        full = pooled(xs)
+                        rel = float((low - full).norm() / full.norm())
                         desc += f" + autocast ({'bfloat16' if device == 'cpu' else 'float16'}; relative diff {rel:.1e})"
                     chosen = True
                     log.info("%s: using %s", loaded.spec.name, desc)

@@ -74,7 +74,6 @@ class _EmbedActor:
         self.loaded = load_model(model)
         self.pooled = PooledFeatures(self.loaded.model)
         self.transform = self.loaded.transform()
-        self.min_side = int(max(self.loaded.data_config["input_size"][1:]) * 1.15)
         self.runtime = runtime
         self.runtime_cache = runtime_cache
         self.forward = None
@@ -84,21 +83,10 @@ class _EmbedActor:
     def __call__(self, batch: dict) -> dict:
         import torch
 
-        from .extract import _fast_forward, _openvino_cache
-        from .images import ImageError, load_image
+        from .extract import _fast_forward, _Images, _openvino_cache
 
-        size = tuple(self.loaded.data_config["input_size"])
-        xs, reasons = [], []
-        for p in batch["path"]:
-            try:
-                xs.append(self.transform(load_image(str(p), min_side=self.min_side)))
-                reasons.append("")
-            except ImageError as e:
-                xs.append(torch.zeros(size))
-                reasons.append(e.reason)
-            except Exception as e:  # a transform failing on a decoded image: still this file's fault
-                xs.append(torch.zeros(size))
-                reasons.append(f"preprocessing failed ({type(e).__name__}: {e})")
+        images = _Images([str(p) for p in batch["path"]], self.transform, self.loaded.data_config["input_size"])
+        xs, reasons = zip(*(images[i] for i in range(len(images))))  # the local path's decoding and reasons
         x = torch.stack(xs).to(self.device)
         with torch.inference_mode():
             if self.forward is None:
