@@ -80,12 +80,17 @@ def model_only(loaded, runtime_cache: Path, batch_size: int = 32, batches: int =
     """(c): visrec's chosen runtime on random tensors; (images/s, runtime)."""
     import torch
 
-    x = torch.randn(batch_size, *loaded.data_config["input_size"])
+    split = extract.split_normalize(loaded.transform())
+    normalize = split[1] if split else None
+    shape = (batch_size, *loaded.data_config["input_size"])
+    # what visrec's runtime is given: uint8 images when the transform splits (normalised inside)
+    x = torch.randint(0, 256, shape, dtype=torch.uint8) if normalize else torch.randn(shape)
     pooled = extract.PooledFeatures(loaded.model)
     xml = extract._openvino_cache(loaded, x.shape, runtime_cache)
-    forward, desc, cl = extract._fast_forward(pooled, x, False, "auto", xml)
+    forward, desc, cl = extract._fast_forward(pooled, x, False, "auto", xml, normalize)
     if desc.startswith("openvino"):  # the same pinned micro-batch as visrec's extraction
-        m = extract.pinned_micro_batch(forward, x.shape, extract.micro_batch_key(xml.stem), runtime_cache)
+        key = extract.micro_batch_key(xml.stem + ("-u8" if normalize else ""))
+        m = extract.pinned_micro_batch(forward, x.shape, key, runtime_cache, dtype=x.dtype)
         forward, desc = extract._micro(forward, m), f"{desc.split(' (')[0]}, micro-batch {m}"
     x = x.contiguous(memory_format=torch.channels_last) if cl else x
     with torch.inference_mode():

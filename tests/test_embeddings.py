@@ -185,3 +185,28 @@ def test_micro_batch_is_measured_once_and_pinned(tmp_path):
     assert extract.pinned_micro_batch(must_not_run, shape, "m", tmp_path) == max(extract.MICRO_BATCHES)
     x = torch.randn(37, 3, 8, 8)
     np.testing.assert_array_equal(extract._micro(per_call_overhead, 8)(x).numpy(), x.mean((2, 3)).numpy())
+
+
+def test_uint8_transfer_is_bitwise_the_model_transform(mobilenet, images):
+    import torch
+    from torchvision import transforms as T
+
+    from visrec_utils import extract
+    from visrec_utils.images import load_image
+
+    _, paths = images
+    tf = mobilenet.transform()
+    head, normalize = extract.split_normalize(tf)
+    ims = [load_image(p) for p in paths[:4]]
+    u8 = torch.stack([head(im) for im in ims])
+    assert u8.dtype == torch.uint8 and u8.shape == (4, 3, 224, 224)
+    assert torch.equal(normalize(u8), torch.stack([tf(im) for im in ims]))
+    # transforms of another shape are left whole (augmentations, a final custom step)
+    whole = T.Compose([*tf.transforms, T.Lambda(lambda x: x)])
+    assert extract.split_normalize(whole) is None
+    assert extract.split_normalize(lambda im: im) is None
+    # extraction through the split (uint8 from the worker) equals extraction through the whole transform
+    split = extract_embeddings(mobilenet, paths, batch_size=5, fast=False, progress=False)
+    float_path = extract_embeddings(mobilenet, paths, batch_size=5, fast=False, progress=False, transform=whole,
+                                    num_workers=0)
+    np.testing.assert_array_equal(split.embeddings, float_path.embeddings)
