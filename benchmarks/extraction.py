@@ -3,6 +3,7 @@
     python benchmarks/extraction.py speed            # (a) plain loop, (b) visrec, (c) model alone, per model
     python benchmarks/extraction.py rss --n 1000     # peak RSS of visrec's extraction of n images
     python benchmarks/extraction.py runtimes         # model alone under each runtime (Lite0)
+    python benchmarks/extraction.py device           # on a GPU (cuda/mps): float32 and mixed precision
 
 (a) a plain timm loop: PIL decode and the model's eval transform in the loop, NCHW float32 eager
 PyTorch, batch 32; (b) visrec end to end: ``embeddings.cached_embeddings`` into an empty cache
@@ -128,6 +129,48 @@ def bench_speed(names: list[str], n: int, n_plain: int) -> None:
         print(f"  model FLOP rate {gflop * ips_c:.0f} GFLOP/s = {gflop * ips_c / peak:.0%} of the matmul peak")
 
 
+def bench_device(names: list[str], n: int, device: str, batch_size: int = 64) -> None:
+    """(b) end to end and (c) model alone on ``device`` (a GPU: float32 with TF32 off, and
+    mixed precision), with the largest difference from the CPU's float32 embeddings."""
+    import torch
+
+    device = extract.resolve_device(device)
+    ids, paths = _paths(n)
+    name_of = torch.cuda.get_device_name(0) if device == "cuda" else device
+    print(f"{len(paths)} H&M images on {name_of}; batch {batch_size}")
+    for name in names:
+        loaded = models.load_model(name)
+        with tempfile.TemporaryDirectory() as cache:
+            ref, _ = embeddings.cached_embeddings(loaded, ids[:64], paths[:64], cache_dir=cache, progress=False,
+                                                  device="cpu")
+        for amp in (False, True):
+            with tempfile.TemporaryDirectory() as cache:
+                t0 = time.perf_counter()
+                emb, _ = embeddings.cached_embeddings(loaded, ids, paths, cache_dir=cache, progress=False,
+                                                      device=device, amp=amp, batch_size=batch_size)
+                ips_b = len(paths) / (time.perf_counter() - t0)
+            pooled = extract.PooledFeatures(loaded.model).to(device)
+            x = torch.randn(batch_size, *loaded.data_config["input_size"], device=device)
+            ctx = torch.autocast(device, dtype=torch.float16 if device != "cpu" else torch.bfloat16, enabled=amp)
+            with torch.inference_mode(), ctx:
+                for _ in range(3):
+                    pooled(x)
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                for _ in range(20):
+                    pooled(x)
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                ips_c = 20 * batch_size / (time.perf_counter() - t0)
+            pooled.to("cpu")
+            a, b = emb[:64], ref
+            cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+            print(f"{name} {'amp' if amp else 'float32'}: (b) end to end {ips_b:.0f} img/s; (c) model alone "
+                  f"{ips_c:.0f} img/s; (b)/(c) {ips_b / ips_c:.2f}; vs CPU float32: max abs diff "
+                  f"{np.abs(a - b).max():.1e}, min cosine {cos.min():.4f}")
+
+
 def bench_rss(name: str, n: int) -> None:
     """Peak RSS of extracting n images into an empty cache, in a fresh process."""
     code = (f"import sys, resource, tempfile; sys.path.insert(0, {str(ROOT)!r}); "
@@ -180,13 +223,16 @@ def bench_runtimes(name: str) -> None:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["speed", "rss", "runtimes"])
+    ap.add_argument("what", choices=["speed", "rss", "runtimes", "device"])
+    ap.add_argument("--device", default="auto", help="device mode: auto (cuda, else mps, else cpu), cuda, mps, cpu")
     ap.add_argument("--models", nargs="+", default=OFFLINE)
     ap.add_argument("--n", type=int, default=2000, help="images for (b) and rss")
     ap.add_argument("--n-plain", type=int, default=320, help="images for the slow plain loop (a)")
     a = ap.parse_args(argv)
     if a.what == "speed":
         bench_speed(a.models, a.n, a.n_plain)
+    elif a.what == "device":
+        bench_device(a.models, a.n, a.device)
     elif a.what == "rss":
         for name in a.models:
             bench_rss(name, a.n)

@@ -269,3 +269,30 @@ def test_demo_catalogue_runs_and_every_report_says_synthetic(tmp_path_factory):
     m = pd.read_csv(out / "results" / "metrics.csv")
     auc = m[(m["metric"] == "auc")].set_index(["model", "strategy", "recommender"])["value"]
     assert auc[("mobilenetv1_025_keras", "frozen", "visrank_max")] > auc[("-", "-", "random")]
+
+
+@pytest.mark.slow
+def test_a_rerun_skips_notebooks_whose_inputs_did_not_change(slice_run, tmp_path):
+    import shutil
+
+    out, record = slice_run
+    copy = tmp_path / "moved"
+    shutil.copytree(out, copy)  # a moved output folder stays valid
+    params = {k: v for k, v in record["parameters"].items() if k != "out_dir"}
+
+    def ran(rec):
+        return [r["notebook"][:2] for r in rec["notebooks"] if not r["reused"]]
+
+    assert ran(runner.run_study(params, copy)) == []
+    # one parameter of notebook 05: only 05 runs
+    again = runner.run_study({**params, "keep_flagged": True}, copy)
+    assert ran(again) == ["05"]
+    assert [r["seconds"] for r in again["notebooks"][:4]] == [r["seconds"] for r in record["notebooks"][:4]]
+    # an output changed on disk: its notebook runs again; unchanged downstream inputs keep the rest
+    with open(copy / "results" / "correlations.csv", "a") as f:
+        f.write("edited by hand\n")
+    assert ran(runner.run_study({**params, "keep_flagged": True}, copy)) == ["05"]
+    assert "edited by hand" not in (copy / "results" / "correlations.csv").read_text()
+    assert (copy / "reports" / "index.html").read_text().count("reused: inputs unchanged") == 4
+    first = {k: params[k] for k in runner.notebook_parameters(runner.NOTEBOOKS[0]) if k in params}
+    assert ran(runner.run_study(first, copy, notebooks=runner.NOTEBOOKS[:1], reuse=False)) == ["01"]

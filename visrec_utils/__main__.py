@@ -33,6 +33,11 @@ def main(argv=None) -> int:
                    help="Ray cluster to connect to, e.g. 'auto' or 'ray://head:10001' (default $RAY_ADDRESS, "
                         "else a local Ray)")
     s.add_argument("--log-output", action="store_true", help="stream notebook output to the terminal")
+    s.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="any notebook parameter (as papermill -p; VALUE is read as YAML: 2000, true, '[10, 20]'); "
+                        "repeatable")
+    s.add_argument("--rerun", action="store_true",
+                   help="run every notebook, even those whose inputs did not change since the last run in --out")
     b = sub.add_parser("refresh-baseline", help="rerun the test slice and overwrite tests/baselines/slice_metrics.csv")
     b.add_argument("--out", default="study_output/baseline_slice")
     b.add_argument("--cache-dir", default=None)
@@ -60,7 +65,12 @@ def main(argv=None) -> int:
                       "backend": args.backend, "ray_address": args.ray_address}
             if args.cache_dir:
                 params["cache_dir"] = args.cache_dir
-            rec = run_study(params, args.out, figures_to=args.figures_to, log_output=args.log_output)
+            import yaml
+
+            for name, value in args.param:
+                params[name] = yaml.safe_load(value)
+            rec = run_study(params, args.out, figures_to=args.figures_to, log_output=args.log_output,
+                            reuse=not args.rerun)
             print(f"[visrec] study finished in {rec['total_seconds']:.0f} s; reports in {args.out}/reports")
         else:
             path = refresh_baseline(args.out, args.cache_dir, args.data_dir)

@@ -78,8 +78,8 @@ def _hardware() -> dict:
             gpu = torch.cuda.get_device_name(0)
     except Exception:
         pass
-    return {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(), "memory": mem, "gpu": gpu, "os": platform.platform()}
+    # platform and processor are already in run.json's versions (runner.versions)
+    return {"machine": platform.machine(), "cores": os.cpu_count(), "memory": mem, "gpu": gpu}
 
 
 def write_index(out_dir: str | Path) -> Path:
@@ -99,12 +99,13 @@ def write_index(out_dir: str | Path) -> Path:
              "recommendations?</h1>"]
     if cat.get("synthetic"):
         parts.append("<p class='synthetic'>SYNTHETIC demo catalogue: these numbers say nothing about real data.</p>")
-    timings = {r["notebook"]: r["seconds"] for r in run.get("notebooks", [])}
+    timings = {r["notebook"]: (r["seconds"], r.get("reused", False)) for r in run.get("notebooks", [])}
     parts.append("<h2>Notebooks</h2><ul>")
     for nb in sorted(reports.glob("[0-9][0-9]_*.html")):
-        t = timings.get(nb.stem)
-        parts.append(f"<li><a href='{html.escape(nb.name)}'>{html.escape(nb.stem)}</a>"
-                     + (f" ({t:.0f} s)" if t is not None else "") + "</li>")
+        t, reused = timings.get(nb.stem, (None, False))
+        when = "" if t is None else f" (reused: inputs unchanged since its run of {t:.0f} s)" if reused \
+            else f" ({t:.0f} s)"
+        parts.append(f"<li><a href='{html.escape(nb.name)}'>{html.escape(nb.stem)}</a>{when}</li>")
     parts.append("</ul>")
     if "total_seconds" in run:
         parts.append(f"<p>Total wall time {run['total_seconds']:.0f} s, started {html.escape(str(run.get('started')))}.</p>")

@@ -4,10 +4,12 @@
 only the parameters its ``parameters`` cell declares; a parameter no notebook declares is an
 error (papermill itself only warns). Outputs: ``<out>/reports/NN_name.ipynb`` (executed) and
 ``.html``, ``<out>/figures``, ``<out>/results`` and ``<out>/results/run.json`` (parameters,
-library versions, git commit, wall time per notebook).
+library versions, git commit, wall time per notebook, and the keys that let a rerun skip the
+notebooks whose inputs did not change).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import shutil
@@ -23,6 +25,10 @@ NOTEBOOKS = [
     "04_recommendation_eval",
     "05_imagenet_vs_transfer",
 ]
+
+
+#: Output sub-folders the later notebooks read (figures and reports are never read back).
+STATE_DIRS = ("data", "embeddings", "results")
 
 
 class StudyError(RuntimeError):
@@ -104,9 +110,78 @@ def run_notebook(name: str, params: dict, out_dir: Path, log_output: bool = Fals
     return {"notebook": name, "seconds": round(seconds, 1), "parameters": mine}
 
 
+def _sha(*parts) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p if isinstance(p, bytes) else json.dumps(p, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def _code_digest() -> str:
+    """Digest of the ``visrec_utils`` sources: a code change reruns every notebook."""
+    return _sha(*(f.read_bytes() for f in sorted(Path(__file__).parent.glob("*.py"))))
+
+
+def _data_digest(data_dir) -> str:
+    """Digest of a catalogue folder from each file's path, size and modification time (the
+    images are many; their content is hashed by the embedding cache)."""
+    if not data_dir or data_dir == "demo" or not Path(data_dir).is_dir():
+        return _sha(str(data_dir))
+    root = Path(data_dir)
+    rows = sorted((str(f.relative_to(root)), f.stat().st_size, f.stat().st_mtime_ns)
+                  for f in root.rglob("*") if f.is_file())
+    return _sha(str(root.resolve()), rows)
+
+
+def _state(out_dir: Path) -> dict:
+    """``{relative path: (size, mtime_ns)}`` of the files under :data:`STATE_DIRS`."""
+    out = {}
+    for d in STATE_DIRS:
+        for f in (out_dir / d).rglob("*"):
+            if f.is_file() and f.name != "run.json":
+                st = f.stat()
+                out[str(f.relative_to(out_dir))] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def _outputs_digest(out_dir: Path, files) -> str | None:
+    """Content digest of a notebook's output files; None when one is missing."""
+    parts = []
+    for rel in sorted(files):
+        f = out_dir / rel
+        if not f.is_file():
+            return None
+        h = hashlib.sha256()
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                h.update(block)
+        parts.append((rel, h.hexdigest()))
+    return _sha(parts)
+
+
+def _reusable(previous: dict | None, key: str, out_dir: Path) -> bool:
+    """The previous run of a notebook has the same key, its reports exist and its outputs are
+    unchanged on disk."""
+    if not previous or previous.get("key") != key or "outputs" not in previous:
+        return False
+    reports = out_dir / "reports" / f"{previous['notebook']}"
+    if not (reports.with_suffix(".ipynb").is_file() and reports.with_suffix(".html").is_file()):
+        return False
+    return _outputs_digest(out_dir, previous["outputs"]) == previous.get("outputs_digest")
+
+
 def run_study(params: dict, out_dir: str | Path, notebooks=NOTEBOOKS, figures_to: str | Path | None = None,
-              log_output: bool = False) -> dict:
-    """Run the notebooks in order.
+              log_output: bool = False, reuse: bool = True) -> dict:
+    """Run the notebooks in order, rerunning only those whose inputs changed.
+
+    A notebook's key is a digest of its file, the parameters it receives, the ``visrec_utils``
+    sources, the catalogue folder (path, sizes, times) and the content of every earlier
+    notebook's output files (under :data:`STATE_DIRS`). With ``reuse``, a notebook whose key
+    equals the one recorded in ``<out>/results/run.json``, whose reports exist and whose own
+    outputs are unchanged on disk is not run again: changing one parameter of notebook 05 reruns
+    only 05; changing one of notebook 02 reruns 02, then 03-05 only where 02's outputs changed.
+    Within a notebook, the content-keyed caches (embeddings, fine-tuning, evaluations) skip
+    work whose inputs did not change.
 
     Args:
         params: parameter values by name (e.g. ``data_dir, models, max_users, max_items, seed,
@@ -114,9 +189,11 @@ def run_study(params: dict, out_dir: str | Path, notebooks=NOTEBOOKS, figures_to
         out_dir: output folder.
         notebooks: which notebooks to run (default all, in order).
         figures_to: also copy ``<out>/figures/*.png`` there (the repository's ``figures/``).
+        reuse: False reruns every notebook.
 
     Returns:
-        The run record written to ``<out>/results/run.json``.
+        The run record written to ``<out>/results/run.json``; each notebook's entry has
+        ``reused`` (True: not run this time; ``seconds`` is then its earlier run's).
 
     Raises:
         ValueError: a parameter that no notebook declares (lists the valid ones).
@@ -136,19 +213,39 @@ def run_study(params: dict, out_dir: str | Path, notebooks=NOTEBOOKS, figures_to
         params["models"] = expand_presets(params["models"])
         for name in params["models"]:  # unknown names fail now, not after notebook 01
             get_spec(name)
+    run_json = out_dir / "results" / "run.json"
+    try:
+        before = {r["notebook"]: r for r in json.loads(run_json.read_text())["notebooks"]} if reuse else {}
+    except (OSError, ValueError, KeyError, TypeError):
+        before = {}
     record = {"parameters": params, "versions": versions(), "notebooks": [],
               "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    base = _sha(_code_digest(), record["versions"], _data_digest(params.get("data_dir")))
+    upstream = []
     t0 = time.perf_counter()
     for nb in notebooks:
-        print(f"[visrec] running {nb} ...", flush=True)
-        rec = run_notebook(nb, params, out_dir, log_output=log_output)
-        print(f"[visrec] {nb} done in {rec['seconds']:.0f} s", flush=True)
+        declared = notebook_parameters(nb)
+        mine = {k: v for k, v in params.items() if k in declared}
+        where = {k: v for k, v in mine.items() if k != "out_dir"}  # a moved output folder is still valid
+        key = _sha(base, (NOTEBOOK_DIR / f"{nb}.ipynb").read_bytes(), where, upstream)
+        if _reusable(before.get(nb), key, out_dir):
+            rec = {**before[nb], "reused": True}
+            print(f"[visrec] {nb}: inputs unchanged, reusing its run of {rec['seconds']:.0f} s", flush=True)
+        else:
+            print(f"[visrec] running {nb} ...", flush=True)
+            state = _state(out_dir)
+            rec = run_notebook(nb, params, out_dir, log_output=log_output)
+            if nb == "02_embedding_extraction":
+                _report_models(out_dir)
+            rec["outputs"] = sorted(f for f, st in _state(out_dir).items() if state.get(f) != st)
+            rec["outputs_digest"] = _outputs_digest(out_dir, rec["outputs"])
+            rec.update(key=key, reused=False)
+            print(f"[visrec] {nb} done in {rec['seconds']:.0f} s", flush=True)
+        upstream.append(rec["outputs_digest"])
         record["notebooks"].append(rec)
-        if nb == "02_embedding_extraction":
-            _report_models(out_dir)
     record["total_seconds"] = round(time.perf_counter() - t0, 1)
-    (out_dir / "results").mkdir(parents=True, exist_ok=True)
-    (out_dir / "results" / "run.json").write_text(json.dumps(record, indent=2, default=str))
+    run_json.parent.mkdir(parents=True, exist_ok=True)
+    run_json.write_text(json.dumps(record, indent=2, default=str))
     from .report import write_index
 
     print(f"[visrec] report index: {write_index(out_dir)}", flush=True)
@@ -221,7 +318,7 @@ def refresh_baseline(out_dir: str | Path, cache_dir: str | Path | None = None, d
         params["cache_dir"] = str(cache_dir)
     if data_dir:
         params["data_dir"] = str(data_dir)
-    run_study(params, out_dir)
+    run_study(params, out_dir, reuse=False)
     metrics = pd.read_csv(Path(out_dir) / "results" / "metrics.csv")
     BASELINE_FILE.parent.mkdir(parents=True, exist_ok=True)
     metrics.to_csv(BASELINE_FILE, index=False)
