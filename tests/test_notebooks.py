@@ -202,6 +202,29 @@ def test_cli_reports_a_missing_dataset(tmp_path, monkeypatch, capsys):
     assert "transactions_train.csv" in capsys.readouterr().err
 
 
+def test_cli_passes_any_notebook_parameter_as_yaml(tmp_path, monkeypatch):
+    from visrec_utils import __main__ as cli
+
+    seen = {}
+    monkeypatch.setattr(runner, "run_study", lambda params, out, **kw: seen.update(params, **kw) or {"total_seconds": 0})
+    assert cli.main(["study", "--data", "demo", "--out", str(tmp_path), "-p", "reference", "-/-/popularity",
+                     "-p", "ks", "[10, 20]", "--param", "keep_flagged", "true", "--rerun"]) == 0
+    assert seen["reference"] == "-/-/popularity" and seen["ks"] == [10, 20] and seen["keep_flagged"] is True
+    assert seen["reuse"] is False
+
+
+def test_output_digest_ignores_run_bookkeeping_columns(tmp_path):
+    (tmp_path / "results").mkdir()
+    table = tmp_path / "results" / "models.csv"
+    table.write_text("model,dim,seconds,cache_hit,train_seconds\nm,256,12.5,False,3.1\n")
+    first = runner._outputs_digest(tmp_path, ["results/models.csv"])
+    table.write_text("model,dim,seconds,cache_hit,train_seconds\nm,256,0.1,True,0.0\n")  # a warm rerun
+    assert runner._outputs_digest(tmp_path, ["results/models.csv"]) == first
+    table.write_text("model,dim,seconds,cache_hit,train_seconds\nm,512,0.1,True,0.0\n")  # a finding changed
+    assert runner._outputs_digest(tmp_path, ["results/models.csv"]) != first
+    assert runner._outputs_digest(tmp_path, ["results/missing.csv"]) is None
+
+
 # --- every layout through every notebook -------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -42,6 +42,10 @@ def main(argv=None) -> int:
     b.add_argument("--out", default="study_output/baseline_slice")
     b.add_argument("--cache-dir", default=None)
     b.add_argument("--data", dest="data_dir", default=None)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for i in range(len(argv) - 2):  # -p NAME VALUE: VALUE may start with "-" (e.g. -/-/popularity)
+        if argv[i] in ("-p", "--param") and argv[i + 2].startswith("-") and not argv[i + 2].startswith("--"):
+            argv[i + 2] = " " + argv[i + 2]  # argparse takes it as a value; YAML ignores the space
     args = p.parse_args(argv)
 
     from .data import DataError, find_default_data_dir, resolve_data_dir

@@ -144,17 +144,33 @@ def _state(out_dir: Path) -> dict:
     return out
 
 
+#: Columns of result tables that record how a run went, not what it found (wall times, cache
+#: hits, the runtime used); a rerun changes them, so they do not make later notebooks rerun.
+VOLATILE_COLUMNS = {"seconds", "images_per_s", "cache_hit", "fast_path"}
+
+
 def _outputs_digest(out_dir: Path, files) -> str | None:
-    """Content digest of a notebook's output files; None when one is missing."""
+    """Content digest of a notebook's output files (CSV tables without
+    :data:`VOLATILE_COLUMNS` and ``*_seconds`` columns); None when one is missing."""
+    import pandas as pd
+
     parts = []
     for rel in sorted(files):
         f = out_dir / rel
         if not f.is_file():
             return None
         h = hashlib.sha256()
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                h.update(block)
+        if f.suffix == ".csv":
+            try:
+                table = pd.read_csv(f, keep_default_na=False, dtype=str)
+                volatile = [c for c in table.columns if c in VOLATILE_COLUMNS or str(c).endswith("_seconds")]
+                h.update(table.drop(columns=volatile).to_csv(index=False).encode())
+            except (ValueError, pd.errors.ParserError):  # not a table: its bytes
+                h.update(f.read_bytes())
+        else:
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 22), b""):
+                    h.update(block)
         parts.append((rel, h.hexdigest()))
     return _sha(parts)
 
