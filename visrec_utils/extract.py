@@ -183,7 +183,11 @@ def openvino_forward(pooled, example, cache_xml: Path | None = None, normalize=N
     if cache_xml is not None and cache_xml.is_file() and cache_xml.with_suffix(".bin").is_file():
         model = core.read_model(str(cache_xml))
     else:
-        model = ov.convert_model(pooled, example_input=example)
+        import warnings
+
+        with warnings.catch_warnings():  # torch.jit.trace's deprecation notices, raised inside OpenVINO
+            warnings.simplefilter("ignore", FutureWarning)
+            model = ov.convert_model(pooled, example_input=example)
         if cache_xml is not None:
             cache_xml.parent.mkdir(parents=True, exist_ok=True)
             tmp = cache_xml.with_name(cache_xml.stem + ".tmp.xml")
