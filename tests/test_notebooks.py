@@ -213,6 +213,48 @@ def test_cli_passes_any_notebook_parameter_as_yaml(tmp_path, monkeypatch):
     assert seen["reuse"] is False
 
 
+def test_parameters_are_checked_against_the_cells_annotations(tmp_path, capsys):
+    from visrec_utils import __main__ as cli
+
+    runner.check_parameters({"ks": [5, 10], "max_users": None, "temporal_cut": 1, "keep_flagged": False})
+    with pytest.raises(ValueError, match=r"keep_flagged='maybe' must be bool \(notebook 05_imagenet_vs_transfer"):
+        runner.check_parameters({"keep_flagged": "maybe"})
+    with pytest.raises(ValueError, match="n_resamples='abc' must be int"):
+        runner.run_study({"n_resamples": "abc"}, tmp_path)  # before any notebook runs
+    assert not (tmp_path / "reports").exists()
+    with pytest.raises(ValueError, match="keep_fla \\(did you mean keep_flagged\\?\\)"):
+        runner.check_parameters({"keep_fla": True})
+    assert cli.main(["study", "--data", "demo", "--out", str(tmp_path), "-p", "ks", "[5,"]) == 2
+    assert "-p ks: '[5,' is not a YAML value" in capsys.readouterr().err
+
+
+def test_a_failed_notebook_is_not_reused_by_the_next_run(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_run(nb, params, out_dir, log_output=False):  # writes reports and an output, like a notebook
+        calls.append(nb)
+        (out_dir / "reports").mkdir(parents=True, exist_ok=True)
+        for ext in (".ipynb", ".html"):
+            (out_dir / "reports" / f"{nb}{ext}").write_text("report")
+        (out_dir / "results").mkdir(exist_ok=True)
+        (out_dir / "results" / f"{nb}.csv").write_text("a\n1\n")
+        if nb == runner.NOTEBOOKS[1] and params.get("umap_points") == 1:
+            raise runner.StudyError("notebook failed")
+        return {"notebook": nb, "seconds": 1.0, "parameters": {}}
+
+    monkeypatch.setattr(runner, "run_notebook", fake_run)
+    monkeypatch.setattr(runner, "_report_models", lambda out: None)
+    monkeypatch.setattr("visrec_utils.report.write_index", lambda out: out)
+    nbs = runner.NOTEBOOKS[:3]
+    runner.run_study({"data_dir": "demo"}, tmp_path, notebooks=nbs)
+    with pytest.raises(runner.StudyError):
+        runner.run_study({"data_dir": "demo", "umap_points": 1}, tmp_path, notebooks=nbs)
+    assert json.loads((tmp_path / "results" / "run.json").read_text())["failed"] == nbs[1]
+    calls.clear()
+    runner.run_study({"data_dir": "demo"}, tmp_path, notebooks=nbs)
+    assert calls == [nbs[1]]  # 01 reused; the failed 02 runs again; 03 reused (02's outputs are as before)
+
+
 def test_output_digest_ignores_run_bookkeeping_columns(tmp_path):
     (tmp_path / "results").mkdir()
     table = tmp_path / "results" / "models.csv"

@@ -72,7 +72,11 @@ def main(argv=None) -> int:
             import yaml
 
             for name, value in args.param:
-                params[name] = yaml.safe_load(value)
+                try:
+                    params[name] = yaml.safe_load(value)
+                except yaml.YAMLError as e:
+                    raise ValueError(f"-p {name}: {value.strip()!r} is not a YAML value ({str(e).splitlines()[0]}); "
+                                     "e.g. 2000, true, '[10, 20]', some_text") from e
             rec = run_study(params, args.out, figures_to=args.figures_to, log_output=args.log_output,
                             reuse=not args.rerun)
             print(f"[visrec] study finished in {rec['total_seconds']:.0f} s; reports in {args.out}/reports")

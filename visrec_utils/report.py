@@ -99,7 +99,7 @@ def write_index(out_dir: str | Path) -> Path:
              "recommendations?</h1>"]
     if cat.get("synthetic"):
         parts.append("<p class='synthetic'>SYNTHETIC demo catalogue: these numbers say nothing about real data.</p>")
-    timings = {r["notebook"]: (r["seconds"], r.get("reused", False)) for r in run.get("notebooks", [])}
+    timings = {r["notebook"]: (r.get("seconds"), r.get("reused", False)) for r in run.get("notebooks", [])}
     parts.append("<h2>Notebooks</h2><ul>")
     for nb in sorted(reports.glob("[0-9][0-9]_*.html")):
         t, reused = timings.get(nb.stem, (None, False))
@@ -108,7 +108,11 @@ def write_index(out_dir: str | Path) -> Path:
         parts.append(f"<li><a href='{html.escape(nb.name)}'>{html.escape(nb.stem)}</a>{when}</li>")
     parts.append("</ul>")
     if "total_seconds" in run:
-        parts.append(f"<p>Total wall time {run['total_seconds']:.0f} s, started {html.escape(str(run.get('started')))}.</p>")
+        reused = sum(bool(r.get("reused")) for r in run.get("notebooks", []))
+        note = f" ({reused} of {len(run.get('notebooks', []))} notebooks reused, their earlier run times shown)" \
+            if reused else ""
+        parts.append(f"<p>This run took {run['total_seconds']:.0f} s{note}, started "
+                     f"{html.escape(str(run.get('started')))}.</p>")
     table = key_table(out_dir)
     if len(table):
         parts += ["<h2>Key results</h2>", "<p>VisRank-max on frozen embeddings and the non-visual baselines, "
@@ -123,6 +127,10 @@ def write_index(out_dir: str | Path) -> Path:
     data_rows.update(cat.get("summary", {}))
     if data_rows:
         parts += ["<h2>Data</h2>", pd.Series(data_rows, name="value").astype(str).to_frame().to_html(escape=True)]
+        sliced = any((run.get("parameters") or {}).get(k) for k in ("max_users", "max_items"))
+        if cat.get("notes"):
+            parts.append("<p>Checks when the catalogue was read" + (
+                " (the whole catalogue: they count rows before the slice summarised above)" if sliced else "") + ":</p>")
         parts += [f"<p>{html.escape(str(n))}</p>" for n in cat.get("notes", [])]
     if run.get("parameters"):
         params = {k: json.dumps(v) for k, v in run["parameters"].items()}

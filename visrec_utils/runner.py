@@ -110,6 +110,44 @@ def run_notebook(name: str, params: dict, out_dir: Path, log_output: bool = Fals
     return {"notebook": name, "seconds": round(seconds, 1), "parameters": mine}
 
 
+def _type_ok(value, declared: str) -> bool | None:
+    """Whether ``value`` fits a parameter cell's annotation (``int``, ``Optional[list]``, ...);
+    None for annotations this check does not know."""
+    if declared.startswith("Optional[") and declared.endswith("]"):
+        return True if value is None else _type_ok(value, declared[9:-1])
+    checks = {"int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+              "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+              "bool": lambda v: isinstance(v, bool), "str": lambda v: isinstance(v, str),
+              "list": lambda v: isinstance(v, (list, tuple)), "dict": lambda v: isinstance(v, dict)}
+    return checks[declared](value) if declared in checks else None
+
+
+def check_parameters(params: dict, notebooks=NOTEBOOKS) -> None:
+    """Check parameter names and value types against the notebooks' ``parameters`` cells.
+
+    Raises:
+        ValueError: a name no notebook declares (lists the valid ones), or a value whose type
+            differs from the cell's annotation (names the notebook, the type and the help text).
+    """
+    declared = {}
+    for nb in notebooks:
+        for name, spec in notebook_parameters(nb).items():
+            declared.setdefault(name, (nb, spec))
+    unknown = sorted(set(params) - set(declared))
+    if unknown:
+        import difflib
+
+        hints = [f"{u} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(u, declared, 1)) else u
+                 for u in unknown]
+        raise ValueError(f"Unknown parameter(s) {', '.join(hints)}; the notebooks declare {sorted(declared)}")
+    for name, value in params.items():
+        nb, spec = declared[name]
+        kind = str(spec.get("inferred_type_name") or "")
+        if _type_ok(value, kind) is False:
+            raise ValueError(f"parameter {name}={value!r} must be {kind} (notebook {nb}: {spec.get('help') or ''}; "
+                             f"default {spec.get('default')})")
+
+
 def _sha(*parts) -> str:
     h = hashlib.sha256()
     for p in parts:
@@ -212,17 +250,17 @@ def run_study(params: dict, out_dir: str | Path, notebooks=NOTEBOOKS, figures_to
         ``reused`` (True: not run this time; ``seconds`` is then its earlier run's).
 
     Raises:
-        ValueError: a parameter that no notebook declares (lists the valid ones).
-        StudyError: a notebook failed.
+        ValueError: a parameter that no notebook declares, or of the wrong type
+            (:func:`check_parameters`); nothing has run then.
+        StudyError: a notebook failed; ``run.json`` then marks it failed, so the next run
+            reruns it.
     """
     out_dir = Path(out_dir).resolve()
     params = {**params, "out_dir": str(out_dir)}
-    declared = set()
-    for nb in notebooks:
-        declared |= set(notebook_parameters(nb))
-    unknown = sorted(set(params) - declared)
-    if unknown:
-        raise ValueError(f"Unknown parameter(s) {unknown}; the notebooks declare {sorted(declared)}")
+    check_parameters(params, notebooks)
+    if "ks" in params and 20 not in params["ks"]:
+        print(f"[visrec] warning: ks={params['ks']} has no 20: the index's nDCG@20 column and notebook 05's "
+              "@20 correlations and figures will be empty", flush=True)
     if params.get("models"):
         from .models import expand_presets, get_spec
 
@@ -250,7 +288,15 @@ def run_study(params: dict, out_dir: str | Path, notebooks=NOTEBOOKS, figures_to
         else:
             print(f"[visrec] running {nb} ...", flush=True)
             state = _state(out_dir)
-            rec = run_notebook(nb, params, out_dir, log_output=log_output)
+            try:
+                rec = run_notebook(nb, params, out_dir, log_output=log_output)
+            except BaseException:  # its reports now show the failure: the next run must not reuse them
+                later = [before[n] for n in notebooks[notebooks.index(nb) + 1:] if n in before]
+                failed = {**record, "failed": nb, "notebooks": [*record["notebooks"], {"notebook": nb, "failed": True},
+                                                                *later]}
+                run_json.parent.mkdir(parents=True, exist_ok=True)
+                run_json.write_text(json.dumps(failed, indent=2, default=str))
+                raise
             if nb == "02_embedding_extraction":
                 _report_models(out_dir)
             rec["outputs"] = sorted(f for f, st in _state(out_dir).items() if state.get(f) != st)
