@@ -208,8 +208,10 @@ def test_cli_passes_any_notebook_parameter_as_yaml(tmp_path, monkeypatch):
     seen = {}
     monkeypatch.setattr(runner, "run_study", lambda params, out, **kw: seen.update(params, **kw) or {"total_seconds": 0})
     assert cli.main(["study", "--data", "demo", "--out", str(tmp_path), "-p", "reference", "-/-/popularity",
-                     "-p", "ks", "[10, 20]", "--param", "keep_flagged", "true", "--rerun"]) == 0
+                     "-p", "ks", "[10, 20]", "--param", "keep_flagged", "true", "--rerun",
+                     "-p", "temporal_cut", "2020-06-01"]) == 0
     assert seen["reference"] == "-/-/popularity" and seen["ks"] == [10, 20] and seen["keep_flagged"] is True
+    assert seen["temporal_cut"] == "2020-06-01"  # a date, as the notebook takes it (YAML would make it a date)
     assert seen["reuse"] is False
 
 

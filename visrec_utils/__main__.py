@@ -69,11 +69,15 @@ def main(argv=None) -> int:
                       "backend": args.backend, "ray_address": args.ray_address}
             if args.cache_dir:
                 params["cache_dir"] = args.cache_dir
+            import datetime
+
             import yaml
 
             for name, value in args.param:
                 try:
                     params[name] = yaml.safe_load(value)
+                    if isinstance(params[name], (datetime.date, datetime.datetime)):  # YAML reads 2020-06-01 as a date
+                        params[name] = params[name].isoformat()
                 except yaml.YAMLError as e:
                     raise ValueError(f"-p {name}: {value.strip()!r} is not a YAML value ({str(e).splitlines()[0]}); "
                                      "e.g. 2000, true, '[10, 20]', some_text") from e
