@@ -290,6 +290,8 @@ def run_study(params: dict, out_dir: str | Path, notebooks=NOTEBOOKS, figures_to
             state = _state(out_dir)
             try:
                 rec = run_notebook(nb, params, out_dir, log_output=log_output)
+                if nb == "02_embedding_extraction":
+                    _report_models(out_dir)
             except BaseException:  # its reports now show the failure: the next run must not reuse them
                 later = [before[n] for n in notebooks[notebooks.index(nb) + 1:] if n in before]
                 failed = {**record, "failed": nb, "notebooks": [*record["notebooks"], {"notebook": nb, "failed": True},
@@ -297,8 +299,6 @@ def run_study(params: dict, out_dir: str | Path, notebooks=NOTEBOOKS, figures_to
                 run_json.parent.mkdir(parents=True, exist_ok=True)
                 run_json.write_text(json.dumps(failed, indent=2, default=str))
                 raise
-            if nb == "02_embedding_extraction":
-                _report_models(out_dir)
             rec["outputs"] = sorted(f for f, st in _state(out_dir).items() if state.get(f) != st)
             rec["outputs_digest"] = _outputs_digest(out_dir, rec["outputs"])
             rec.update(key=key, reused=False)
