@@ -2,7 +2,7 @@
 
 Helper package of the study notebooks, one module per concern: ``data`` (catalogue),
 ``splits`` (protocols), ``readers`` (layouts, validation), ``demo``, ``images`` (robust
-decoding), ``models`` (registry), ``controls``, ``extract`` and ``embeddings`` (pooled features,
+decoding), ``models`` (registry), ``controls``, ``extract``, ``runtime`` and ``embeddings`` (pooled features,
 runtimes, cache), ``finetune`` and ``stage_tuning``, ``recommenders``, ``metrics``, ``stats``,
 ``experiment``, ``analysis``, ``plots`` and ``gallery`` (figures), ``scaleout`` (Ray),
 ``retrieval`` (FAISS), ``report`` (index page) and ``runner`` (papermill).

@@ -274,7 +274,9 @@ def run_study(params: dict, out_dir: str | Path, notebooks=NOTEBOOKS, figures_to
         before = {}
     record = {"parameters": params, "versions": versions(), "notebooks": [],
               "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-    base = _sha(_code_digest(), record["versions"], _data_digest(params.get("data_dir")))
+    # the git commit is left out: a commit that changes no code or notebook (docs) reruns nothing
+    libraries = {k: v for k, v in record["versions"].items() if k != "git_commit"}
+    base = _sha(_code_digest(), libraries, _data_digest(params.get("data_dir")))
     upstream = []
     t0 = time.perf_counter()
     for nb in notebooks:

@@ -83,7 +83,8 @@ class _EmbedActor:
     def __call__(self, batch: dict) -> dict:
         import torch
 
-        from .extract import _fast_forward, _Images, _openvino_cache
+        from .extract import _Images
+        from .runtime import _fast_forward, _openvino_cache
 
         images = _Images([str(p) for p in batch["path"]], self.transform, self.loaded.data_config["input_size"])
         xs, reasons = zip(*(images[i] for i in range(len(images))))  # the local path's decoding and reasons
