@@ -16,6 +16,7 @@ The images are the first ``--n`` of the H&M sample (``$VISREC_DATA`` or ``../sha
 from __future__ import annotations
 
 import argparse
+import re
 import resource
 import subprocess
 import sys
@@ -91,11 +92,8 @@ def model_only(loaded, runtime_cache: Path, batch_size: int = 32, seconds: float
     x = torch.randint(0, 256, shape, dtype=torch.uint8) if normalize else torch.randn(shape)
     pooled = extract.PooledFeatures(loaded.model)
     xml = extract._openvino_cache(loaded, x.shape, runtime_cache)
-    forward, desc, cl = extract._fast_forward(pooled, x, False, "auto", xml, normalize)
-    if desc.startswith("openvino"):  # the same pinned micro-batch as visrec's extraction
-        key = extract.micro_batch_key(xml.stem + ("-u8" if normalize else ""))
-        m = extract.pinned_micro_batch(forward, x.shape, key, runtime_cache, dtype=x.dtype)
-        forward, desc = extract._micro(forward, m), f"{desc.split(' (')[0]}, micro-batch {m}"
+    # the runtime and pinned micro-batch visrec's extraction chooses
+    forward, desc, cl = extract.choose_forward(pooled, x, False, "auto", xml, normalize, runtime_cache)
     x = x.contiguous(memory_format=torch.channels_last) if cl else x
     best = 0.0
     with torch.inference_mode():
@@ -106,7 +104,7 @@ def model_only(loaded, runtime_cache: Path, batch_size: int = 32, seconds: float
                 forward(x)
                 n += batch_size
             best = max(best, n / (time.perf_counter() - t0))
-    return best, desc.split(" (max")[0]
+    return best, re.sub(r" \(max abs diff[^)]*\)", "", desc)
 
 
 def bench_speed(names: list[str], n: int, n_plain: int) -> None:

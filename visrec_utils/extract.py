@@ -12,8 +12,8 @@ only when its output on the first batch equals the plain NCHW forward within
 ``torch.compile`` about 70, plain NCHW 29. On a GPU the model stays in PyTorch. Images are decoded by
 :func:`visrec_utils.images.load_image` in a DataLoader worker, which sends ``uint8`` images: the
 float conversion and normalisation run inside the OpenVINO graph, or on the device
-(:func:`visrec_utils.runtime.split_normalize`; the runtimes live in :mod:`visrec_utils.runtime`). An unreadable image does not stop extraction: its row is NaN and its
-reason is listed.
+(:func:`visrec_utils.runtime.split_normalize`; the runtimes live in :mod:`visrec_utils.runtime`).
+An unreadable image does not stop extraction: its row is NaN and its reason is listed.
 """
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ import numpy as np
 from .images import ImageError, load_image
 from .models import LoadedModel
 from .runtime import (CHECK_IMAGES, FAST_PATH_ATOL, MICRO_BATCHES, Normalize, _fast_forward,  # noqa: F401
-                      _micro, _openvino_cache, micro_batch_key, openvino_forward, pinned_micro_batch,
-                      split_normalize)
+                      _micro, _openvino_cache, choose_forward, micro_batch_key, normalized, openvino_forward,
+                      pinned_micro_batch, split_normalize)
 
 log = logging.getLogger(__name__)
 
@@ -196,8 +196,7 @@ def extract_embeddings(
     if split is not None:  # uint8 from the decode worker, normalised in the runtime or on the device
         tf, normalize = split
     data = _Images(paths, tf, loaded.data_config["input_size"], seeds, torch.uint8 if split else None)
-    plain = pooled if normalize is None else (lambda x: pooled(normalize(x)))
-    forward, channels_last, desc, chosen = plain, False, "plain NCHW", not fast
+    forward, channels_last, desc, chosen = normalized(pooled, normalize), False, "plain NCHW", not fast
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=workers,
                                          pin_memory=device == "cuda")
     t0 = time.perf_counter()
@@ -215,13 +214,9 @@ def extract_embeddings(
                 xs = (x[torch.from_numpy(ok)] if not ok.all() else x).to(device, non_blocking=True)
                 if not chosen:
                     xml = _openvino_cache(loaded, xs.shape, runtime_cache) if module is None else None
-                    forward, desc, channels_last = _fast_forward(pooled, xs, bool(compile), runtime, xml, normalize)
-                    if desc.startswith("openvino"):
-                        name = xml.stem if xml is not None else (
-                            f"{loaded.spec.name}-{type(pooled).__name__}-{emb.shape[1]}-{xs.shape[-2]}x{xs.shape[-1]}")
-                        name += "-u8" if normalize is not None else ""
-                        m = pinned_micro_batch(forward, xs.shape, micro_batch_key(name), runtime_cache, dtype=xs.dtype)
-                        forward, desc = _micro(forward, m), f"{desc}, micro-batch {m}"
+                    name = f"{loaded.spec.name}-{type(pooled).__name__}-{emb.shape[1]}-{xs.shape[-2]}x{xs.shape[-1]}"
+                    forward, desc, channels_last = choose_forward(pooled, xs, bool(compile), runtime, xml, normalize,
+                                                                  runtime_cache, name)
                     if device != "cpu":
                         desc = f"{device} {desc}"
                     if amp:

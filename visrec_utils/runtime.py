@@ -183,10 +183,11 @@ def pinned_micro_batch(forward, shape, key: str, cache: Path | None, seconds: fl
     return best
 
 
-def micro_batch_key(name: str) -> str:
+def micro_batch_key(name: str, uint8: bool = False) -> str:
     """The :func:`pinned_micro_batch` key of a converted model (its cache file's stem) on this
-    machine: the best size depends on the core count."""
-    return f"{name}-{os.cpu_count()}cpu"
+    machine: the best size depends on the core count, and on whether the model takes uint8
+    images (normalising inside)."""
+    return f"{name}{'-u8' if uint8 else ''}-{os.cpu_count()}cpu"
 
 
 def _micro(forward, m: int):
@@ -197,6 +198,11 @@ def _micro(forward, m: int):
 
 
 CHECK_IMAGES = 8
+
+
+def normalized(fn, normalize: Normalize | None):
+    """``fn`` preceded by ``normalize`` (uint8 images in), or ``fn`` itself when None."""
+    return fn if normalize is None else (lambda x: fn(normalize(x)))
 
 
 def _fast_forward(pooled, first_batch, compile_mode: bool, runtime: str = "auto", cache_xml: Path | None = None,
@@ -213,14 +219,10 @@ def _fast_forward(pooled, first_batch, compile_mode: bool, runtime: str = "auto"
     prep = normalize or (lambda x: x)
     with torch.inference_mode():
         ref = pooled(prep(check))
-        float_batch = prep(first_batch)
 
     def channels_last():
         # a copy: Module.to() converts in place, and the plain reference must stay plain
         return copy.deepcopy(pooled).to(memory_format=torch.channels_last)
-
-    def normalized(fn):
-        return fn if normalize is None else (lambda x: fn(normalize(x)))
 
     def compiled():
         for knob in ("recompile_limit", "cache_size_limit"):  # one recompile per model
@@ -228,14 +230,16 @@ def _fast_forward(pooled, first_batch, compile_mode: bool, runtime: str = "auto"
                 setattr(torch._dynamo.config, knob, max(64, getattr(torch._dynamo.config, knob)))
         # dynamic=False: the wrapper's forward is one code object for every model, and dynamo
         # would otherwise mark the input size dynamic on the second model (slow sympy codegen)
-        return normalized(torch.compile(channels_last(), dynamic=False))
+        return normalized(torch.compile(channels_last(), dynamic=False), normalize)
 
     candidates = []
     if runtime in ("auto", "openvino") and first_batch.device.type == "cpu":
-        candidates.append(("openvino", lambda: openvino_forward(pooled, float_batch, cache_xml, normalize), False))
+        # the float batch only traces the conversion (skipped when the converted model is cached)
+        candidates.append(("openvino", lambda: openvino_forward(pooled, prep(first_batch), cache_xml, normalize),
+                           False))
     if compile_mode:
         candidates.append(("channels_last+torch.compile", compiled, True))
-    candidates.append(("channels_last", lambda: normalized(channels_last()), True))
+    candidates.append(("channels_last", lambda: normalized(channels_last(), normalize), True))
     for desc, build, cl in candidates:
         try:
             fn = build()
@@ -254,4 +258,20 @@ def _fast_forward(pooled, first_batch, compile_mode: bool, runtime: str = "auto"
         if diff <= FAST_PATH_ATOL:
             return fn, f"{desc} (max abs diff vs plain {diff:.1e})", cl
         log.warning("%s differs from plain forward by %.2e > %.0e; not used", desc, diff, FAST_PATH_ATOL)
-    return normalized(pooled), "plain NCHW", False
+    return normalized(pooled, normalize), "plain NCHW", False
+
+
+def choose_forward(pooled, first_batch, compile_mode: bool, runtime: str = "auto", cache_xml: Path | None = None,
+                   normalize: Normalize | None = None, runtime_cache: Path | None = None, name: str = ""):
+    """:func:`_fast_forward`, then, for OpenVINO, its micro-batch pinned by
+    :func:`pinned_micro_batch` (keyed by ``cache_xml``'s stem, else ``name``).
+
+    Returns:
+        (forward callable, description, channels_last?)
+    """
+    forward, desc, cl = _fast_forward(pooled, first_batch, compile_mode, runtime, cache_xml, normalize)
+    if desc.startswith("openvino"):
+        key = micro_batch_key(cache_xml.stem if cache_xml is not None else name, uint8=normalize is not None)
+        m = pinned_micro_batch(forward, first_batch.shape, key, runtime_cache, dtype=first_batch.dtype)
+        forward, desc = _micro(forward, m), f"{desc}, micro-batch {m}"
+    return forward, desc, cl
