@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 study: $(STAMP)
-	$(PY) -m visrec_utils study --out study_output --figures-to figures
+	$(PY) -m visrec_utils study --out study_output --repo-figures
 
 test: $(STAMP) chromium
 	$(PY) -m pytest -q -ra

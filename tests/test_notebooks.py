@@ -233,7 +233,7 @@ def test_parameters_are_checked_against_the_cells_annotations(tmp_path, capsys):
 def test_a_failed_notebook_is_not_reused_by_the_next_run(tmp_path, monkeypatch):
     calls = []
 
-    def fake_run(nb, params, out_dir, log_output=False):  # writes reports and an output, like a notebook
+    def fake_run(nb, params, out_dir, log_output=False, **kw):  # writes reports and an output, like a notebook
         calls.append(nb)
         (out_dir / "reports").mkdir(parents=True, exist_ok=True)
         for ext in (".ipynb", ".html"):

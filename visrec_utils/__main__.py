@@ -25,7 +25,13 @@ def main(argv=None) -> int:
     s.add_argument("--out", default="study_output", help="output folder (default ./study_output)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--cache-dir", default=None, help="cache folder (default $VISREC_CACHE or ~/.cache/visrec)")
-    s.add_argument("--figures-to", default=None, help="also copy the figures into this folder")
+    s.add_argument("--figures-to", default=None,
+                   help="also copy the figures into this folder (they show the catalogue's product photos)")
+    s.add_argument("--repo-figures", action="store_true",
+                   help="refresh the repository's figures/ (what make study does); done only when the catalogue "
+                        "is the H&M sample, never from your own data")
+    s.add_argument("--cell-timeout", type=float, default=None, metavar="SECONDS",
+                   help="stop a notebook whose cell runs longer than this (default: no limit)")
     s.add_argument("--backend", choices=["local", "ray"], default="local",
                    help="ray: extraction as Ray Data batch inference and evaluation sharded over a Ray cluster "
                         "(pip install -e '.[ray]')")
@@ -49,7 +55,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from .data import DataError, find_default_data_dir, resolve_data_dir
-    from .runner import StudyError, refresh_baseline, run_study
+    from .runner import StudyError, StudyInterrupted, refresh_baseline, run_study
 
     try:
         if args.cmd == "study":
@@ -82,11 +88,25 @@ def main(argv=None) -> int:
                     raise ValueError(f"-p {name}: {value.strip()!r} is not a YAML value ({str(e).splitlines()[0]}); "
                                      "e.g. 2000, true, '[10, 20]', some_text") from e
             rec = run_study(params, args.out, figures_to=args.figures_to, log_output=args.log_output,
-                            reuse=not args.rerun)
+                            reuse=not args.rerun, repo_figures=args.repo_figures, cell_timeout=args.cell_timeout)
             print(f"[visrec] study finished in {rec['total_seconds']:.0f} s; reports in {args.out}/reports")
         else:
             path = refresh_baseline(args.out, args.cache_dir, args.data_dir)
             print(f"[visrec] baseline written to {path}; review 'git diff' before committing it")
+    except StudyInterrupted as e:
+        print(f"visrec: {e}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("visrec: interrupted (Ctrl-C); every finished notebook is kept. Rerun the same command to resume.",
+              file=sys.stderr)
+        return 130
+    except OSError as e:  # outside a notebook: writing run.json, reports or figures
+        import errno
+
+        what = "the disk is full" if e.errno == errno.ENOSPC else e.strerror or type(e).__name__
+        print(f"visrec: error: {what} ({e.filename or e}); free space or fix the folder, then rerun the same "
+              "command: finished notebooks are reused.", file=sys.stderr)
+        return 2
     except (DataError, StudyError, ValueError, KeyError) as e:
         print(f"visrec: error: {e}", file=sys.stderr)
         return 2

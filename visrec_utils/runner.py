@@ -17,7 +17,9 @@ import subprocess
 import time
 from pathlib import Path
 
-NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+from .execution import (HIDE_INPUT_TAGS, NOTEBOOK_DIR, StudyError, StudyInterrupted,  # noqa: F401 (re-exported)
+                        notebook_parameters, run_notebook, to_html)
+
 NOTEBOOKS = [
     "01_data_prep",
     "02_embedding_extraction",
@@ -25,21 +27,12 @@ NOTEBOOKS = [
     "04_recommendation_eval",
     "05_imagenet_vs_transfer",
 ]
+#: The repository's own figures (shown by the README); refreshed from the H&M sample only.
+REPO_FIGURES = NOTEBOOK_DIR.parent / "figures"
 
 
 #: Output sub-folders the later notebooks read (figures and reports are never read back).
 STATE_DIRS = ("data", "embeddings", "results")
-
-
-class StudyError(RuntimeError):
-    """A notebook failed; the message names the executed notebook that shows the error."""
-
-
-def notebook_parameters(name: str) -> dict:
-    """Parameters declared in a notebook's ``parameters`` cell (papermill.inspect_notebook)."""
-    import papermill
-
-    return papermill.inspect_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"))
 
 
 def versions() -> dict:
@@ -63,53 +56,6 @@ def versions() -> dict:
     return out
 
 
-#: Cells tagged so are shown without their code in the HTML reports (imports and set-up).
-HIDE_INPUT_TAGS = {"remove_input"}
-
-
-def to_html(ipynb: Path) -> Path:
-    """Render an executed notebook to a self-contained HTML file next to it (figures embedded;
-    the code of cells tagged :data:`HIDE_INPUT_TAGS` hidden, their output kept)."""
-    from nbconvert import HTMLExporter
-    from traitlets.config import Config
-
-    cfg = Config()
-    cfg.TagRemovePreprocessor.enabled = True
-    cfg.TagRemovePreprocessor.remove_input_tags = set(HIDE_INPUT_TAGS)
-    cfg.HTMLExporter.preprocessors = ["nbconvert.preprocessors.TagRemovePreprocessor"]
-    body, _ = HTMLExporter(config=cfg).from_filename(str(ipynb))
-    html = ipynb.with_suffix(".html")
-    html.write_text(body, encoding="utf-8")
-    return html
-
-
-def run_notebook(name: str, params: dict, out_dir: Path, log_output: bool = False) -> dict:
-    """Execute one notebook with the parameters it declares; return its timing record.
-
-    Raises:
-        StudyError: the notebook raised; the executed copy with the traceback is kept.
-    """
-    import papermill
-
-    declared = notebook_parameters(name)
-    mine = {k: v for k, v in params.items() if k in declared}
-    reports = out_dir / "reports"
-    reports.mkdir(parents=True, exist_ok=True)
-    out_nb = reports / f"{name}.ipynb"
-    t0 = time.perf_counter()
-    try:
-        papermill.execute_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"), str(out_nb), parameters=mine,
-                                   kernel_name="python3", progress_bar=False, log_output=log_output,
-                                   cwd=str(NOTEBOOK_DIR))
-    except papermill.PapermillExecutionError as e:
-        to_html(out_nb)
-        raise StudyError(f"notebook {name} failed: {e.ename}: {e.evalue}. The executed notebook with the "
-                         f"traceback is {out_nb} (and .html).") from e
-    seconds = time.perf_counter() - t0
-    to_html(out_nb)
-    return {"notebook": name, "seconds": round(seconds, 1), "parameters": mine}
-
-
 def _type_ok(value, declared: str) -> bool | None:
     """Whether ``value`` fits a parameter cell's annotation (``int``, ``Optional[list]``, ...);
     None for annotations this check does not know."""
@@ -122,7 +68,7 @@ def _type_ok(value, declared: str) -> bool | None:
     return checks[declared](value) if declared in checks else None
 
 
-def check_parameters(params: dict, notebooks=NOTEBOOKS) -> None:
+def check_parameters(params: dict, notebooks=None) -> None:
     """Check parameter names and value types against the notebooks' ``parameters`` cells.
 
     Raises:
@@ -130,7 +76,7 @@ def check_parameters(params: dict, notebooks=NOTEBOOKS) -> None:
             differs from the cell's annotation (names the notebook, the type and the help text).
     """
     declared = {}
-    for nb in notebooks:
+    for nb in NOTEBOOKS if notebooks is None else notebooks:
         for name, spec in notebook_parameters(nb).items():
             declared.setdefault(name, (nb, spec))
     unknown = sorted(set(params) - set(declared))
@@ -224,8 +170,9 @@ def _reusable(previous: dict | None, key: str, out_dir: Path) -> bool:
     return _outputs_digest(out_dir, previous["outputs"]) == previous.get("outputs_digest")
 
 
-def run_study(params: dict, out_dir: str | Path, notebooks=NOTEBOOKS, figures_to: str | Path | None = None,
-              log_output: bool = False, reuse: bool = True) -> dict:
+def run_study(params: dict, out_dir: str | Path, notebooks=None, figures_to: str | Path | None = None,
+              log_output: bool = False, reuse: bool = True, repo_figures: bool = False,
+              cell_timeout: float | None = None) -> dict:
     """Run the notebooks in order, rerunning only those whose inputs changed.
 
     A notebook's key is a digest of its file, the parameters it receives, the ``visrec_utils``
@@ -241,20 +188,26 @@ def run_study(params: dict, out_dir: str | Path, notebooks=NOTEBOOKS, figures_to
         params: parameter values by name (e.g. ``data_dir, models, max_users, max_items, seed,
             cache_dir``); ``out_dir`` is added.
         out_dir: output folder.
-        notebooks: which notebooks to run (default all, in order).
-        figures_to: also copy ``<out>/figures/*.png`` there (the repository's ``figures/``).
+        notebooks: which notebooks to run (default :data:`NOTEBOOKS`, in order).
+        figures_to: also copy ``<out>/figures/*.png`` into this folder (the caller named it).
         reuse: False reruns every notebook.
+        repo_figures: refresh the repository's ``figures/`` (:data:`REPO_FIGURES`), but only
+            when the catalogue is the H&M sample (:func:`is_reference_sample`): a user's own
+            catalogue (its product photos) never lands in the repository this way.
+        cell_timeout: seconds one notebook cell may run (None: no limit).
 
     Returns:
         The run record written to ``<out>/results/run.json``; each notebook's entry has
-        ``reused`` (True: not run this time; ``seconds`` is then its earlier run's).
+        ``reused`` (True: not run this time; ``seconds`` is then its earlier run's) and
+        ``peak_rss_mib`` (peak memory of its kernel and workers).
 
     Raises:
         ValueError: a parameter that no notebook declares, or of the wrong type
             (:func:`check_parameters`); nothing has run then.
-        StudyError: a notebook failed; ``run.json`` then marks it failed, so the next run
-            reruns it.
+        StudyError: a notebook failed (one line: the notebook, the likely cause, what to do);
+            ``run.json`` then marks it failed, so the next run reruns it and reuses the others.
     """
+    notebooks = list(NOTEBOOKS if notebooks is None else notebooks)
     out_dir = Path(out_dir).resolve()
     params = {**params, "out_dir": str(out_dir)}
     check_parameters(params, notebooks)
@@ -291,38 +244,69 @@ def run_study(params: dict, out_dir: str | Path, notebooks=NOTEBOOKS, figures_to
             print(f"[visrec] running {nb} ...", flush=True)
             state = _state(out_dir)
             try:
-                rec = run_notebook(nb, params, out_dir, log_output=log_output)
+                rec = run_notebook(nb, params, out_dir, log_output=log_output, timeout=cell_timeout)
                 if nb == "02_embedding_extraction":
                     _report_models(out_dir)
             except BaseException:  # its reports now show the failure: the next run must not reuse them
                 later = [before[n] for n in notebooks[notebooks.index(nb) + 1:] if n in before]
                 failed = {**record, "failed": nb, "notebooks": [*record["notebooks"], {"notebook": nb, "failed": True},
                                                                 *later]}
-                run_json.parent.mkdir(parents=True, exist_ok=True)
-                run_json.write_text(json.dumps(failed, indent=2, default=str))
+                _write_json(run_json, failed)
                 raise
             rec["outputs"] = sorted(f for f, st in _state(out_dir).items() if state.get(f) != st)
             rec["outputs_digest"] = _outputs_digest(out_dir, rec["outputs"])
             rec.update(key=key, reused=False)
-            print(f"[visrec] {nb} done in {rec['seconds']:.0f} s", flush=True)
+            print(f"[visrec] {nb} done in {rec['seconds']:.0f} s (peak memory {rec.get('peak_rss_mib', 0) / 1024:.1f} GiB)",
+                  flush=True)
         upstream.append(rec["outputs_digest"])
         record["notebooks"].append(rec)
     record["total_seconds"] = round(time.perf_counter() - t0, 1)
-    run_json.parent.mkdir(parents=True, exist_ok=True)
-    run_json.write_text(json.dumps(record, indent=2, default=str))
+    _write_json(run_json, record)
     from .report import write_index
 
     print(f"[visrec] report index: {write_index(out_dir)}", flush=True)
+    _copy_figures(out_dir, params.get("data_dir"), figures_to, repo_figures)
+    return record
+
+
+def _write_json(path: Path, obj) -> None:
+    """Write JSON atomically (a kill or a full disk never leaves half a run.json)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    tmp.replace(path)
+
+
+def is_reference_sample(data_dir) -> bool:
+    """True when ``data_dir`` is the H&M sample the repository's figures come from
+    (``../shared/data/hm_sample`` beside the repository or the working directory)."""
+    if not data_dir or str(data_dir) == "demo" or not Path(data_dir).is_dir():
+        return False
+    here = Path(data_dir).resolve()
+    candidates = (NOTEBOOK_DIR.parent.parent / "shared/data/hm_sample", Path.cwd().parent / "shared/data/hm_sample")
+    return any(c.is_dir() and c.resolve() == here for c in candidates)
+
+
+def _copy_figures(out_dir: Path, data_dir, figures_to, repo_figures: bool) -> None:
+    """Copy ``<out>/figures/*.png`` to ``figures_to`` (named by the caller) and, for the H&M
+    sample only, to the repository's ``figures/`` (see :func:`run_study`)."""
     synthetic = json.loads((out_dir / "data" / "catalogue.json").read_text()).get("synthetic", False) \
         if (out_dir / "data" / "catalogue.json").is_file() else False
-    if figures_to and synthetic:
-        print(f"[visrec] not copying figures to {figures_to}: this run used the SYNTHETIC demo catalogue", flush=True)
-    elif figures_to:
-        dest = Path(figures_to)
+    targets = [Path(figures_to)] if figures_to else []
+    if repo_figures and is_reference_sample(data_dir):
+        targets.append(REPO_FIGURES)
+    elif repo_figures:
+        print(f"[visrec] the repository's figures/ are left as they are: they are refreshed from the H&M sample "
+              f"only, and this run's catalogue is {data_dir}. Its figures (galleries and contact sheets show its "
+              f"product photos) stay in {out_dir / 'figures'}; --figures-to DIR copies them where you name.",
+              flush=True)
+    for dest in targets:
+        if synthetic:
+            print(f"[visrec] not copying figures to {dest}: this run used the SYNTHETIC demo catalogue", flush=True)
+            continue
         dest.mkdir(parents=True, exist_ok=True)
         for png in sorted((out_dir / "figures").glob("*.png")):
             shutil.copy2(png, dest / png.name)
-    return record
 
 
 def _report_models(out_dir: Path) -> None:
