@@ -102,3 +102,55 @@ def write_ugallery(folder: Path, n_users=40, n_items=70, dim=2048, seed=0) -> di
     pd.DataFrame(rows, columns=["user_id_hash", "purchase_timestamp", "artwork_id_hash"]).to_csv(
         folder / "ugallery_purchases.csv", index=False)
     return {"n_items": n_items, "dim": dim}
+
+
+EPOCH_FACTOR = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
+
+
+def hm_rows(hm_dir: Path, n_users=40) -> pd.DataFrame:
+    """The purchases of the first ``n_users`` customers (sorted ids) of the real H&M sample:
+    ``user_id, item_id, timestamp`` (Unix seconds of the day, int64), ``weight`` (the price),
+    ``image_path`` (absolute path of the article's real image)."""
+    tx = pd.read_csv(hm_dir / "transactions_train.csv", dtype=str)
+    users = sorted(tx["customer_id"].unique())[:n_users]
+    tx = tx[tx["customer_id"].isin(users)]
+    secs = (pd.to_datetime(tx["t_dat"]).astype("datetime64[s]").astype("int64")).to_numpy()
+    return pd.DataFrame({"user_id": tx["customer_id"].to_numpy(), "item_id": tx["article_id"].to_numpy(),
+                         "timestamp": secs, "weight": tx["price"].to_numpy(),
+                         "image_path": [str(hm_dir / "images" / a[:3] / f"{a}.jpg") for a in tx["article_id"]]})
+
+
+def write_hm_generic(folder: Path, hm_dir: Path, n_users=40, unit="s", sep=",", decimal=".", encoding="utf-8",
+                     sep_line=False) -> pd.DataFrame:
+    """Real H&M purchases written in the generic layout as a spreadsheet program of some locale would.
+
+    ``interactions.csv`` (``user_id, item_id, timestamp, weight``; timestamp = Unix seconds
+    times the factor of ``unit``; weight with ``decimal`` as separator) and ``items.csv``
+    (``item_id, image_path``: absolute paths of the real images), both with delimiter ``sep``
+    and ``encoding``; ``sep_line`` writes Excel's ``sep=<sep>`` first line. No image is copied.
+
+    Returns:
+        the rows written (:func:`hm_rows`, timestamps in seconds).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = hm_rows(hm_dir, n_users)
+    out = rows[["user_id", "item_id", "timestamp", "weight"]].copy()
+    out["timestamp"] = [str(int(t) * EPOCH_FACTOR[unit]) for t in out["timestamp"]]
+    out["weight"] = out["weight"].str.replace(".", decimal, regex=False)
+    items = rows[["item_id", "image_path"]].drop_duplicates("item_id")
+    for name, frame in (("interactions.csv", out), ("items.csv", items)):
+        text = frame.to_csv(sep=sep, index=False)
+        (folder / name).write_bytes(((f"sep={sep}\n" if sep_line else "") + text).encode(encoding))
+    return rows
+
+
+def write_csv_catalogue(folder: Path, text: str, item_ids, encoding="utf-8", options: dict | None = None) -> Path:
+    """A generic-layout folder from the literal text of ``interactions.csv`` (written in ``encoding``):
+    a 4x4 PNG ``images/<item_id>.png`` per item id, and ``visrec.json`` when ``options`` are given."""
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    for k, iid in enumerate(item_ids):
+        Image.new("RGB", (4, 4), (40 * k % 255, 0, 0)).save(folder / "images" / f"{iid}.png")
+    (folder / "interactions.csv").write_bytes(text.encode(encoding))
+    if options is not None:
+        (folder / "visrec.json").write_text(json.dumps(options))
+    return folder

@@ -1,10 +1,12 @@
-"""Readers of each layout and their validation reports."""
+"""Readers of each layout and their validation reports; inputs as spreadsheet programs export them."""
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from catalogues import write_generic, write_ugallery
-from visrec_utils import data, demo, readers, splits
+from catalogues import EPOCH_FACTOR, write_csv_catalogue, write_generic, write_hm_generic, write_ugallery
+from visrec_utils import data, demo, readers, splits, tables
 
 
 def _count(cat, check):
@@ -85,3 +87,226 @@ def test_demo_catalogue_is_labelled_and_has_visual_signal(tmp_path):
 def test_layout_detection_error_lists_layouts(tmp_path):
     with pytest.raises(data.DataError, match="three layouts"):
         readers.load_catalogue(tmp_path)
+
+
+def _row(cat, check):
+    return cat.report.set_index("check").loc[check]
+
+
+# --- timestamps in any unit ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def hm_seconds(hm_dir, tmp_path_factory):
+    """40 real H&M customers in the generic layout, Unix seconds, read back."""
+    folder = tmp_path_factory.mktemp("hm_seconds")
+    rows = write_hm_generic(folder, hm_dir)
+    return rows, readers.load_catalogue(folder, weight_col="weight")
+
+
+@pytest.mark.parametrize("unit,name", [("s", "seconds"), ("ms", "milliseconds"), ("us", "microseconds"),
+                                       ("ns", "nanoseconds")])
+def test_epoch_unit_is_detected_and_times_equal_the_seconds_version(tmp_path, hm_dir, hm_seconds, unit, name):
+    rows, ref = hm_seconds
+    write_hm_generic(tmp_path, hm_dir, unit=unit)
+    cat = readers.load_catalogue(tmp_path, weight_col="weight")
+    assert _row(cat, "timestamp format")["action"] == f"Unix epoch {name} (detected from magnitudes)"
+    assert _count(cat, "unparseable or missing timestamps") == 0
+    pd.testing.assert_frame_equal(cat.interactions, ref.interactions)
+    assert set(cat.interactions["timestamp"]) == set(pd.to_datetime(rows["timestamp"], unit="s"))
+    assert cat.interactions["user_id"].nunique() == 40
+
+
+def test_out_of_range_and_garbage_times_are_dropped_with_their_lines(tmp_path, hm_dir):
+    write_hm_generic(tmp_path, hm_dir, unit="ms")
+    path = tmp_path / "interactions.csv"
+    lines = path.read_text().splitlines()
+    garbage = {5: "99999999999999999999",  # year 3e9: out of range
+               9: "-123456789012345678901",  # negative garbage
+               12: "abc", 20: "",  # text among numbers, empty
+               31: "1600000000"}  # seconds in a milliseconds column
+    for n, v in garbage.items():  # n = 1-based line in the file
+        f = lines[n - 1].split(",")
+        lines[n - 1] = ",".join(f[:2] + [v] + f[3:])
+    path.write_text("\n".join(lines) + "\n")
+    cat = readers.load_catalogue(tmp_path, weight_col="weight")
+    bad = _row(cat, "unparseable or missing timestamps")
+    assert bad["count"] == 5 and bad["action"] == "rows dropped"
+    assert bad["examples"] == "; ".join(f"interactions.csv line {n}: {v or np.nan!r}" for n, v in garbage.items())
+    assert _row(cat, "timestamp format")["action"] == "Unix epoch milliseconds (detected from magnitudes)"
+    assert _row(cat, "timestamp format")["count"] == len(lines) - 1 - 5
+    assert cat.interactions["timestamp"].between("2018-09-20", "2020-09-23").all()
+
+
+def test_decimal_epochs_mixed_columns_and_excel_serials():
+    times = lambda vals, **kw: tables.parse_times(pd.Series(vals), **kw)  # noqa: E731
+    t, how = times(["1600000000.5", "1600000001.25"])
+    assert t.tolist() == [pd.Timestamp("2020-09-13 12:26:40.5"), pd.Timestamp("2020-09-13 12:26:41.25")]
+    t, how = times(["1600000000,5"], decimal=",")
+    assert t[0] == pd.Timestamp("2020-09-13 12:26:40.5")
+    # numbers and ISO text in one column: each row read its own way
+    t, how = times(["1600000000", "2020-09-13T14:26:40+02:00", "2020-09-13 12:26:40 UTC"])
+    assert how == "Unix epoch seconds (detected from magnitudes) + ISO dates/datetimes"
+    assert (t == pd.Timestamp("2020-09-13 12:26:40")).all()
+    # Excel serial days (all numbers in 20000-80000) would be 1970-01-01 as seconds
+    t, how = times(["44000", "44001.5"])
+    assert how == "Excel serial days (detected from magnitudes)"
+    assert t.tolist() == [pd.Timestamp("2020-06-18"), pd.Timestamp("2020-06-19 12:00")]
+    assert times(["44000"], unit="s")[0][0] == pd.Timestamp("1970-01-01 12:13:20")
+    # exact integers, no float rounding
+    assert times(["1600000000123456789"])[0][0] == pd.Timestamp("2020-09-13 12:26:40.123456789")
+    assert times(["1600000001.3"])[0][0] == pd.Timestamp("2020-09-13 12:26:41.3")
+
+
+def test_ugallery_times_still_parse():
+    assert readers._parse_times(pd.Series(["1500000000", "1500000001"])).tolist() == [
+        pd.Timestamp("2017-07-14 02:40:00"), pd.Timestamp("2017-07-14 02:40:01")]
+
+
+# --- CSV files as spreadsheet programs write them ------------------------------------------------
+
+def test_semicolon_and_decimal_comma_file_equals_comma_file(tmp_path, hm_dir, hm_seconds):
+    _, ref = hm_seconds
+    write_hm_generic(tmp_path, hm_dir, sep=";", decimal=",")
+    cat = readers.load_catalogue(tmp_path, weight_col="weight")
+    pd.testing.assert_frame_equal(cat.interactions, ref.interactions)
+    assert cat.interactions["weight"].notna().all()
+    assert _row(cat, "CSV dialect of interactions.csv")["action"] == (
+        "delimiter ';' (detected), decimal ',' (detected), quotechar '\"' (detected), encoding utf-8 (detected)")
+    assert _row(cat, "CSV dialect of items.csv")["action"].startswith("delimiter ';' (detected)")
+    pd.testing.assert_frame_equal(cat.items, ref.items)
+
+
+def test_excel_unicode_text_utf16_tab_file(tmp_path, hm_dir, hm_seconds):
+    _, ref = hm_seconds
+    write_hm_generic(tmp_path, hm_dir, sep="\t", encoding="utf-16")
+    cat = readers.load_catalogue(tmp_path, weight_col="weight")
+    pd.testing.assert_frame_equal(cat.interactions, ref.interactions)
+    assert _row(cat, "CSV dialect of interactions.csv")["action"] == (
+        "delimiter tab (detected), decimal '.' (detected), quotechar '\"' (detected), encoding utf-16 (detected)")
+
+
+def test_cp1252_accented_ids_keep_their_characters(tmp_path):
+    text = ("user_id;item_id;timestamp\nMüller;café;2020-01-01\nMüller;crème;2020-01-02\n"
+            "Zoë;café;2020-01-01\nZoë;Øre;2020-01-03\n")
+    write_csv_catalogue(tmp_path, text, ["café", "crème", "Øre"], encoding="cp1252")
+    cat = readers.load_catalogue(tmp_path)
+    assert sorted(cat.interactions["user_id"].unique()) == ["Müller", "Zoë"]
+    assert cat.items["item_id"].tolist() == ["café", "crème", "Øre"]
+    assert cat.items["image_path"].notna().all()
+    assert _row(cat, "CSV dialect of interactions.csv")["action"].endswith("encoding cp1252 (detected: not UTF-8 at line 2)")
+
+
+def test_ragged_file_is_one_line_naming_file_line_and_option(tmp_path):
+    text = "user_id,item_id,timestamp\nu1,a,2020-01-01\nu1,b,2020-01-02\nu2,a,1,5,2020-01-01\nu2,b,2020-01-03\n"
+    write_csv_catalogue(tmp_path, text, ["a", "b"])
+    msg = "interactions.csv line 4: expected 3 fields, saw 5; set csv_sep in visrec.json (detected ',') or quote fields that contain it."
+    with pytest.raises(data.DataError, match=f"^{re.escape(msg)}$"):
+        readers.load_catalogue(tmp_path)
+    (tmp_path / "interactions.csv").write_text(text.replace("u2,a,1,5", '"u2,a,1,5'))
+    with pytest.raises(data.DataError, match=r"^interactions.csv line 4: a quoted field is never closed; set csv_quotechar"):
+        readers.load_catalogue(tmp_path)
+
+
+def test_visrec_json_options_override_detection(tmp_path):
+    # "1,500" is ambiguous (detected decimal '.'), small numbers look like seconds, cp1252 is set
+    text = "user_id|item_id|timestamp|qty\nJosé|a|86400000|1,500\nJosé|b|172800000|2,5\nAna|a|86400000|1\n"
+    write_csv_catalogue(tmp_path, text, ["a", "b"], encoding="cp1252", options={
+        "weight_col": "qty", "csv_sep": "|", "csv_decimal": ",", "csv_encoding": "cp1252", "csv_quotechar": "'",
+        "time_unit": "ms"})
+    cat = readers.load_catalogue(tmp_path)
+    assert _row(cat, "CSV dialect of interactions.csv")["action"] == (
+        "delimiter '|' (set), decimal ',' (set), quotechar \"'\" (set), encoding cp1252 (set)")
+    assert _row(cat, "timestamp format")["action"] == "Unix epoch milliseconds (time_unit)"
+    got = cat.interactions.set_index(["user_id", "item_id"])
+    assert got.loc[("José", "a"), "timestamp"] == pd.Timestamp("1970-01-02")
+    assert got.loc[("José", "a"), "weight"] == 1.5 and got.loc[("José", "b"), "weight"] == 2.5
+    # without the options: seconds (1972), and "1,500" is not a number with a decimal point
+    (tmp_path / "visrec.json").write_text('{"weight_col": "qty", "csv_encoding": "cp1252"}')
+    cat = readers.load_catalogue(tmp_path)
+    assert cat.interactions["timestamp"].min() == pd.Timestamp("1972-09-27")
+
+
+@pytest.mark.parametrize("option,value,message", [
+    ("time_unit", "sec", r"^Reader option time_unit='sec' is not one of \['s', 'ms', 'us', 'ns', 'excel'\]"),
+    ("csv_decimal", ";", r"^Reader option csv_decimal=';' must be '\.' or ','"),
+    ("csv_sep", ";;", r"^Reader option csv_sep=';;' must be one character"),
+    ("csv_encoding", "klingon", r"^Reader option csv_encoding='klingon' is not a known encoding"),
+])
+def test_bad_option_values_are_named_with_valid_ones(tmp_path, option, value, message):
+    write_csv_catalogue(tmp_path, "user_id,item_id,timestamp\nu1,a,2020-01-01\n", ["a"])
+    with pytest.raises(data.DataError, match=message):
+        readers.load_catalogue(tmp_path, **{option: value})
+
+
+def test_wrong_encoding_option_names_line_and_byte(tmp_path):
+    write_csv_catalogue(tmp_path, "user_id,item_id,timestamp\nu1,a,2020-01-01\nMüller,a,2020-01-02\n", ["a"],
+                        encoding="cp1252")
+    with pytest.raises(data.DataError, match=r"^interactions.csv line 3 \(byte 43\): not valid utf-8; set csv_encoding"):
+        readers.load_catalogue(tmp_path, csv_encoding="utf-8")
+
+
+# --- more exports a new user tried ---------------------------------------------------------------
+
+def test_excel_sep_line_and_trailing_empty_column(tmp_path):
+    # Excel's "sep=;" first line; a trailing delimiter on every line (an empty last column)
+    text = "sep=;\nuser_id;item_id;timestamp;\nu1;a;2020-01-01;\nu1;b;yesterday;\nu1;b;2020-01-02;\n"
+    write_csv_catalogue(tmp_path, text, ["a", "b"])
+    cat = readers.load_catalogue(tmp_path)
+    assert list(cat.interactions.columns) == ["user_id", "item_id", "timestamp"]
+    assert _row(cat, "CSV dialect of interactions.csv")["action"].startswith("delimiter ';' (detected: 'sep=' line)")
+    assert _row(cat, "unparseable or missing timestamps")["examples"] == "interactions.csv line 4: 'yesterday'"
+    # trailing delimiter on the rows only (header without it)
+    (tmp_path / "interactions.csv").write_text("user_id,item_id,timestamp\nu1,a,2020-01-01,\nu1,b,2020-01-02,\n")
+    cat = readers.load_catalogue(tmp_path)
+    assert cat.interactions["user_id"].tolist() == ["u1", "u1"] and cat.interactions["item_id"].tolist() == ["a", "b"]
+
+
+def test_thousands_separators_in_epochs_and_weights(tmp_path):
+    text = ("user_id;item_id;timestamp;qty\nu1;a;1.600.000.000;1.000,5\nu1;b;1.600.086.400;2\n")
+    write_csv_catalogue(tmp_path, text, ["a", "b"])
+    cat = readers.load_catalogue(tmp_path, weight_col="qty")
+    assert cat.interactions["timestamp"].tolist() == [pd.Timestamp("2020-09-13 12:26:40"), pd.Timestamp("2020-09-14 12:26:40")]
+    assert cat.interactions["weight"].tolist() == [1000.5, 2.0]
+
+
+def test_ids_in_scientific_notation_are_refused(tmp_path):
+    text = "user_id,item_id,timestamp\nu1,493995001,2020-01-01\nu1,4.93995E+11,2020-01-02\nu2,1E+11,2020-01-02\n"
+    write_csv_catalogue(tmp_path, text, ["493995001"])
+    msg = ("interactions.csv line 3: id '4.93995E+11' in column 'item_id' is in scientific notation (2 rows), so its "
+           "digits are lost; re-export with that column formatted as Text.")
+    with pytest.raises(data.DataError, match=f"^{re.escape(msg)}$"):
+        readers.load_catalogue(tmp_path)
+
+
+def test_day_first_dates_iso_weeks_and_time_zone_names(tmp_path):
+    t, how = tables.parse_times(pd.Series(["13.07.2020 10:00", "01.08.2020 09:30"]))
+    assert how == "dates '%d.%m.%Y %H:%M' (detected)"
+    assert t.tolist() == [pd.Timestamp("2020-07-13 10:00"), pd.Timestamp("2020-08-01 09:30")]
+    t, how = tables.parse_times(pd.Series(["2020-W05-3", "2020-W53-7"]))
+    assert t.tolist() == [pd.Timestamp("2020-01-29"), pd.Timestamp("2021-01-03")]
+    with pytest.raises(data.DataError, match=re.escape("Dates like '03/04/2020' can be read day-first or month-first; "
+                                                       "set time_format in visrec.json ('%d/%m/%Y' or '%m/%d/%Y').")):
+        tables.parse_times(pd.Series(["03/04/2020", "05/06/2020"]))
+    # a time-zone name is ambiguous (CST is three zones): that row is dropped and listed
+    text = "user_id,item_id,timestamp\nu1,a,2020-01-01 10:00 UTC\nu1,b,2020-01-02 10:00 CET\nu1,b,2020-01-03T10:00+01:00\n"
+    write_csv_catalogue(tmp_path, text, ["a", "b"])
+    cat = readers.load_catalogue(tmp_path)
+    assert _row(cat, "unparseable or missing timestamps")["examples"] == "interactions.csv line 3: '2020-01-02 10:00 CET'"
+    assert cat.interactions["timestamp"].tolist() == [pd.Timestamp("2020-01-01 10:00"), pd.Timestamp("2020-01-03 09:00")]
+
+
+def test_no_readable_time_at_all_is_one_line(tmp_path):
+    write_csv_catalogue(tmp_path, "user_id,item_id,timestamp\nu1,a,soon\nu1,a,later\n", ["a"])
+    with pytest.raises(data.DataError, match=r"^No valid interaction left in interactions.csv: no value of column "
+                                             r"'timestamp' could be read as a time \(line 2: 'soon'"):
+        readers.load_catalogue(tmp_path)
+
+
+def test_parquet_input_still_reads(tmp_path):
+    write_csv_catalogue(tmp_path, "x\n", ["a", "b"])
+    (tmp_path / "interactions.csv").unlink()
+    pd.DataFrame({"user_id": ["007", "007"], "item_id": ["a", "b"],
+                  "timestamp": pd.to_datetime(["2020-01-01", "2020-01-02"])}).to_parquet(tmp_path / "interactions.parquet")
+    cat = readers.load_catalogue(tmp_path)
+    assert cat.interactions["user_id"].tolist() == ["007", "007"]
+    assert _row(cat, "timestamp format")["action"] == "datetime column"

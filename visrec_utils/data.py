@@ -20,7 +20,7 @@ import pandas as pd
 
 LAYOUTS_HELP = (
     "visrec reads three layouts. (1) Generic: 'interactions.csv' or '.parquet' with columns "
-    "user_id, item_id, timestamp (dates, datetimes or Unix seconds; other names via visrec.json), "
+    "user_id, item_id, timestamp (dates, datetimes or Unix epochs; other names via visrec.json), "
     "images at 'images/<item_id>.<any extension>' or an 'image_path' column in 'items.csv', optional "
     "items.csv metadata. (2) H&M Kaggle: 'transactions_train.csv' (t_dat, customer_id, article_id), "
     "'articles.csv', 'images/<first 3 digits>/<article_id>.jpg'. (3) UGallery: 'ugallery_purchases.csv', "

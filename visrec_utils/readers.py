@@ -11,7 +11,8 @@ Layouts (detected by :func:`load_catalogue`):
   ``user_id, item_id, timestamp``, optional ``weight``), images found by a pattern
   (``images/{item_id}.*``: any extension) or an ``image_path`` column of an items table, and
   an optional items table with metadata. Options come from arguments or a ``visrec.json`` file
-  in the folder. Timestamps may be dates, datetimes or Unix seconds.
+  in the folder. CSV dialect (delimiter, decimal separator, quoting, encoding) and the time
+  format or epoch unit are detected (:mod:`visrec_utils.tables`) and can be set.
 * **H&M** (``transactions_train.csv``): a preset of the generic reader.
 * **UGallery** (``ugallery_purchases.csv``): purchases, an inventory with upload times and
   artists, and precomputed ResNet50 embeddings instead of images.
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import tables
 from .data import LAYOUTS_HELP, Catalogue, DataError, find_default_data_dir, resolve_data_dir
 
 N_EXAMPLES = 5
@@ -39,7 +41,10 @@ class CatalogueSpec:
         interactions: interactions file, CSV or Parquet, relative to the folder.
         user_col, item_col, time_col: column names in the interactions table.
         weight_col: optional weight column (kept as ``weight``).
-        time_format: strptime format; None parses ISO dates/datetimes, and numbers as Unix seconds.
+        time_format: strptime format; None detects (ISO dates/datetimes, day-first or month-first
+            dates, or numbers as Unix epochs; see :func:`visrec_utils.tables.parse_times`).
+        time_unit: unit of numeric times, ``"s"``, ``"ms"``, ``"us"``, ``"ns"`` (Unix epoch) or
+            ``"excel"`` (Excel serial days); None detects it from the magnitudes.
         basket_by_day: a basket = a user's purchases on one day (True) or at one timestamp (False).
         items: optional items table (CSV or Parquet) with ``item_col`` and metadata columns.
         image_col: column of the items table holding image paths (relative to the folder).
@@ -48,6 +53,9 @@ class CatalogueSpec:
         id_zfill: left-pad item ids with zeros to this width (H&M ids are 10 digits).
         duplicates: ``"drop"`` exact duplicate rows, or ``"keep"`` them (rows are units).
         name: label of the catalogue in reports.
+        csv_sep, csv_decimal, csv_quotechar, csv_encoding: how CSV files (interactions and items)
+            are written, e.g. ``";"``, ``","``, ``'"'``, ``"cp1252"``; None detects each
+            (:func:`visrec_utils.tables.read_csv_table`).
     """
 
     interactions: str = "interactions.csv"
@@ -63,6 +71,11 @@ class CatalogueSpec:
     id_zfill: int | None = None
     duplicates: str = "drop"
     name: str | None = None
+    time_unit: str | None = None
+    csv_sep: str | None = None
+    csv_decimal: str | None = None
+    csv_quotechar: str | None = None
+    csv_encoding: str | None = None
 
 
 HM_SPEC = CatalogueSpec(
@@ -87,29 +100,26 @@ class Report:
         return pd.DataFrame(self.rows, columns=["check", "count", "action", "examples", "what_to_do"])
 
 
-def _read_table(path: Path, what: str) -> pd.DataFrame:
+def _read_table(path: Path, what: str, spec: CatalogueSpec | None = None, rep: Report | None = None):
+    """Parquet or CSV (dialect detected unless set in ``spec``) -> (frame, decimal separator, first data line).
+
+    The dialect used is added to ``rep`` as a row ``CSV dialect of <file>``.
+    """
     if not path.is_file():
         raise DataError(f"{what} file {path} not found. {LAYOUTS_HELP}")
     if path.suffix.lower() in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+        return pd.read_parquet(path), ".", 2
+    spec = spec or CatalogueSpec()
+    df, dialect = tables.read_csv_table(path, spec.csv_sep, spec.csv_decimal, spec.csv_quotechar, spec.csv_encoding)
+    if rep is not None:
+        rep.add(f"CSV dialect of {path.name}", len(df), dialect.describe(),
+                what_to_do="set csv_sep, csv_decimal, csv_quotechar or csv_encoding in visrec.json if this is wrong")
+    return df, dialect.decimal, 2 + dialect.skiprows
 
 
-def _parse_times(raw: pd.Series, fmt: str | None) -> pd.Series:
-    """Dates, datetimes (ISO 8601) or Unix seconds -> datetime64[ns] (naive UTC); NaT if unparseable."""
-    if pd.api.types.is_datetime64_any_dtype(raw):
-        out = pd.to_datetime(raw, errors="coerce")
-    elif fmt:
-        out = pd.to_datetime(raw, format=fmt, errors="coerce")
-    else:
-        num = pd.to_numeric(raw, errors="coerce")
-        if num.notna().mean() > 0.5:  # Unix seconds
-            out = pd.to_datetime(num, unit="s", errors="coerce")
-        else:
-            out = pd.to_datetime(raw, format="ISO8601", errors="coerce", utc=True)
-    if getattr(out.dt, "tz", None) is not None:
-        out = out.dt.tz_convert("UTC").dt.tz_localize(None)
-    return out.astype("datetime64[ns]")
+def _parse_times(raw: pd.Series, fmt: str | None = None, unit: str | None = None, decimal: str = ".") -> pd.Series:
+    """Times in any export form -> datetime64[ns] (naive UTC), NaT if not a time (:func:`tables.parse_times`)."""
+    return tables.parse_times(raw, fmt, unit, decimal)[0]
 
 
 def _clean_ids(s: pd.Series, zfill: int | None) -> pd.Series:
@@ -152,8 +162,9 @@ def read_generic(folder: str | os.PathLike, spec: CatalogueSpec | None = None, *
         Catalogue whose ``report`` lists every check with counts and first offenders.
 
     Raises:
-        DataError: missing file or column (names the columns found and the option to set), or
-            nothing valid left.
+        DataError: missing file or column (names the columns found and the option to set), a bad
+            option value, a CSV that cannot be parsed or decoded (file, line and the option that
+            fixes it), ids in scientific notation, no readable time, or nothing valid left.
     """
     root = Path(folder)
     valid = [f.name for f in fields(CatalogueSpec)]
@@ -168,25 +179,32 @@ def read_generic(folder: str | os.PathLike, spec: CatalogueSpec | None = None, *
     if unknown:
         raise DataError(f"Unknown reader option(s) {sorted(unknown)}; valid: {valid}")
     spec = replace(spec, **overrides)
+    tables.check_options(spec.csv_sep, spec.csv_decimal, spec.csv_quotechar, spec.csv_encoding,
+                         spec.time_unit, spec.time_format)
     rep = Report()
     tx_path = root / spec.interactions
-    tx = _read_table(tx_path, "interactions")
+    tx, decimal, first_line = _read_table(tx_path, "interactions", spec, rep)
     need = {"user_col": spec.user_col, "item_col": spec.item_col, "time_col": spec.time_col}
     if spec.weight_col:
         need["weight_col"] = spec.weight_col
     missing = {k: v for k, v in need.items() if v not in tx.columns}
     if missing:
-        raise DataError(f"{tx_path} has no column(s) {sorted(missing.values())} (columns found: {list(tx.columns)}). "
+        read_as = f" (read as: {rep.rows[0]['action']})" if rep.rows else ""
+        raise DataError(f"{tx_path} has no column(s) {sorted(missing.values())} (columns found: {list(tx.columns)}){read_as}. "
                         f"Name the right ones with the reader options {sorted(missing)} (e.g. in {root / 'visrec.json'})")
-    rownum = pd.Series(np.arange(2, len(tx) + 2), index=tx.index)  # 1-based line number, header = line 1
+    rownum = pd.Series(np.arange(first_line, len(tx) + first_line), index=tx.index)  # 1-based line in the file
+    for col in (spec.user_col, spec.item_col):
+        tables.check_ids(tx[col], tx_path.name, col, rownum)
     inter = pd.DataFrame({"user_id": _clean_ids(tx[spec.user_col], None),
                           "item_id": _clean_ids(tx[spec.item_col], spec.id_zfill)})
-    inter["timestamp"] = _parse_times(tx[spec.time_col], spec.time_format)
+    inter["timestamp"], time_how = tables.parse_times(tx[spec.time_col], spec.time_format, spec.time_unit, decimal)
+    rep.add("timestamp format", inter["timestamp"].notna().sum(), time_how,
+            what_to_do="set time_unit ('s', 'ms', 'us', 'ns', 'excel') or time_format in visrec.json if this is wrong")
     if spec.weight_col:
-        inter["weight"] = pd.to_numeric(tx[spec.weight_col], errors="coerce")
+        inter["weight"] = tables.to_number(tx[spec.weight_col], decimal)
     for extra in ("price", "sales_channel_id"):
         if extra in tx.columns and extra not in inter:
-            inter[extra] = pd.to_numeric(tx[extra], errors="coerce")
+            inter[extra] = tables.to_number(tx[extra], decimal)
 
     empty = inter["user_id"].isna() | (inter["user_id"] == "") | inter["item_id"].isna() | (inter["item_id"] == "")
     rep.add("empty ids", empty.sum(), "rows dropped" if empty.any() else "ok",
@@ -194,7 +212,13 @@ def read_generic(folder: str | os.PathLike, spec: CatalogueSpec | None = None, *
     bad_t = inter["timestamp"].isna() & ~empty
     rep.add("unparseable or missing timestamps", bad_t.sum(), "rows dropped" if bad_t.any() else "ok",
             [f"{tx_path.name} line {n}: {v!r}" for n, v in zip(rownum[bad_t], tx.loc[bad_t, spec.time_col])],
-            f"use dates, ISO datetimes or Unix seconds in '{spec.time_col}', or set time_format")
+            f"use dates, ISO datetimes or Unix epochs (one unit per column) in '{spec.time_col}', or set "
+            "time_format / time_unit")
+    if bad_t.any() and bad_t.sum() == (~empty).sum():
+        first = np.flatnonzero(bad_t.to_numpy())[0]
+        raise DataError(f"No valid interaction left in {tx_path.name}: no value of column '{spec.time_col}' could be read "
+                        f"as a time (line {rownum.iloc[first]}: {tx[spec.time_col].iloc[first]!r}, read as {time_how}); set time_format "
+                        "(e.g. '%d.%m.%Y %H:%M') or time_unit ('s', 'ms', 'us', 'ns', 'excel') in visrec.json.")
     inter = inter[~empty & ~bad_t]
     if spec.basket_by_day:
         inter["timestamp"] = inter["timestamp"].dt.floor("D")
@@ -212,7 +236,7 @@ def read_generic(folder: str | os.PathLike, spec: CatalogueSpec | None = None, *
     meta = None
     items_path = root / spec.items if spec.items else None
     if items_path is not None and items_path.is_file():
-        meta = _read_table(items_path, "items")
+        meta = _read_table(items_path, "items", spec, rep)[0]
         if spec.item_col not in meta.columns:
             raise DataError(f"{items_path} has no item id column {spec.item_col!r} (columns: {list(meta.columns)}).")
         meta = meta.rename(columns={spec.item_col: "item_id"})
@@ -305,15 +329,15 @@ def read_ugallery(folder: str | os.PathLike) -> Catalogue:
     if len(dims) != 1:
         raise DataError(f"{emb_path}: vectors have different lengths {sorted(dims)}")
     vectors = np.stack([np.asarray(r[1], dtype=np.float32) for r in raw])
-    tx = _read_table(root / "ugallery_purchases.csv", "purchases")
-    inv = _read_table(root / "ugallery_inventory.csv", "inventory")
+    rep = Report()
+    tx = _read_table(root / "ugallery_purchases.csv", "purchases", rep=rep)[0]
+    inv = _read_table(root / "ugallery_inventory.csv", "inventory", rep=rep)[0]
     for col, where in ((("user_id_hash", "purchase_timestamp", "artwork_id_hash"), "ugallery_purchases.csv"),
                        (("artwork_id_hash", "artist_id_hash", "upload_timestamp"), "ugallery_inventory.csv")):
         frame = tx if where.startswith("ugallery_p") else inv
         miss = [c for c in col if c not in frame.columns]
         if miss:
             raise DataError(f"{root / where} lacks column(s) {miss} (found {list(frame.columns)}). {LAYOUTS_HELP}")
-    rep = Report()
     inter = pd.DataFrame({"user_id": _clean_ids(tx["user_id_hash"], None), "item_id": _clean_ids(tx["artwork_id_hash"], None),
                           "timestamp": _parse_times(tx["purchase_timestamp"], None)})
     bad = inter.isna().any(axis=1)
