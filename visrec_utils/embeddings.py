@@ -1,7 +1,9 @@
 """Embeddings of a catalogue: content-keyed, chunked, resumable cache and the study's embedding sets.
 
 The low-level extraction is :mod:`visrec_utils.extract`; this module decides what to extract,
-caches it on disk and keeps the study's embedding sets (``<out>/embeddings/<model>__<strategy>.npy``).
+caches it on disk and keeps the study's embedding sets (``<out>/embeddings/*.npy``, listed with the
+model and strategy names as given in ``<out>/embeddings/manifest.json``; file names are safe keys
+from :mod:`visrec_utils.naming`).
 
 Cache: an entry is keyed by the model name, the weights hash, the preprocessing config and the
 sha256 of every image's bytes, so it is invalidated when weights, preprocessing or image bytes
@@ -27,6 +29,7 @@ from .scaleout import check_backend
 from .extract import (FAST_PATH_ATOL, Extraction, ImageError, extract_embeddings,  # noqa: F401
                       imagenet_top1, resolve_compile)
 from .models import LoadedModel
+from .naming import safe_name, safe_stem
 
 CACHE_VERSION = "emb-v2"
 MODEL_COLUMNS = ["model", "status", "reason", "arch", "family", "dim", "published_top1", "top1_source",
@@ -112,7 +115,10 @@ def cached_embeddings(
     Extraction writes ``<entry>.parts/chunk_<start>.npz`` files (atomic renames) every
     ``chunk_images`` images (rounded to whole batches, so batches are the same in a resumed and
     an uninterrupted run); when all chunks exist they are joined into ``<entry>.npz`` and the
-    parts are removed. A killed run therefore resumes from its last finished chunk.
+    parts are removed. A killed run therefore resumes from its last finished chunk. The entry is
+    ``<cache_dir>/embeddings/<safe model name>[-<safe variant>]-<key>.npz``
+    (:func:`visrec_utils.naming.safe_name`: a checkpoint path in the model's name stays out of
+    the path).
 
     Args:
         loaded: model from :func:`visrec_utils.models.load_model`.
@@ -142,7 +148,8 @@ def cached_embeddings(
     t0 = time.perf_counter()
     n = len(item_ids)
     key = cache_key(loaded, image_set or image_set_sha256(item_ids, paths), variant)
-    path = cache_dir / "embeddings" / f"{loaded.spec.name}{'-' + variant if variant else ''}-{key}.npz"
+    stem = safe_name(loaded.spec.name) + (f"-{safe_name(variant)}" if variant else "")
+    path = cache_dir / "embeddings" / f"{stem}-{key}.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:
             if z["item_ids"].tolist() == list(item_ids):
@@ -203,27 +210,92 @@ def cached_embeddings(
                  "seconds": time.perf_counter() - t0, "failed": failed, "fast_path": run.path if run else "resumed chunks"}
 
 
+MANIFEST = "manifest.json"
+
+
+def read_manifest(out_dir: str | os.PathLike) -> list[dict]:
+    """The study's embedding sets as listed in ``<out_dir>/embeddings/manifest.json``.
+
+    Returns:
+        one dict per set, in saving order: ``model`` and ``strategy`` exactly as given, ``file``
+        (the array's file name inside ``embeddings/``, a :func:`visrec_utils.naming.safe_stem`),
+        ``n_items`` and ``dim``. A folder written before manifests existed is read from its
+        ``<model>__<strategy>.npy`` file names (``n_items``/``dim`` then None); an empty or
+        missing folder gives ``[]``.
+
+    Raises:
+        ValueError: the manifest is not valid JSON or lacks a column (the message names the file).
+    """
+    d = Path(out_dir) / "embeddings"
+    path = d / MANIFEST
+    if not path.is_file():  # an output folder from before the manifest: names from the file names
+        return [{"model": p.stem.split("__", 1)[0], "strategy": p.stem.split("__", 1)[1], "file": p.name,
+                 "n_items": None, "dim": None} for p in sorted(d.glob("*__*.npy")) if not p.name.startswith(".")]
+    try:
+        rows = json.loads(path.read_text())["sets"]
+        return [{k: r[k] for k in ("model", "strategy", "file", "n_items", "dim")} for r in rows]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path} is not a visrec embedding manifest ({type(e).__name__}: {e}); "
+                         "delete the embeddings/ folder and rerun notebook 02") from e
+
+
+def _write_manifest(d: Path, rows: list[dict]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".manifest-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump({"version": 1, "sets": rows}, f, indent=1, ensure_ascii=False)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, d / MANIFEST)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def save_embedding_set(out_dir: str | os.PathLike, model: str, strategy: str, emb: np.ndarray) -> Path:
-    """Write ``<out_dir>/embeddings/<model>__<strategy>.npy`` (atomic), ``(n_items, dim) float32``."""
+    """Write one embedding set, ``(n_items, dim) float32``, and list it in the manifest.
+
+    The array goes to ``<out_dir>/embeddings/<safe_stem(model, strategy)>.npy``
+    (:func:`visrec_utils.naming.safe_stem`: any model or strategy name, with paths, spaces or
+    unicode, gives a portable file name, distinct for distinct names); ``manifest.json`` beside
+    it keeps the names as given (:func:`read_manifest`). Both writes are atomic; the array is
+    written first, so the manifest never lists a missing or partial file.
+
+    Returns:
+        the path of the array.
+    """
     d = Path(out_dir) / "embeddings"
     d.mkdir(parents=True, exist_ok=True)
-    path = d / f"{model}__{strategy}.npy"
-    tmp = d / f".{model}__{strategy}.tmp.npy"
-    np.save(tmp, np.asarray(emb, dtype=np.float32))
-    os.replace(tmp, path)
+    emb = np.asarray(emb, dtype=np.float32)
+    path = d / f"{safe_stem(model, strategy)}.npy"
+    # read before the array is written: a folder without a manifest must not adopt the new file by its name
+    rows = [r for r in read_manifest(out_dir)
+            if (r["model"], r["strategy"]) != (model, strategy) and r["file"] != path.name]
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".", suffix=".tmp.npy")
+    os.close(fd)
+    try:
+        np.save(tmp, emb)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    rows.append({"model": model, "strategy": strategy, "file": path.name, "n_items": int(emb.shape[0]),
+                 "dim": int(emb.shape[1]) if emb.ndim == 2 else None})
+    _write_manifest(d, rows)
     return path
 
 
 def load_embedding_sets(out_dir: str | os.PathLike, models=None, strategies=None) -> dict:
     """Read the embedding sets of a study: ``{(model, strategy): (n_items, dim) float32}``.
 
+    Names are the ones given to :func:`save_embedding_set` (read from the manifest, never parsed
+    from file names).
+
     Args:
         models, strategies: keep only these (None = all found), in the given order.
     """
-    found = {}
-    for p in sorted((Path(out_dir) / "embeddings").glob("*__*.npy")):
-        model, strategy = p.stem.split("__", 1)
-        found[(model, strategy)] = p
+    d = Path(out_dir) / "embeddings"
+    found = {(r["model"], r["strategy"]): d / r["file"] for r in read_manifest(out_dir)}
     keys = [k for k in found if (models is None or k[0] in models) and (strategies is None or k[1] in strategies)]
     model_order = list(models) if models is not None else sorted({k[0] for k in keys})
     keys.sort(key=lambda k: (model_order.index(k[0]), k[1] != "frozen", k[1]))
@@ -241,7 +313,8 @@ def cached_imagenet_top1(loaded: LoadedModel, folder, limit: int | None = None, 
     folder = Path(folder)
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpeg", ".jpg", ".png"})
     key = cache_key(loaded, image_set_sha256([f.name for f in files], [str(f) for f in files]) + f"|limit={limit}")
-    path = (Path(cache_dir) if cache_dir else default_cache_dir()) / "top1" / f"{loaded.spec.name}-{key}.json"
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    path = cache_dir / "top1" / f"{safe_name(loaded.spec.name)}-{key}.json"
     if path.is_file():
         return {**json.loads(path.read_text()), "hit": True}
     res = imagenet_top1(loaded, folder, limit=limit, **extract_kwargs)
@@ -330,8 +403,10 @@ def embed_catalogue(model_names, cat, out_dir, cache_dir=None, batch_size: int =
     unreadable["image_path"] = unreadable["item_id"].map(dict(zip(ids, paths)))
     if failed:
         keep = ~cat.items["item_id"].isin(set(failed)).to_numpy()
-        for p in sorted((Path(out_dir) / "embeddings").glob("*__frozen.npy")):
-            np.save(p, np.load(p)[keep])
+        for r in read_manifest(out_dir):  # every frozen set aligned with this catalogue loses the same rows
+            arr = np.load(Path(out_dir) / "embeddings" / r["file"]) if r["strategy"] == "frozen" else None
+            if arr is not None and len(arr) == len(keep):
+                save_embedding_set(out_dir, r["model"], r["strategy"], arr[keep])
         reduced = drop_items(cat, set(failed), check="unreadable images",
                              examples=[f"{r.image_path}: {r.reason}" for r in unreadable.itertuples()])
         save_prepared(reduced, out_dir)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .models import LoadedModel
+from .naming import safe_name
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,9 @@ def openvino_forward(pooled, example, cache_xml: Path | None = None, normalize=N
 
 
 def _openvino_cache(loaded: LoadedModel, shape, folder) -> Path | None:
-    """``<folder>/openvino/<model>-<weights sha>-<H>x<W>-<openvino version>.xml``, or None."""
+    """``<folder>/openvino/<safe model name>-<weights sha>-<H>x<W>-<openvino version>.xml``, or None
+    (the model name through :func:`visrec_utils.naming.safe_name`, so a checkpoint path in it
+    stays inside ``folder``)."""
     try:
         import openvino as ov
     except ImportError:
@@ -130,7 +133,7 @@ def _openvino_cache(loaded: LoadedModel, shape, folder) -> Path | None:
         return None
     version = ov.__version__.split("-")[0]
     sha = (loaded.weights_sha256 or "noweights")[:16]
-    return Path(folder) / "openvino" / f"{loaded.spec.name}-{sha}-{shape[-2]}x{shape[-1]}-{version}.xml"
+    return Path(folder) / "openvino" / f"{safe_name(loaded.spec.name)}-{sha}-{shape[-2]}x{shape[-1]}-{version}.xml"
 
 
 MICRO_BATCHES = (8, 16, 32)
