@@ -136,3 +136,19 @@ def test_embed_catalogue_drops_unreadable_rows_from_every_frozen_set_by_manifest
     assert sets[("other", "frozen")].shape == (3, 2)
     assert table["model"].tolist() == ["m/1"] and unreadable["item_id"].tolist() == ["i2"]
     assert pd.read_csv(tmp_path / "results" / "models.csv")["model"].tolist() == ["m/1"]
+
+
+def test_precomputed_sets_keep_their_names_through_prepared_files(tmp_path):
+    from visrec_utils import data
+
+    items = pd.DataFrame({"item_id": ["a", "b"], "image_path": [None, None]})
+    inter = pd.DataFrame({"user_id": ["u", "u"], "item_id": ["a", "b"],
+                          "timestamp": pd.to_datetime(["2020-01-01", "2020-01-02"])})
+    odd = "clip/ViT-B 32: shop__v2"
+    emb = np.arange(6, dtype=np.float32).reshape(2, 3)
+    data.save_prepared(data.Catalogue(items, inter, precomputed={odd: emb}), tmp_path)
+    files = sorted(p.name for p in (tmp_path / "data").iterdir())
+    assert all("/" not in f and " " not in f and ":" not in f for f in files)
+    back = data.load_prepared(tmp_path).precomputed
+    assert list(back) == [odd]
+    np.testing.assert_array_equal(back[odd], emb)

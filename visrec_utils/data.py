@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .naming import safe_name
+
 LAYOUTS_HELP = (
     "visrec reads three layouts. (1) Generic: 'interactions.csv' or '.parquet' with columns "
     "user_id, item_id, timestamp (dates, datetimes or Unix epochs; other names via visrec.json), "
@@ -214,10 +216,12 @@ def save_prepared(cat: Catalogue, out_dir: str | os.PathLike) -> Path:
         cat.report.to_csv(d / "validation.csv", index=False)
     for old in d.glob("precomputed__*.npy"):
         old.unlink()
+    files = {}  # name as given -> safe file name (names never become paths: visrec_utils.naming)
     for name, emb in cat.precomputed.items():
-        np.save(d / f"precomputed__{name}.npy", np.asarray(emb, dtype=np.float32))
+        files[name] = f"precomputed__{safe_name(name)}.npy"
+        np.save(d / files[name], np.asarray(emb, dtype=np.float32))
     meta = {"name": cat.name, "source": cat.source, "notes": cat.notes, "summary": cat.summary(),
-            "synthetic": cat.synthetic}
+            "synthetic": cat.synthetic, "precomputed": files}
     (d / "catalogue.json").write_text(json.dumps(meta, indent=2))
     return d
 
@@ -235,7 +239,10 @@ def load_prepared(out_dir: str | os.PathLike) -> Catalogue:
         raise DataError(f"{d} holds no prepared catalogue; run notebook 01_data_prep with out_dir={str(out_dir)!r} first.")
     meta = json.loads((d / "catalogue.json").read_text())
     report = pd.read_csv(d / "validation.csv", keep_default_na=False) if (d / "validation.csv").is_file() else None
-    pre = {p.stem.split("__", 1)[1]: np.load(p) for p in sorted(d.glob("precomputed__*.npy"))}
+    if "precomputed" in meta:
+        pre = {name: np.load(d / f) for name, f in meta["precomputed"].items()}
+    else:  # folders prepared before the names were recorded
+        pre = {p.stem.split("__", 1)[1]: np.load(p) for p in sorted(d.glob("precomputed__*.npy"))}
     return Catalogue(pd.read_parquet(d / "items.parquet"), pd.read_parquet(d / "interactions.parquet"),
                      name=meta["name"], source=meta["source"], notes=meta["notes"], report=report,
                      precomputed=pre, synthetic=bool(meta.get("synthetic", False)))
