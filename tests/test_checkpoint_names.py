@@ -37,7 +37,8 @@ def test_local_checkpoint_with_path_in_its_name_runs_through_notebooks_01_02(tmp
     np.testing.assert_allclose(sets[(name, "frozen")], sets[("tf_efficientnet_lite0", "frozen")], atol=1e-5)
     # every file sits directly in its folder under a safe name; the path in the name made no folders
     files = sorted(p.name for p in (out / "embeddings").iterdir())
-    assert files == sorted(["manifest.json", "tf_efficientnet_lite0__frozen.npy", f"{safe_name(name)}__frozen.npy"])
+    assert files == sorted(f"{stem}__frozen.{ext}" for stem in ("tf_efficientnet_lite0", safe_name(name))
+                           for ext in ("npy", "json"))
     for sub in ("embeddings", "top1", "openvino"):
         for p in (_isolated_cache / sub).iterdir() if (_isolated_cache / sub).is_dir() else []:
             assert p.is_file() and "=" not in p.name and " " not in p.name, p

@@ -74,7 +74,7 @@ def test_embedding_sets_round_trip_under_any_name(tmp_path):
         p = embeddings.save_embedding_set(tmp_path, m, s, e)
         assert p.parent == tmp_path / "embeddings"  # never a sub-folder or outside
     assert sorted(p.name for p in (tmp_path / "embeddings").iterdir()) == sorted(
-        [f"{safe_stem(m, s)}.npy" for m, s in sets] + ["manifest.json"])  # no temporary files left
+        f"{safe_stem(m, s)}.{ext}" for m, s in sets for ext in ("npy", "json"))  # no temporary files left
     back = embeddings.load_embedding_sets(tmp_path)
     assert set(back) == set(sets)
     for k, e in sets.items():
@@ -98,12 +98,14 @@ def test_output_folder_without_manifest_stays_readable(tmp_path):
     np.save(d / ".mobilenetv1_025_keras__frozen.tmp.npy", np.zeros((1, 1), np.float32))  # a crashed write
     assert list(embeddings.load_embedding_sets(tmp_path)) == [("mobilenetv1_025_keras", "frozen"),
                                                                ("mobilenetv1_025_keras", "bpr_projection")]
-    # the first save writes a manifest that adopts the older sets
-    embeddings.save_embedding_set(tmp_path, "handcrafted", "frozen", np.ones((5, 9)))
+    # a new set beside them carries its own row; the older ones are still read by their file names
+    embeddings.save_embedding_set(tmp_path, "hand crafted/v1", "frozen", np.ones((5, 9)))
     back = embeddings.load_embedding_sets(tmp_path)
     assert len(back) == 3 and back[("mobilenetv1_025_keras", "frozen")].sum() == 15
-    (d / "manifest.json").write_text("{not json")
-    with pytest.raises(ValueError, match="manifest"):
+    assert back[("hand crafted/v1", "frozen")].shape == (5, 9)
+    row = d / f"{safe_stem('hand crafted/v1', 'frozen')}.json"
+    row.write_text("{not json")
+    with pytest.raises(ValueError, match=f"{row} is not a visrec embedding-set manifest row"):
         embeddings.read_manifest(tmp_path)
 
 

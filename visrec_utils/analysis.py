@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .skips import PartSkipped
+
 MAIN_METRICS = [("auc", 0), ("ndcg", 20), ("recall", 20), ("precision", 10), ("mrr", 0)]
 
 
@@ -82,6 +84,37 @@ def correlations(table: pd.DataFrame, x: str = "published_top1", which=MAIN_METR
                 row[name], row[pname] = np.nan, np.nan
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+MIN_MODELS = 3
+
+
+def require_models(table: pd.DataFrame, x: str = "published_top1", metric: str = "auc", n: int = MIN_MODELS) -> pd.DataFrame:
+    """``table`` when at least ``n`` of its models have both ``x`` and ``metric`` (a correlation
+    over fewer says nothing).
+
+    Raises:
+        PartSkipped: fewer than ``n`` such models.
+    """
+    have = len(table[[x, metric]].dropna()) if {x, metric} <= set(table.columns) else 0
+    if have < n:
+        what = {"published_top1": "published top-1", "measured_top1": "measured top-1"}.get(x, x)
+        raise PartSkipped(f"a correlation across models needs at least {n} ImageNet models with both a {what} "
+                          f"and {metric} values, and this study has {have}")
+    return table
+
+
+def family_groups(table: pd.DataFrame, n: int = MIN_MODELS) -> list[tuple[str, pd.DataFrame]]:
+    """``[(family, rows)]`` of the families with at least ``n`` models in ``table``.
+
+    Raises:
+        PartSkipped: no family has ``n`` models (or ``table`` has no ``family`` column).
+    """
+    groups = [(f, g) for f, g in table.groupby("family")] if "family" in table else []
+    groups = [(f, g) for f, g in groups if len(g) >= n]
+    if not groups:
+        raise PartSkipped(f"no architecture family has {n} or more models in this study")
+    return groups
 
 
 def answer_text(table: pd.DataFrame, corr: pd.DataFrame, metric: str = "ndcg@20") -> str:
@@ -240,7 +273,12 @@ def layer_table(table: pd.DataFrame, metric: str = "ndcg@20") -> pd.DataFrame:
     Returns:
         (cells: formatted strings, values: the means), both indexed by model; models without a
         layer variant are left out.
+
+    Raises:
+        PartSkipped: no ``<model>@stage<i>`` variant in ``table``.
     """
+    if not table["model"].str.contains("@").any():
+        raise PartSkipped("there is no layer variant in this study (add e.g. tf_efficientnet_lite0@stage3 to models)")
     d = table.copy()
     d["base"] = d["model"].str.split("@").str[0]
     d["layer"] = np.where(d["model"].str.contains("@"), d["model"].str.split("@").str[1], "final")

@@ -2,8 +2,8 @@
 
 The low-level extraction is :mod:`visrec_utils.extract`; this module decides what to extract,
 caches it on disk and keeps the study's embedding sets (``<out>/embeddings/*.npy``, listed with the
-model and strategy names as given in ``<out>/embeddings/manifest.json``; file names are safe keys
-from :mod:`visrec_utils.naming`).
+model and strategy names as given in a manifest row ``<stem>.json`` beside each array; file names
+are safe keys from :mod:`visrec_utils.naming`).
 
 Cache: an entry is keyed by the model name, the weights hash, the preprocessing config and the
 sha256 of every image's bytes, so it is invalidated when weights, preprocessing or image bytes
@@ -210,55 +210,68 @@ def cached_embeddings(
                  "seconds": time.perf_counter() - t0, "failed": failed, "fast_path": run.path if run else "resumed chunks"}
 
 
-MANIFEST = "manifest.json"
+#: Columns of an embedding set's manifest row (its ``<stem>.json`` beside ``<stem>.npy``).
+MANIFEST_COLUMNS = ("model", "strategy", "file", "n_items", "dim")
 
 
 def read_manifest(out_dir: str | os.PathLike) -> list[dict]:
-    """The study's embedding sets as listed in ``<out_dir>/embeddings/manifest.json``.
+    """The study's embedding sets, one row each, read from the ``<stem>.json`` written beside
+    every ``<stem>.npy`` in ``<out_dir>/embeddings/``.
+
+    Each set carries its own manifest row, so a notebook that adds sets (03's fine-tuned ones)
+    never rewrites a file that an earlier notebook (02) wrote.
 
     Returns:
-        one dict per set, in saving order: ``model`` and ``strategy`` exactly as given, ``file``
+        one dict per set, sorted by file: ``model`` and ``strategy`` exactly as given, ``file``
         (the array's file name inside ``embeddings/``, a :func:`visrec_utils.naming.safe_stem`),
-        ``n_items`` and ``dim``. A folder written before manifests existed is read from its
-        ``<model>__<strategy>.npy`` file names (``n_items``/``dim`` then None); an empty or
+        ``n_items`` and ``dim``. An array written before these rows existed is read from its
+        ``<model>__<strategy>.npy`` file name (``n_items``/``dim`` then None); an empty or
         missing folder gives ``[]``.
 
     Raises:
-        ValueError: the manifest is not valid JSON or lacks a column (the message names the file).
+        ValueError: a row that is not valid JSON or lacks a column (the message names the file).
     """
     d = Path(out_dir) / "embeddings"
-    path = d / MANIFEST
-    if not path.is_file():  # an output folder from before the manifest: names from the file names
-        return [{"model": p.stem.split("__", 1)[0], "strategy": p.stem.split("__", 1)[1], "file": p.name,
-                 "n_items": None, "dim": None} for p in sorted(d.glob("*__*.npy")) if not p.name.startswith(".")]
-    try:
-        rows = json.loads(path.read_text())["sets"]
-        return [{k: r[k] for k in ("model", "strategy", "file", "n_items", "dim")} for r in rows]
-    except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{path} is not a visrec embedding manifest ({type(e).__name__}: {e}); "
-                         "delete the embeddings/ folder and rerun notebook 02") from e
+    rows = []
+    for arr in sorted(d.glob("*.npy")) if d.is_dir() else []:
+        if arr.name.startswith("."):  # a write in progress or a crashed one
+            continue
+        side = arr.with_suffix(".json")
+        if not side.is_file():
+            if "__" in arr.stem:  # an output folder from before the rows: names from the file name
+                model, strategy = arr.stem.split("__", 1)
+                rows.append({"model": model, "strategy": strategy, "file": arr.name, "n_items": None, "dim": None})
+            continue
+        try:
+            row = json.loads(side.read_text(encoding="utf-8"))
+            rows.append({k: row[k] for k in MANIFEST_COLUMNS})
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{side} is not a visrec embedding-set manifest row ({type(e).__name__}: {e}); "
+                             "delete it with its .npy and rerun the notebook that wrote it") from e
+    return rows
 
 
-def _write_manifest(d: Path, rows: list[dict]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".manifest-", suffix=".tmp")
+def _atomic_write(path: Path, write) -> None:
+    """``write(tmp_path)`` then rename onto ``path`` (readable by all, never half-written)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp" + path.suffix)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump({"version": 1, "sets": rows}, f, indent=1, ensure_ascii=False)
+        write(tmp)
         os.chmod(tmp, 0o644)
-        os.replace(tmp, d / MANIFEST)
+        os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
 
 
 def save_embedding_set(out_dir: str | os.PathLike, model: str, strategy: str, emb: np.ndarray) -> Path:
-    """Write one embedding set, ``(n_items, dim) float32``, and list it in the manifest.
+    """Write one embedding set, ``(n_items, dim) float32``, with its manifest row.
 
     The array goes to ``<out_dir>/embeddings/<safe_stem(model, strategy)>.npy``
     (:func:`visrec_utils.naming.safe_stem`: any model or strategy name, with paths, spaces or
-    unicode, gives a portable file name, distinct for distinct names); ``manifest.json`` beside
-    it keeps the names as given (:func:`read_manifest`). Both writes are atomic; the array is
-    written first, so the manifest never lists a missing or partial file.
+    unicode, gives a portable file name, distinct for distinct names); ``<stem>.json`` beside it
+    keeps the names as given (:func:`read_manifest`). Both writes are atomic; the array is
+    written first, so a row never names a missing or partial file.
 
     Returns:
         the path of the array.
@@ -267,29 +280,19 @@ def save_embedding_set(out_dir: str | os.PathLike, model: str, strategy: str, em
     d.mkdir(parents=True, exist_ok=True)
     emb = np.asarray(emb, dtype=np.float32)
     path = d / f"{safe_stem(model, strategy)}.npy"
-    # read before the array is written: a folder without a manifest must not adopt the new file by its name
-    rows = [r for r in read_manifest(out_dir)
-            if (r["model"], r["strategy"]) != (model, strategy) and r["file"] != path.name]
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".", suffix=".tmp.npy")
-    os.close(fd)
-    try:
-        np.save(tmp, emb)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    rows.append({"model": model, "strategy": strategy, "file": path.name, "n_items": int(emb.shape[0]),
-                 "dim": int(emb.shape[1]) if emb.ndim == 2 else None})
-    _write_manifest(d, rows)
+    _atomic_write(path, lambda tmp: np.save(tmp, emb))
+    row = {"model": model, "strategy": strategy, "file": path.name, "n_items": int(emb.shape[0]),
+           "dim": int(emb.shape[1]) if emb.ndim == 2 else None}
+    _atomic_write(path.with_suffix(".json"),
+                  lambda tmp: Path(tmp).write_text(json.dumps(row, indent=1, ensure_ascii=False), encoding="utf-8"))
     return path
 
 
 def load_embedding_sets(out_dir: str | os.PathLike, models=None, strategies=None) -> dict:
     """Read the embedding sets of a study: ``{(model, strategy): (n_items, dim) float32}``.
 
-    Names are the ones given to :func:`save_embedding_set` (read from the manifest, never parsed
-    from file names).
+    Names are the ones given to :func:`save_embedding_set` (read from the manifest rows, never
+    parsed from file names).
 
     Args:
         models, strategies: keep only these (None = all found), in the given order.

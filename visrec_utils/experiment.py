@@ -19,8 +19,10 @@ import pandas as pd
 from .embeddings import atomic_save_npz, default_cache_dir
 from .metrics import DEFAULT_KS, EVAL_VERSION, coverage, evaluate_many, summarize
 from .recommenders import BASELINES, CONTENT_RECOMMENDERS, make_score_fns
+from .skips import PartSkipped
 from .scaleout import check_backend
 from .splits import Split, restrict_truth, split_digest
+from .stats import PAIRED_COLUMNS
 
 METRIC_COLUMNS = ["model", "strategy", "recommender", "metric", "k", "value", "ci_low", "ci_high", "n_users"]
 SPLIT_COLUMNS = ["protocol", "availability", "leaky"]
@@ -105,10 +107,18 @@ def run_experiment(
         (metrics: tidy DataFrame with :data:`METRIC_COLUMNS` plus :data:`SPLIT_COLUMNS`, one
         row per (model, strategy, recommender, metric, k), coverage included; per_user: one
         row per (configuration, user) with a column per metric).
+
+    Raises:
+        PartSkipped: the split has no test point, or there is nothing to evaluate (no
+            embedding set or no content-based recommender, and no baseline).
     """
     from tqdm.auto import tqdm
 
+    if split.n_users == 0:
+        raise PartSkipped(f"no test user under {split.protocol} ({split.describe()})")
     groups = [((m, s), list(recommenders)) for (m, s) in embedding_sets] + [(("-", "-"), list(baselines))]
+    if not any(names for _, names in groups):
+        raise PartSkipped(nothing_to_evaluate(embedding_sets, recommenders, baselines))
     cache = None if cache_dir is False else Path(cache_dir or default_cache_dir()) / "evaluations"
     digest = split_digest(split) if cache else ""
     summaries, per_users = [], []
@@ -144,23 +154,78 @@ def run_experiment(
     return metrics, pd.concat(per_users, ignore_index=True)
 
 
+def left_out(embedding_sets: dict, recommenders, baselines, ks) -> list[tuple[str, str]]:
+    """The parts of the main evaluation that these parameters leave out, ``[(part, reason)]``
+    (for :meth:`visrec_utils.report.SkipLog.skip`); empty with the defaults."""
+    out = []
+    if not len(recommenders) or not embedding_sets:
+        why = "recommenders is empty" if not len(recommenders) else "there is no embedding set to evaluate"
+        out.append(("content-based recommenders", f"{why}, so only the baselines were evaluated"))
+    if not len(baselines):
+        out.append(("baselines", "baselines is empty, so no non-visual baseline was evaluated"))
+    if not len(ks):
+        out.append(("@k metrics", "ks is empty, so only AUC, MRR and MAP were computed"))
+    return out
+
+
+def require_interval_users(split: Split) -> None:
+    """Raises :class:`PartSkipped` when ``split`` has fewer than 2 test users: a bootstrap interval
+    resamples users, so the tables then show means without intervals."""
+    n = len(set(split.users.tolist()))
+    if n < 2:
+        raise PartSkipped(f"a 95% bootstrap interval resamples test users and needs at least 2, and {split.protocol} "
+                          f"has {n}, so the tables show means without intervals")
+
+
+def empty_metrics(*extra: str) -> pd.DataFrame:
+    """A metrics table with no row: :data:`METRIC_COLUMNS`, :data:`SPLIT_COLUMNS` and ``extra``
+    columns (what a skipped part writes, so no earlier run's table is left behind)."""
+    return pd.DataFrame(columns=[*METRIC_COLUMNS, *SPLIT_COLUMNS, *extra])
+
+
+def nothing_to_evaluate(embedding_sets, recommenders, baselines) -> str:
+    """The sentence saying why a set of configurations is empty (for :class:`PartSkipped`)."""
+    visual = "no embedding set" if not embedding_sets else "no content-based recommender (recommenders is empty)"
+    return f"nothing to evaluate: {visual} and no baseline (baselines is empty)"
+
+
+def _skipper(on_skip):
+    """``on_skip`` or a no-op: the callback ``(part, reason)`` of the functions below."""
+    return on_skip or (lambda part, reason: None)
+
+
 def cold_warm_breakdown(split: Split, embedding_sets: dict, recommenders=("visrank_max",), baselines=BASELINES,
                         ks=DEFAULT_KS, seed: int = 0, n_resamples: int = 1000, progress: bool = False,
-                        backend: str = "local", ray_address: str | None = None) -> pd.DataFrame:
+                        backend: str = "local", ray_address: str | None = None, enabled: bool = True,
+                        on_skip=None) -> pd.DataFrame:
     """Metrics on cold and on warm truth items separately (:func:`visrec_utils.splits.restrict_truth`).
+
+    Args:
+        enabled: False (the notebook's ``cold_warm``) skips the breakdown.
+        on_skip: called ``on_skip(part, reason)`` for a half with no test point (e.g. no user
+            bought a cold item), e.g. :meth:`visrec_utils.report.SkipLog.skip`.
 
     Returns:
         Tidy metrics like :func:`run_experiment` with a ``truth`` column ("cold", "warm").
+
+    Raises:
+        PartSkipped: ``enabled`` is False, neither half has a test point, or there is nothing
+            to evaluate.
     """
+    if not enabled:
+        raise PartSkipped("cold_warm is False, which switches the breakdown off")
+    subs = {which: restrict_truth(split, which) for which in ("cold", "warm")}
+    if not any(sub.n_users for sub in subs.values()):
+        raise PartSkipped("no test user has a cold or a warm truth item")
     parts = []
-    for which in ("cold", "warm"):
-        sub = restrict_truth(split, which)
+    for which, sub in subs.items():
         if sub.n_users == 0:
+            _skipper(on_skip)(f"cold/warm breakdown: {which}", f"no test user has a {which} truth item")
             continue
         m, _ = run_experiment(sub, embedding_sets, recommenders, baselines, ks=ks, seed=seed,
                               n_resamples=n_resamples, progress=progress, backend=backend, ray_address=ray_address)
         parts.append(m.assign(truth=which))
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    return pd.concat(parts, ignore_index=True)
 
 
 def leak_free_sets(embedding_sets: dict, protocol: str) -> dict:
@@ -176,10 +241,23 @@ def leak_free_sets(embedding_sets: dict, protocol: str) -> dict:
     return {k: v for k, v in embedding_sets.items() if k[1] in PURCHASE_FREE}
 
 
+def study_protocols(protocol: str, other_protocols) -> list[str]:
+    """The protocols of the "every protocol" part: the main one, then the others.
+
+    Raises:
+        PartSkipped: ``other_protocols`` names no protocol besides the main one.
+    """
+    others = [p for p in other_protocols if p != protocol]
+    if not others:
+        raise PartSkipped(f"other_protocols names no protocol besides the main one ({protocol}), whose "
+                          "metrics are the main table above")
+    return [protocol, *others]
+
+
 def run_protocols(cat, embedding_sets: dict, protocols, recommenders=("visrank_max", "hybrid_itemknn_visrank"),
                   baselines=BASELINES, reference=("-", "-", "random"), split_kwargs: dict | None = None,
                   ks=DEFAULT_KS, seed: int = 0, n_resamples: int = 1000, progress: bool = True,
-                  backend: str = "local", ray_address: str | None = None):
+                  backend: str = "local", ray_address: str | None = None, on_skip=None):
     """The same configurations under several protocols, with paired tests per protocol.
 
     Args:
@@ -189,52 +267,80 @@ def run_protocols(cat, embedding_sets: dict, protocols, recommenders=("visrank_m
         protocols: names from :data:`visrec_utils.splits.PROTOCOLS`.
         split_kwargs: ``{protocol: kwargs}`` for :func:`visrec_utils.splits.make_split`.
         reference: configuration every other one is compared to, within each protocol.
+        on_skip: called ``on_skip(part, reason)`` for a protocol with no test user or nothing to
+            evaluate, and for a protocol's paired tests without the reference.
 
     Returns:
         (metrics: tidy with :data:`SPLIT_COLUMNS`; paired: :func:`visrec_utils.stats.paired_comparison`
-        rows with a ``protocol`` column, Holm-corrected within each protocol; descriptions:
-        ``{protocol: one line}``).
+        rows with a ``protocol`` column, Holm-corrected within each protocol (empty when no
+        protocol has the reference); descriptions: ``{protocol: one line}``).
+
+    Raises:
+        PartSkipped: no protocol has a test user and something to evaluate.
     """
     from .splits import make_split
     from .stats import paired_comparison
 
     split_kwargs = split_kwargs or {}
+    skip = _skipper(on_skip)
     metrics, paired, described = [], [], {}
     for name in protocols:
-        split = make_split(cat, name, **split_kwargs.get(name, {}))
-        described[name] = split.describe()
-        if split.n_users == 0:
+        try:
+            split = make_split(cat, name, **split_kwargs.get(name, {}))
+            described[name] = split.describe()
+            m, pu = run_experiment(split, leak_free_sets(embedding_sets, name), recommenders, baselines, ks=ks,
+                                   seed=seed, n_resamples=n_resamples, progress=progress, backend=backend,
+                                   ray_address=ray_address)
+        except PartSkipped as e:
+            skip(f"every protocol: {name}", e)
             continue
-        m, pu = run_experiment(split, leak_free_sets(embedding_sets, name), recommenders, baselines, ks=ks,
-                               seed=seed, n_resamples=n_resamples, progress=progress, backend=backend,
-                               ray_address=ray_address)
         metrics.append(m)
-        paired.append(paired_comparison(pu, reference, n_resamples=n_resamples, seed=seed).assign(protocol=name))
-    return (pd.concat(metrics, ignore_index=True), pd.concat(paired, ignore_index=True), described)
+        try:
+            paired.append(paired_comparison(pu, reference, n_resamples=n_resamples, seed=seed).assign(protocol=name))
+        except PartSkipped as e:
+            skip(f"every protocol: {name} paired tests", e)
+    if not metrics:
+        raise PartSkipped(f"no protocol of {list(protocols)} has a test user and a configuration to evaluate")
+    paired = pd.concat(paired, ignore_index=True) if paired else pd.DataFrame(columns=[*PAIRED_COLUMNS, "protocol"])
+    return pd.concat(metrics, ignore_index=True), paired, described
 
 
 def availability_sensitivity(cat, embedding_sets: dict, modes, protocol: str = "leave_last_basket_out",
                              recommenders=("visrank_max",), baselines=("random", "popularity"),
                              ks=DEFAULT_KS, seed: int = 0, n_resamples: int = 1000, progress: bool = False,
-                             backend: str = "local", ray_address: str | None = None) -> pd.DataFrame:
-    """The main metrics under each availability rule (modes the catalogue cannot support are skipped).
+                             backend: str = "local", ray_address: str | None = None, on_skip=None) -> pd.DataFrame:
+    """The main metrics under each availability rule.
+
+    Args:
+        modes: availability rules (:data:`visrec_utils.splits.AVAILABILITY`).
+        on_skip: called ``on_skip(part, reason)`` for a rule the catalogue cannot support
+            (``items_table`` without dates) or that leaves no test user or nothing to evaluate.
 
     Returns:
-        Tidy metrics like :func:`run_experiment`, ``availability`` naming the rule.
+        Tidy metrics like :func:`run_experiment`, ``availability`` naming the rule, plus ``test_points``.
+
+    Raises:
+        PartSkipped: ``modes`` is empty, or no rule could be evaluated.
     """
     from .splits import make_split
 
+    if not len(modes):
+        raise PartSkipped("sensitivity names no availability rule to compare")
     has_dates = "available_from" in cat.items and cat.items["available_from"].notna().any()
     parts = []
     for mode in modes:
-        if mode == "items_table" and not has_dates:
-            continue
-        split = make_split(cat, protocol, availability=mode)
-        if split.n_users:
+        try:
+            if mode == "items_table" and not has_dates:
+                raise PartSkipped("the items table has no available_from dates")
+            split = make_split(cat, protocol, availability=mode)
             parts.append(run_experiment(split, leak_free_sets(embedding_sets, protocol), recommenders, baselines,
                                         ks=ks, seed=seed, n_resamples=n_resamples, progress=progress,
                                         backend=backend, ray_address=ray_address)[0]
                          .assign(test_points=split.n_users))
+        except PartSkipped as e:
+            _skipper(on_skip)(f"availability sensitivity: {mode}", e)
+    if not parts:
+        raise PartSkipped(f"no availability rule of {list(modes)} could be evaluated")
     return pd.concat(parts, ignore_index=True)
 
 

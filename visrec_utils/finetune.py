@@ -27,6 +27,7 @@ import pandas as pd
 from .splits import Split
 from .embeddings import atomic_save_npz
 from .recommenders import l2_normalize
+from .skips import PartSkipped
 
 EMBEDDING_STRATEGIES = ("frozen", "bpr_projection")
 STRATEGIES = EMBEDDING_STRATEGIES + ("partial_bpr", "proxy_metadata", "contrastive")  # the last three: stage_tuning
@@ -91,6 +92,53 @@ def training_events(train: pd.DataFrame, max_profile: int = 50) -> Events:
                   np.array(users, dtype=object), bought)
 
 
+def require_triplets(train: pd.DataFrame, max_profile: int = 50) -> Events:
+    """The training events of :func:`training_events`, when there are enough to train on.
+
+    Raises:
+        PartSkipped: no training triplet (no user has a training basket after an earlier one),
+            or all of them come from one user (one user is held out for validation, so at
+            least two are needed).
+    """
+    ev = training_events(train, max_profile)
+    if len(ev.pos) == 0:
+        raise PartSkipped("no training triplets: no user has a training basket with a new item after an earlier "
+                          "basket, and purchase-based fine-tuning learns from those")
+    n_users = len(set(ev.user.tolist()))
+    if n_users < 2:
+        raise PartSkipped(f"the training triplets come from {n_users} user, and purchase-based fine-tuning needs "
+                          "at least 2 (one is held out for validation)")
+    return ev
+
+
+def projection_inputs(frozen: dict, strategies, split: Split, cfg: BPRConfig = BPRConfig()) -> dict:
+    """The frozen sets ``bpr_projection`` trains on: ``frozen`` itself, when the part can run.
+
+    Raises:
+        PartSkipped: ``bpr_projection`` is not in ``strategies``, ``frozen`` is empty, or the
+            split's training part has too few triplets (:func:`require_triplets`).
+    """
+    if "bpr_projection" not in strategies:
+        raise PartSkipped("bpr_projection is not in strategies")
+    if not frozen:
+        raise PartSkipped("no frozen embedding set to project (models selects none of this study's models)")
+    require_triplets(split.train, cfg.max_profile)
+    return frozen
+
+
+def comparison_sets(frozen: dict, tuned: dict) -> dict:
+    """Every fine-tuned set and the frozen set of each model that has one, ``{(model, strategy): emb}``.
+
+    Raises:
+        PartSkipped: no fine-tuned set (every strategy was left out or skipped).
+    """
+    if not tuned:
+        raise PartSkipped("no fine-tuned embedding set to compare with the frozen features (every strategy "
+                          "was left out of strategies or skipped above)")
+    trained = {m for m, _ in tuned}
+    return {**{k: v for k, v in frozen.items() if k[0] in trained}, **tuned}
+
+
 def _sample_negatives(events: Events, rng, n_items: int) -> np.ndarray:
     neg = rng.integers(0, n_items, size=len(events.pos))
     for t in range(len(neg)):  # resample the rare draw that the user bought
@@ -116,7 +164,8 @@ def train_bpr_projection(embeddings: np.ndarray, split: Split, cfg: BPRConfig = 
         validation triplets with s_pos > s_neg, epoch 0 is the identity/frozen start).
 
     Raises:
-        ValueError: when the training data yields no triplets.
+        PartSkipped: (a ``ValueError``) the training data yields too few triplets
+            (:func:`require_triplets`).
     """
     import torch
     from tqdm.auto import tqdm
@@ -124,9 +173,7 @@ def train_bpr_projection(embeddings: np.ndarray, split: Split, cfg: BPRConfig = 
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     assert_no_test_purchases(split.train, split)
-    ev = training_events(split.train, cfg.max_profile)
-    if len(ev.pos) == 0:
-        raise ValueError("no training triplets: users need at least two training baskets")
+    ev = require_triplets(split.train, cfg.max_profile)
     base = l2_normalize(embeddings)
     prof_mean = np.stack([base[p].mean(0) for p in ev.profile_items]).astype(np.float32)
     users = np.unique(ev.user)

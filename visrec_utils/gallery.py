@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .plots import _plt, _save
+from .skips import PartSkipped
 from .recommenders import VisRank, l2_normalize
 
 
@@ -122,25 +123,56 @@ def neighbour_strips(cat, embedding_sets: dict, n_items: int = 4, k: int = 8, se
     return _save(fig, path)
 
 
+#: Neighbours of each point in the UMAP graph; a map needs more points than this.
+UMAP_NEIGHBOURS = 15
+
+
+def umap_points(n_items: int, max_points: int) -> int:
+    """Points of a UMAP map: ``min(max_points, n_items)``.
+
+    Raises:
+        PartSkipped: ``max_points`` is 0 (the maps are switched off), or there would be no more
+            points than :data:`UMAP_NEIGHBOURS`.
+    """
+    if max_points <= 0:
+        raise PartSkipped("umap_points is 0, which switches the maps off")
+    n = min(max_points, n_items)
+    if n <= UMAP_NEIGHBOURS:
+        raise PartSkipped(f"a UMAP map needs more points than its {UMAP_NEIGHBOURS} neighbours per point, and "
+                          f"there are {n}")
+    return n
+
+
 def umap_coordinates(embeddings: np.ndarray, max_points: int = 4000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """2-D UMAP (cosine metric) of a seeded sample of rows: (row indices ``(m,)``, coordinates
-    ``(m, 2) float32``). Needs ``umap-learn``."""
+    ``(m, 2) float32``). Needs ``umap-learn``.
+
+    Raises:
+        PartSkipped: too few rows, or ``max_points`` 0 (:func:`umap_points`).
+    """
     import umap
 
     rng = np.random.default_rng(seed)
-    rows = np.sort(rng.choice(len(embeddings), size=min(max_points, len(embeddings)), replace=False))
-    reducer = umap.UMAP(n_components=2, metric="cosine", random_state=seed, n_neighbors=15, min_dist=0.1)
+    rows = np.sort(rng.choice(len(embeddings), size=umap_points(len(embeddings), max_points), replace=False))
+    reducer = umap.UMAP(n_components=2, metric="cosine", random_state=seed, n_neighbors=UMAP_NEIGHBOURS, min_dist=0.1)
     return rows, reducer.fit_transform(np.nan_to_num(embeddings[rows])).astype(np.float32)
 
 
 def umap_map(cat, embedding_sets: dict, color: str = "product_group_name", max_points: int = 4000,
              n_thumbs: int = 12, seed: int = 0, path=None):
     """UMAP maps of each model's embeddings side by side, coloured by ``cat.items[color]`` (its 8
-    commonest values, the rest grey), with thumbnails for ``n_thumbs`` sample points."""
+    commonest values, the rest grey), with thumbnails for ``n_thumbs`` sample points.
+
+    Raises:
+        PartSkipped: ``max_points`` 0, too few items (:func:`umap_points`), or no embedding set.
+    """
     from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 
     from .images import ImageError, load_image
 
+    umap_points(len(cat.items), max_points)
+    if not embedding_sets:
+        raise PartSkipped("there is no ImageNet model's frozen embedding set to map")
     plt = _plt()
     labels = cat.items[color].astype(str) if color in cat.items else pd.Series(["all"] * len(cat.items))
     common = labels.value_counts().index[:8].tolist()
@@ -178,3 +210,19 @@ def main_sets(embedding_sets: dict, strategy: str = "frozen", limit: int = 4) ->
         if strat == strategy and "@" not in model and not model.startswith("random_") and model != "handcrafted":
             out[model] = emb
     return dict(list(out.items())[:limit])
+
+
+def picture_sets(embedding_sets: dict, n_items: int, limit: int = 4, strategy: str = "frozen") -> dict:
+    """:func:`main_sets` for a picture that compares models' nearest items.
+
+    Raises:
+        PartSkipped: no ImageNet model's set of that strategy (controls and layer variants are
+            not pictured), or fewer than 2 items (no other item to show).
+    """
+    sets = main_sets(embedding_sets, strategy, limit)
+    if not sets:
+        raise PartSkipped(f"there is no ImageNet model's {strategy} embedding set to picture (controls and layer "
+                          "variants are not pictured)")
+    if n_items < 2:
+        raise PartSkipped(f"the catalogue has {n_items} item, and a picture of similar items needs at least 2")
+    return sets

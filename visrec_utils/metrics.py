@@ -163,7 +163,7 @@ def block_metrics(scores: np.ndarray, truth: list[np.ndarray], ks=DEFAULT_KS, rn
     prec_at_hit = np.arange(1, ranks.shape[1] + 1)[None, :] / ranks
     out = {"auc": auc, "mrr": 1.0 / ranks[:, 0], "map": prec_at_hit.sum(1) / m, "n_candidates": n_cand}
     gains = 1.0 / np.log2(ranks + 1.0)
-    ideal = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(2, max(ks) + 2)))])
+    ideal = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(2, max(ks, default=0) + 2)))])
     for k in ks:
         hit = ranks <= k
         h = hit.sum(1).astype(np.float64)
@@ -256,7 +256,7 @@ def evaluate_many(score_fns: dict, split, ks=DEFAULT_KS, seed: int = 0, chunk: i
     cols: dict[str, list] = {name: [] for name in score_fns}
     tops: dict[str, list] = {name: [] for name in score_fns}
     info = self_information(split.train, split.n_items) if novelty else None
-    kmax = max(ks)
+    kmax = max(ks, default=1)  # no cut-off: AUC, MRR and MAP only
     points = np.arange(split.n_users) if points is None else np.asarray(points, dtype=np.int64)
     for start in range(0, len(points), chunk):
         pos = points[start:start + chunk]

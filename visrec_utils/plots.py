@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .skips import PartSkipped
+
 
 def _plt():
     import matplotlib
@@ -18,6 +20,18 @@ def _plt():
 
     sns.set_theme(style="whitegrid", context="notebook")
     return plt
+
+
+def _rows(metrics: pd.DataFrame, metric: str, k: int) -> pd.DataFrame:
+    """The rows of one metric, copied.
+
+    Raises:
+        PartSkipped: there is none (e.g. ``k`` is not among the study's ``ks``).
+    """
+    d = metrics[(metrics["metric"] == metric) & (metrics["k"] == k)].copy()
+    if d.empty:
+        raise PartSkipped(f"there are no {metric}@{k} values to draw" if k else f"there are no {metric} values to draw")
+    return d
 
 
 def _save(fig, path):
@@ -72,9 +86,13 @@ def data_figures(interactions: pd.DataFrame, path=None):
 
 
 def metric_bars(metrics: pd.DataFrame, metric: str = "ndcg", k: int = 20, path=None):
-    """Horizontal bars of one metric with 95% intervals, one bar per configuration."""
+    """Horizontal bars of one metric with 95% intervals, one bar per configuration.
+
+    Raises:
+        PartSkipped: ``metrics`` has no row of that metric and ``k``.
+    """
     plt = _plt()
-    d = metrics[(metrics["metric"] == metric) & (metrics["k"] == k)].copy()
+    d = _rows(metrics, metric, k)
     d["config"] = d["model"] + " / " + d["strategy"] + " / " + d["recommender"]
     d = d.sort_values("value")
     fig, ax = plt.subplots(figsize=(8, 0.28 * len(d) + 1.2))
@@ -88,9 +106,13 @@ def grouped_bars(metrics: pd.DataFrame, metric: str = "auc", k: int = 0, group: 
                  config=("model", "strategy", "recommender"), path=None, title: str = ""):
     """One metric with 95% intervals: a row per configuration, a colour per ``group`` value
     (e.g. protocol, or strategy with ``config=("model",)``); leaky protocols are hatched and
-    named so in the legend."""
+    named so in the legend.
+
+    Raises:
+        PartSkipped: ``metrics`` has no row of that metric and ``k``.
+    """
     plt = _plt()
-    d = metrics[(metrics["metric"] == metric) & (metrics["k"] == k)].copy()
+    d = _rows(metrics, metric, k)
     d["config"] = d[list(config)].astype(str).agg(" / ".join, axis=1)
     leaky = d["leaky"].astype(bool) if "leaky" in d else pd.Series(False, index=d.index)
     d["label"] = d[group].astype(str) + np.where(leaky, " (LEAKY)", "")
@@ -112,7 +134,13 @@ def grouped_bars(metrics: pd.DataFrame, metric: str = "auc", k: int = 0, group: 
 
 def stage_curves(history: pd.DataFrame, path=None):
     """Validation (solid) and training (dashed) loss per step, one panel per stage strategy, a
-    line per model (``history``: ``model, strategy, step, train_loss, val_loss``)."""
+    line per model (``history``: ``model, strategy, step, train_loss, val_loss``).
+
+    Raises:
+        PartSkipped: ``history`` is empty (no stage strategy was trained).
+    """
+    if history.empty:
+        raise PartSkipped("no stage strategy was trained, so there is no learning curve to draw")
     plt = _plt()
     strategies = list(dict.fromkeys(history["strategy"]))
     fig, axes = plt.subplots(1, max(1, len(strategies)), figsize=(4.2 * max(1, len(strategies)), 3.4), squeeze=False)
@@ -138,7 +166,13 @@ def layer_heatmap(values: pd.DataFrame, metric: str, path=None):
 
 
 def learning_curves(history: pd.DataFrame, path=None):
-    """Train and validation BPR loss per epoch, one line per model (``history`` has ``model``)."""
+    """Train and validation BPR loss per epoch, one line per model (``history`` has ``model``).
+
+    Raises:
+        PartSkipped: ``history`` is empty (bpr_projection was not trained).
+    """
+    if history.empty:
+        raise PartSkipped("bpr_projection was not trained, so there is no learning curve to draw")
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
     for model, g in history.groupby("model"):

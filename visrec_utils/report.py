@@ -5,6 +5,9 @@ with 95% intervals), the main figures (embedded, so the page can be mailed with 
 folder), the run's parameters, the data figures, library versions, hardware and the wall time of
 each notebook. :func:`write_index` is called by :func:`visrec_utils.runner.run_study` and can be
 called again on any finished output folder.
+
+The parts that notebooks skipped (:mod:`visrec_utils.skips`) are gathered by :func:`write_index`
+into ``results/skipped.csv`` and a "Skipped parts" section.
 """
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ import platform
 from pathlib import Path
 
 import pandas as pd
+
+from .skips import skipped_parts
 
 #: Figures shown on the page, in order, when the run wrote them (others stay in ``figures/``).
 MAIN_FIGURES = ("imagenet_vs_ndcg20", "measured_top1_vs_ndcg20", "models_ndcg20", "finetune_auc", "layers_ndcg20",
@@ -86,8 +91,9 @@ def write_index(out_dir: str | Path) -> Path:
     """Write ``<out>/reports/index.html`` from the run's outputs and return its path.
 
     Reads ``results/run.json`` (parameters, versions, timings), ``results/models.csv``,
-    ``results/metrics.csv``, ``data/catalogue.json`` and ``figures/*.png``; parts that a run did
-    not produce are left out, never an error.
+    ``results/metrics.csv``, ``results/skipped/*.csv``, ``data/catalogue.json`` and
+    ``figures/*.png``; parts that a run did not produce are left out, never an error. Writes
+    ``results/skipped.csv`` (every notebook's skipped parts, :func:`skipped_parts`).
     """
     out_dir = Path(out_dir)
     reports = out_dir / "reports"
@@ -118,6 +124,13 @@ def write_index(out_dir: str | Path) -> Path:
         parts += ["<h2>Key results</h2>", "<p>VisRank-max on frozen embeddings and the non-visual baselines, "
                   "under the main protocol; means over test users with 95% bootstrap intervals.</p>",
                   table.to_html(index=False, na_rep="", escape=True)]
+    skipped = skipped_parts(out_dir)
+    (out_dir / "results").mkdir(parents=True, exist_ok=True)
+    skipped.to_csv(out_dir / "results" / "skipped.csv", index=False)
+    if len(skipped):
+        parts += ["<h2>Skipped parts</h2>", "<p>Parts that could not run on this input (a parameter left empty, an "
+                  "optional part switched off, or too little data for it); the rest of the study ran.</p>",
+                  skipped.to_html(index=False, escape=True)]
     figures = out_dir / "figures"
     shown = [figures / f"{name}.png" for name in MAIN_FIGURES if (figures / f"{name}.png").is_file()]
     if shown:

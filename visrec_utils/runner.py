@@ -203,7 +203,8 @@ def run_study(params: dict, out_dir: str | Path, notebooks=None, figures_to: str
 
     Raises:
         ValueError: a parameter that no notebook declares, or of the wrong type
-            (:func:`check_parameters`); nothing has run then.
+            (:func:`check_parameters`), or a study that could compute nothing at all
+            (:func:`visrec_utils.preflight.check_study`); nothing has run then.
         StudyError: a notebook failed (one line: the notebook, the likely cause, what to do);
             ``run.json`` then marks it failed, so the next run reruns it and reuses the others.
     """
@@ -220,6 +221,10 @@ def run_study(params: dict, out_dir: str | Path, notebooks=None, figures_to: str
         params["models"] = expand_presets(params["models"])
         for name in params["models"]:  # unknown names fail now, not after notebook 01
             get_spec(name)
+    if "01_data_prep" in notebooks:  # the study starts here: stop now if it could compute nothing at all
+        from .preflight import check_study
+
+        check_study(params)
     run_json = out_dir / "results" / "run.json"
     try:
         before = {r["notebook"]: r for r in json.loads(run_json.read_text())["notebooks"]} if reuse else {}

@@ -9,21 +9,19 @@ Protocols (:data:`PROTOCOLS`, chosen by name in notebook 04):
 * ``leave_last_basket_out`` (default): each user's last basket is the truth, all earlier
   baskets the profile. A *basket* is one user's purchases at one timestamp (one day for H&M).
 * ``temporal``: one global cut (a date, or a quantile of the interaction times); the profile is
-  everything before the cut, the truth every later purchase; test users are those with a
-  profile before and a purchase after the cut.
+  everything before the cut, the truth every later purchase; test users are those with a profile
+  before and a purchase after the cut (a cut that leaves none raises :class:`PartSkipped`).
 * ``replay_last`` / ``replay_all``: time replay as in the UGallery studies of Messina,
   Dominguez, Parra et al. (2018/2019): purchases are walked in time order and every basket of
   a user who already has a profile is a test point (``replay_all``), or only each user's last
   such basket (``replay_last``); candidates are the items available at that moment.
 * ``random_holdout``: a random 20% of each user's items is the truth, ignoring time. It lets
-  the future leak into profiles and popularity, and is kept only for comparison: every report
-  labels it *leaky*.
+  the future leak into profiles and popularity, kept only for comparison: every report labels it *leaky*.
 
 Availability (which items are candidates at a test point; the report states the choice):
 
 * ``catalogue``: every item;
-* ``items_table``: items whose ``available_from`` date (launch or upload date from the items
-  table) is on or before the test time;
+* ``items_table``: items whose ``available_from`` date (launch or upload date) is at or before the test time;
 * ``first_seen``: items sold to anyone on or before the test time, *not counting the test
   user's own test purchases*: a truth item that nobody else had bought by then leaves the
   truth (it could not have been recommended), and a test point left without truth is dropped;
@@ -44,6 +42,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+from .skips import PartSkipped
 
 if TYPE_CHECKING:  # pragma: no cover
     from .data import Catalogue
@@ -293,7 +293,7 @@ def temporal(cat: "Catalogue", cut: str | float = 0.8, availability: str = "auto
             at the end of the test period.
 
     Raises:
-        ValueError: a quantile outside (0, 1), or a cut that leaves no test user.
+        ValueError: a quantile outside (0, 1); PartSkipped (a ValueError): a cut that leaves no test user.
     """
     inter = _indexed(cat)
     if isinstance(cut, (float, int)) and not isinstance(cut, bool):
@@ -315,7 +315,7 @@ def temporal(cat: "Catalogue", cut: str | float = 0.8, availability: str = "auto
             continue
         users.append(u), profiles.append(prof), truth.append(tr)
     if not users:
-        raise ValueError(f"the cut {t_cut} leaves no user with purchases on both sides; choose an earlier cut")
+        raise PartSkipped(f"the cut {t_cut} leaves no user with purchases on both sides; choose an earlier cut")
     n = len(users)
     split = Split(users=np.array(users, dtype=object), profiles=profiles, truth=truth,
                   test_day=np.full(n, np.datetime64(t_cut, "ns")), train=inter[~after].reset_index(drop=True),

@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .skips import PartSkipped
+
 STAGE_STRATEGIES = ("partial_bpr", "proxy_metadata", "contrastive")
 
 
@@ -82,7 +84,8 @@ class StagedModel:
         act_shape: ``(C, h, w)`` for the model's input size.
 
     Raises:
-        ValueError: a model outside that family, or ``n_stages`` not in ``1 .. len(blocks) - 1``.
+        PartSkipped: (a ``ValueError``) a model outside that family, or ``n_stages`` not in
+            ``1 .. len(blocks) - 1``.
     """
 
     def __init__(self, model, n_stages: int = 1, input_size=(3, 224, 224)):
@@ -90,10 +93,10 @@ class StagedModel:
 
         needed = ("conv_stem", "bn1", "blocks", "conv_head", "bn2")
         if not all(hasattr(model, a) for a in needed):
-            raise ValueError(f"{type(model).__name__} has no {'/'.join(needed)}: stage fine-tuning supports timm's "
+            raise PartSkipped(f"{type(model).__name__} has no {'/'.join(needed)}: stage fine-tuning supports timm's "
                              "EfficientNet/MobileNet family (every offline visrec model); use bpr_projection for others")
         if not 1 <= n_stages < len(model.blocks):
-            raise ValueError(f"n_stages must be in 1..{len(model.blocks) - 1}, not {n_stages}")
+            raise PartSkipped(f"n_stages must be in 1..{len(model.blocks) - 1}, not {n_stages}")
         cut = len(model.blocks) - n_stages
         m = model.eval()
         for p in m.parameters():
@@ -232,12 +235,10 @@ def train_partial_bpr(staged: StagedModel, acts: np.ndarray, split, cfg: StageCo
     import torch
     import torch.nn.functional as F
 
-    from .finetune import _sample_negatives, assert_no_test_purchases, training_events
+    from .finetune import _sample_negatives, assert_no_test_purchases, require_triplets
 
     assert_no_test_purchases(split.train, split)
-    ev = training_events(split.train, cfg.max_profile)
-    if len(ev.pos) == 0:
-        raise ValueError("no training triplets: users need at least two training baskets")
+    ev = require_triplets(split.train, cfg.max_profile)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     users = np.unique(ev.user)
@@ -273,20 +274,13 @@ def train_proxy_metadata(staged: StagedModel, acts: np.ndarray, items: pd.DataFr
     """``proxy_metadata``: returns (embeddings ``(n_items, dim) float32``, history).
 
     Raises:
-        ValueError: the items table lacks ``cfg.proxy_column`` or it has fewer than 2 classes
-            with ``min_class_items`` labelled items.
+        PartSkipped: (a ``ValueError``) see :func:`proxy_classes`.
     """
     import torch
     import torch.nn.functional as F
 
     col = cfg.proxy_column
-    if col not in items:
-        raise ValueError(f"items have no {col!r} column for the proxy task; set proxy_column to one of "
-                         f"{[c for c in items.columns if items[c].dtype == object and c not in ('item_id', 'image_path')]}")
-    counts = items[col].value_counts()
-    classes = counts[counts >= cfg.min_class_items].index.tolist()
-    if len(classes) < 2:
-        raise ValueError(f"{col!r} has {len(classes)} classes with >= {cfg.min_class_items} items; the proxy task needs 2")
+    classes = proxy_classes(items, cfg)
     labelled = np.flatnonzero(items[col].isin(classes).to_numpy())
     y_all = pd.Categorical(items[col], categories=classes).codes.astype(np.int64)
     torch.manual_seed(cfg.seed)
@@ -308,6 +302,57 @@ def train_proxy_metadata(staged: StagedModel, acts: np.ndarray, items: pd.DataFr
     params = list(head.parameters()) + list(clf.parameters())
     hist = _train(params, lambda b, _rng: loss_of(tr[b]), val_loss, cfg, len(tr), "proxy_metadata", progress)
     return _embed_all(head, acts, cfg.device), hist.assign(n_classes=len(classes), n_labelled=len(labelled))
+
+
+def proxy_classes(items: pd.DataFrame, cfg: StageConfig) -> list:
+    """The classes of ``cfg.proxy_column`` that ``proxy_metadata`` predicts (those with at least
+    ``min_class_items`` items).
+
+    Raises:
+        PartSkipped: the items table lacks the column, or it has fewer than 2 such classes.
+    """
+    col = cfg.proxy_column
+    if col not in items:
+        raise PartSkipped(f"items have no {col!r} column for the proxy task; set proxy_column to one of "
+                          f"{[c for c in items.columns if items[c].dtype == object and c not in ('item_id', 'image_path')]}")
+    counts = items[col].value_counts()
+    classes = counts[counts >= cfg.min_class_items].index.tolist()
+    if len(classes) < 2:
+        raise PartSkipped(f"{col!r} has {len(classes)} classes with >= {cfg.min_class_items} items; the proxy task needs 2")
+    return classes
+
+
+def _contrastive_split(n_images: int, cfg: StageConfig) -> int:
+    """Validation size of ``contrastive`` for ``n_images`` usable images.
+
+    Raises:
+        PartSkipped: fewer than 2 images would be left to train on.
+    """
+    n_val = max(cfg.batch_size // 2, int(n_images * cfg.val_fraction))
+    if n_images - n_val < 2:
+        raise PartSkipped(f"contrastive holds out {n_val} images for validation and needs 2 more to train on; "
+                          f"this catalogue has {n_images} usable images")
+    return n_val
+
+
+def stage_plan(strategies, stage_models) -> list[str]:
+    """The stage strategies to run, in ``strategies`` order.
+
+    Raises:
+        PartSkipped: ``strategies`` has no stage strategy, or ``stage_models`` is empty.
+    """
+    todo = [s for s in strategies if s in STAGE_STRATEGIES]
+    if not todo:
+        raise PartSkipped(f"strategies names none of the stage strategies {', '.join(STAGE_STRATEGIES)}")
+    if not len(stage_models):
+        raise PartSkipped(f"stage_models is empty, so {', '.join(todo)} train no model")
+    return todo
+
+
+def require_frozen(model: str, frozen: dict) -> None:
+    """Raises :class:`PartSkipped` when ``model`` has no frozen embedding set in this study."""
+    if (model, "frozen") not in frozen:
+        raise PartSkipped(f"{model} has no frozen embeddings in this study (add it to models)")
 
 
 def nt_xent(z1, z2, tau: float):
@@ -333,7 +378,7 @@ def train_contrastive(staged: StagedModel, acts: np.ndarray, view1: np.ndarray, 
     rng = np.random.default_rng(cfg.seed)
     ok = np.flatnonzero(np.isfinite(view1).all(1) & np.isfinite(view2).all(1))
     perm = rng.permutation(ok)
-    n_val = max(cfg.batch_size // 2, int(len(perm) * cfg.val_fraction))
+    n_val = _contrastive_split(len(perm), cfg)
     va, tr = perm[:n_val][: cfg.max_val], perm[n_val:]
     head = staged.head.to(cfg.device)
     dim = head(torch.zeros(1, int(np.prod(staged.act_shape)))).shape[1]
@@ -362,6 +407,9 @@ def run_stage_strategy(strategy: str, loaded, cat, split, cfg: StageConfig = Sta
 
     Raises:
         KeyError: unknown strategy.
+        PartSkipped: too little data for the strategy (checked before any activation is
+            computed): too few training triplets for ``partial_bpr``, too few classes for
+            ``proxy_metadata``, too few images for ``contrastive``.
     """
     import torch
 
@@ -370,6 +418,14 @@ def run_stage_strategy(strategy: str, loaded, cat, split, cfg: StageConfig = Sta
 
     if strategy not in STAGE_STRATEGIES:
         raise KeyError(f"Unknown stage strategy {strategy!r}; choose from {list(STAGE_STRATEGIES)}")
+    if strategy == "partial_bpr":
+        from .finetune import require_triplets
+
+        require_triplets(split.train, cfg.max_profile)
+    elif strategy == "proxy_metadata":
+        proxy_classes(cat.items, cfg)
+    else:
+        _contrastive_split(min(cfg.contrastive_images, cat.n_items), cfg)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     ids, paths = cat.items["item_id"].tolist(), cat.items["image_path"].tolist()
     image_set = image_set or image_set_sha256(ids, paths)

@@ -14,9 +14,22 @@ import numpy as np
 import pandas as pd
 
 from .metrics import bootstrap_ci
+from .skips import PartSkipped
 
 CONFIG = ["model", "strategy", "recommender"]
 META = {"user_id", "n_truth", "n_candidates", "n_points", *CONFIG}
+#: Columns of a paired comparison table (:func:`paired_comparison`).
+PAIRED_COLUMNS = [*CONFIG, "metric", "k", "reference", "mean_diff", "ci_low", "ci_high", "n_users", "n_nonzero",
+                  "wilcoxon_p", "p_holm", "verdict"]
+
+
+class ReferenceMissing(PartSkipped, KeyError):
+    """The reference configuration is not among those evaluated (e.g. ``baselines`` left empty
+    drops ``-/-/random``): the paired comparison is skipped. Both a :class:`PartSkipped` and,
+    as before, a ``KeyError``; its message is the plain sentence."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 def _wilcoxon_p(d: np.ndarray) -> float:
@@ -61,13 +74,17 @@ def paired_comparison(per_user: pd.DataFrame, reference: tuple[str, str, str], m
         ``alpha``).
 
     Raises:
-        KeyError: the reference configuration is not in ``per_user`` (lists the ones that are).
+        ReferenceMissing: (a ``KeyError``) the reference configuration is not in ``per_user``
+            (lists the ones that are).
+        PartSkipped: the reference is the only configuration.
     """
-    from scipy import stats
-
     configs = per_user[CONFIG].drop_duplicates().apply(tuple, axis=1).tolist()
     if tuple(reference) not in configs:
-        raise KeyError(f"reference {'/'.join(reference)} not among the configurations: {['/'.join(c) for c in configs]}")
+        raise ReferenceMissing(f"the reference {'/'.join(reference)} is not among the configurations evaluated "
+                               f"({', '.join('/'.join(c) for c in configs)}); set reference to one of them")
+    if len(configs) == 1:
+        raise PartSkipped(f"only the reference {'/'.join(reference)} was evaluated, so there is nothing to compare "
+                          "with it")
     metrics = metrics or [c for c in per_user.columns if c not in META]
     ref = per_user[(per_user[CONFIG].apply(tuple, axis=1) == tuple(reference))].set_index("user_id")
     rows = []

@@ -1,0 +1,348 @@
+"""Parts switched off, parameter lists left empty and catalogues too small for a part (issue 14).
+
+A part that cannot run is skipped with one sentence, shown in its notebook, listed in
+``results/skipped.csv`` and in the index's "Skipped parts", and the study goes on; a study that
+could compute nothing stops before notebook 01 (:func:`visrec_utils.preflight.check_study`).
+
+Four small studies on seeded slices of the real H&M sample (20 users; their items first), shared
+by module-scoped fixtures: 10 items with the defaults, the same output folder rerun with every
+list of notebooks 03-04 emptied (notebooks 01-02 reused), 2 items, and 3 items with ``baselines``
+and ``stage_models`` emptied and the UMAP maps switched off.
+"""
+import html
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from visrec_utils import experiment, preflight, runner, skips, splits, stats
+
+FAST = {"max_users": 20, "models": ["mobilenetv1_025_keras"], "stage_models": ["mobilenetv1_025_keras"],
+        "imagenet_dir": "", "n_resamples": 50, "max_steps": 4, "contrastive_images": 40}
+
+IMAGENET = ("02_embedding_extraction", "ImageNet top-1 check",
+            "imagenet_dir is empty (no labelled ImageNet sample given or found), so no model's measured top-1 was "
+            "computed.")
+NO_ITEMS_TABLE = ("04_recommendation_eval", "availability sensitivity: items_table",
+                  "the items table has no available_from dates.")
+NO_WARM = ("04_recommendation_eval", "cold/warm breakdown: warm", "no test user has a warm truth item.")
+ONE_MODEL = "a correlation across models needs at least 3 ImageNet models with both a published top-1 and auc values, " \
+            "and this study has {}."
+NO_TRIPLETS = ("no training triplets: no user has a training basket with a new item after an earlier basket, and "
+               "purchase-based fine-tuning learns from those.")
+PROXY = "'product_type_name' has 0 classes with >= 5 items; the proxy task needs 2."
+CORRELATION_05 = [("05_imagenet_vs_transfer", "correlations within a family",
+                   "no architecture family has 3 or more models in this study."),
+                  ("05_imagenet_vs_transfer", "layer table",
+                   "there is no layer variant in this study (add e.g. tf_efficientnet_lite0@stage3 to models).")]
+
+
+def _correlations(n_models: int) -> list:
+    return [("05_imagenet_vs_transfer", part, ONE_MODEL.format(n_models))
+            for part in ("correlations", "correlation intervals")] + CORRELATION_05
+
+
+def _first_seen(n_items: int, dropped: int) -> tuple:
+    return ("04_recommendation_eval", "availability sensitivity: first_seen",
+            f"no test user under leave_last_basket_out (leave_last_basket_out: 0 test points from 0 users, {n_items} "
+            "items; candidates: first seen in sales (test user's own test purchases not counted); "
+            f"{dropped} points dropped (no truth item available)).")
+
+
+def _umap(n: int) -> tuple:
+    return ("02_embedding_extraction", "UMAP map",
+            f"a UMAP map needs more points than its 15 neighbours per point, and there are {n}.")
+
+
+def _run(out, hm_dir, **params):
+    return runner.run_study({"data_dir": str(hm_dir), **FAST, **params}, out)
+
+
+def _study(tmp_path_factory, hm_dir, name: str, **params):
+    out = tmp_path_factory.mktemp(name)
+    _run(out, hm_dir, **params)
+    return out
+
+
+def _check_skipped(out, expected: list) -> None:
+    """``expected`` (notebook, part, reason) rows are exactly ``results/skipped.csv``, and each
+    sentence is in its notebook's HTML and in the index."""
+    table = pd.read_csv(out / "results" / "skipped.csv", keep_default_na=False)
+    assert list(table.columns) == skips.SKIP_COLUMNS
+    assert list(map(tuple, table.to_numpy())) == expected
+    index = html.unescape((out / "reports" / "index.html").read_text())
+    assert "<h2>Skipped parts</h2>" in index
+    for notebook, part, reason in expected:
+        page = html.unescape((out / "reports" / f"{notebook}.html").read_text())
+        assert f"Skipped: {part}.</strong> {reason}" in page, (notebook, part)
+        assert f"<td>{part}</td>" in index and f"<td>{reason}</td>" in index, part
+
+
+def _rows(out, name: str) -> pd.DataFrame:
+    return pd.read_csv(out / "results" / name)
+
+
+@pytest.fixture(scope="module")
+def ten_items(tmp_path_factory, hm_dir):
+    return _study(tmp_path_factory, hm_dir, "ten_items", max_items=10)
+
+
+@pytest.fixture(scope="module")
+def empty_lists(ten_items, tmp_path_factory, hm_dir):
+    out = tmp_path_factory.mktemp("empty_lists") / "study"
+    shutil.copytree(ten_items, out)
+    record = _run(out, hm_dir, max_items=10, strategies=[], other_protocols=[], sensitivity=[], recommenders=[], ks=[],
+                  cold_warm=False)
+    return out, record
+
+
+@pytest.fixture(scope="module")
+def two_items(tmp_path_factory, hm_dir):
+    return _study(tmp_path_factory, hm_dir, "two_items", max_items=2)
+
+
+@pytest.fixture(scope="module")
+def three_items(tmp_path_factory, hm_dir):
+    return _study(tmp_path_factory, hm_dir, "three_items", max_items=3, baselines=[], stage_models=[], umap_points=0)
+
+
+# ---------------------------------------------------------------- nothing to compute: preflight
+
+
+def _preflight(hm_dir, tmp_path, **params):
+    with pytest.raises(preflight.StudyInfeasible) as e:
+        preflight.check_study({"data_dir": str(hm_dir), "out_dir": str(tmp_path), **params})
+    return str(e.value)
+
+
+def test_preflight_stops_a_slice_of_one_item(hm_dir, tmp_path):
+    assert _preflight(hm_dir, tmp_path, max_users=20, max_items=1) == (
+        "the catalogue slice (max_users=20, max_items=1) has 1 item(s): a recommendation ranks at least 2; "
+        "raise --max-items (or leave it out)")
+
+
+def test_preflight_stops_a_slice_without_test_users(hm_dir, tmp_path):
+    # 4 items: the two users who bought them have one basket each, or a last basket of re-purchases
+    assert _preflight(hm_dir, tmp_path, max_users=20, max_items=4) == (
+        "the catalogue slice (max_users=20, max_items=4) has no test user under the main protocol "
+        "leave_last_basket_out (leave_last_basket_out: 0 test points from 0 users, 4 items; candidates: whole "
+        "catalogue; 1 points dropped (only re-purchases)); use more users or items (--max-users, --max-items) or "
+        "another protocol (-p protocol)")
+
+
+def test_preflight_stops_empty_models_and_no_recommender_at_all(hm_dir, tmp_path):
+    assert _preflight(hm_dir, tmp_path, models=[]) == (
+        "models is empty and the catalogue ships no embeddings: there is no model to embed the images with; name "
+        "at least one (e.g. --models offline)")
+    assert _preflight(hm_dir, tmp_path, recommenders=[], baselines=[]) == (
+        "recommenders and baselines are both empty: nothing would be evaluated; keep at least one of them "
+        "(e.g. -p baselines '[random]')")
+
+
+def test_preflight_lets_a_catalogue_with_its_own_embeddings_run_without_models(tmp_path):
+    from catalogues import write_ugallery
+
+    write_ugallery(tmp_path / "ug")
+    assert preflight.check_study({"data_dir": str(tmp_path / "ug"), "out_dir": str(tmp_path / "o"), "models": []}) is None
+
+
+def test_preflight_passes_a_feasible_slice_quickly(hm_dir, tmp_path):
+    import time
+
+    t0 = time.perf_counter()
+    preflight.check_study({"data_dir": str(hm_dir), "out_dir": str(tmp_path), "max_users": 20, "max_items": 2,
+                           "recommenders": []})
+    assert time.perf_counter() - t0 < 15  # reads the whole catalogue, runs no model
+
+
+# ---------------------------------------------------------------- the package's guards
+
+
+def test_skip_log_records_shows_and_replaces_a_notebooks_rows(tmp_path, capsys):
+    log = skips.SkipLog(tmp_path, "04_recommendation_eval")
+    with log.part("cold/warm breakdown"):
+        raise skips.PartSkipped("cold_warm is False, which switches the breakdown off")
+    assert capsys.readouterr().out == "**Skipped: cold/warm breakdown.** cold_warm is False, which switches the breakdown off.\n"
+    assert log.skip("every protocol", "no other protocol.") == "**Skipped: every protocol.** no other protocol."
+    with pytest.raises(KeyError):  # other errors are not skips
+        with log.part("x"):
+            raise KeyError("boom")
+    skips.SkipLog(tmp_path, "05_imagenet_vs_transfer").skip("layer table", "none")
+    assert skips.skipped_parts(tmp_path).values.tolist() == [
+        ["04_recommendation_eval", "cold/warm breakdown", "cold_warm is False, which switches the breakdown off."],
+        ["04_recommendation_eval", "every protocol", "no other protocol."],
+        ["05_imagenet_vs_transfer", "layer table", "none."]]
+    skips.SkipLog(tmp_path, "04_recommendation_eval")  # a rerun clears its own rows only
+    assert skips.skipped_parts(tmp_path)["notebook"].tolist() == ["05_imagenet_vs_transfer"]
+
+
+def _tiny_split():
+    from visrec_utils.data import Catalogue
+
+    items = pd.DataFrame({"item_id": [f"i{i}" for i in range(6)], "image_path": [None] * 6})
+    inter = pd.DataFrame({"user_id": ["a", "a", "b", "b", "c"], "item_id": ["i0", "i1", "i2", "i3", "i4"],
+                          "timestamp": pd.to_datetime(["2020-01-01", "2020-01-05", "2020-01-01", "2020-01-09",
+                                                       "2020-01-03"])})
+    return splits.leave_last_basket_out(Catalogue(name="tiny", items=items, interactions=inter))
+
+
+def test_empty_lists_raise_part_skipped_with_one_sentence():
+    split = _tiny_split()
+    emb = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    with pytest.raises(skips.PartSkipped, match=r"^nothing to evaluate: no embedding set and no baseline "
+                                                 r"\(baselines is empty\)$"):
+        experiment.run_experiment(split, {}, ["visrank_max"], [], cache_dir=False, progress=False)
+    with pytest.raises(skips.PartSkipped, match=r"^nothing to evaluate: no content-based recommender"):
+        experiment.run_experiment(split, {("m", "frozen"): emb}, [], [], cache_dir=False, progress=False)
+    m, _ = experiment.run_experiment(split, {}, [], ["random"], ks=(), n_resamples=20, cache_dir=False, progress=False)
+    assert sorted(m["metric"]) == ["auc", "map", "mrr"] and (m["n_users"] == 2).all()  # ks empty: no @k metric
+    with pytest.raises(skips.PartSkipped, match="^sensitivity names no availability rule to compare$"):
+        experiment.availability_sensitivity(None, {}, [])
+    with pytest.raises(skips.PartSkipped, match=r"^other_protocols names no protocol besides the main one"):
+        experiment.study_protocols("temporal", ["temporal"])
+    with pytest.raises(skips.PartSkipped, match="^cold_warm is False, which switches the breakdown off$"):
+        experiment.cold_warm_breakdown(split, {}, enabled=False)
+
+
+def test_a_missing_reference_is_a_skip_and_still_a_key_error():
+    split = _tiny_split()
+    _, pu = experiment.run_experiment(split, {}, [], ["popularity", "itemknn"], n_resamples=20, cache_dir=False,
+                                      progress=False)
+    with pytest.raises(stats.ReferenceMissing) as e:
+        stats.paired_comparison(pu, ("-", "-", "random"))
+    assert isinstance(e.value, KeyError) and str(e.value) == (
+        "the reference -/-/random is not among the configurations evaluated (-/-/popularity, -/-/itemknn); set "
+        "reference to one of them")
+    with pytest.raises(skips.PartSkipped, match=r"^only the reference -/-/popularity was evaluated"):
+        stats.paired_comparison(pu[pu["recommender"] == "popularity"], ("-", "-", "popularity"))
+
+
+# ---------------------------------------------------------------- whole studies on small slices
+
+NO_FINETUNING = [("03_fine_tuning", "figure learning_curves",
+                  "bpr_projection was not trained, so there is no learning curve to draw."),
+                 ("03_fine_tuning", "figure stage_learning_curves",
+                  "no stage strategy was trained, so there is no learning curve to draw."),
+                 ("03_fine_tuning", "fine-tuning vs frozen",
+                  "no fine-tuned embedding set to compare with the frozen features (every strategy was left out of "
+                  "strategies or skipped above).")]
+ONE_USER = ("04_recommendation_eval", "95% intervals",
+            "a 95% bootstrap interval resamples test users and needs at least 2, and leave_last_basket_out has 1, so "
+            "the tables show means without intervals.")
+
+
+def _contrastive(n: int) -> tuple:
+    return ("03_fine_tuning", "contrastive: mobilenetv1_025_keras",
+            f"contrastive holds out 32 images for validation and needs 2 more to train on; this catalogue has {n} "
+            "usable images.")
+
+
+@pytest.mark.slow
+def test_ten_items_run_every_part_that_has_data(ten_items):
+    out = ten_items
+    _check_skipped(out, [IMAGENET, _umap(10),
+                         ("03_fine_tuning", "proxy_metadata: mobilenetv1_025_keras", PROXY), _contrastive(10),
+                         NO_WARM, NO_ITEMS_TABLE, _first_seen(10, 3), *_correlations(1)])
+    m = _rows(out, "metrics.csv")
+    auc = m[(m["metric"] == "auc") & (m["model"] == "-")].set_index("recommender")
+    assert sorted(auc.index) == ["itemknn", "popularity", "popularity_30d", "random"]
+    assert (auc["n_users"] == 3).all() and auc["value"].between(0, 1).all()  # the slice's 3 test users
+    assert (auc["ci_low"] <= auc["value"]).all() and (auc["value"] <= auc["ci_high"]).all()
+    # 3 embedding sets x 4 recommenders + 4 baselines, 27 rows each (AUC, MRR, MAP, 7 metrics x 3 ks, coverage x 3)
+    assert set(m["strategy"]) == {"frozen", "bpr_projection", "partial_bpr", "-"} and len(m) == 16 * 27
+    assert _rows(out, "finetune_cost.csv")["strategy"].tolist() == ["bpr_projection", "partial_bpr"]
+    assert set(_rows(out, "finetune_vs_frozen.csv")["strategy"]) == {"bpr_projection", "partial_bpr"}
+    assert set(_rows(out, "metrics_protocols.csv")["protocol"]) == {
+        "leave_last_basket_out", "temporal", "replay_last", "replay_all", "random_holdout"}
+    assert set(_rows(out, "metrics_cold_warm.csv")["truth"]) == {"cold"}
+    assert set(_rows(out, "metrics_availability.csv")["availability"]) == {
+        "whole catalogue", "first seen in sales, test purchases counted (LEAKY)"}
+    assert len(_rows(out, "correlation_intervals.csv")) == 0 and len(_rows(out, "correlation_by_family.csv")) == 0
+    for fig in ("neighbours", "gallery", "metric_bars_ndcg20", "finetune_auc", "learning_curves", "protocols_auc"):
+        assert (out / "figures" / f"{fig}.png").stat().st_size > 5000, fig
+    assert not (out / "figures" / "umap.png").exists()
+
+
+@pytest.mark.slow
+def test_every_list_of_notebooks_03_04_empty(empty_lists):
+    out, record = empty_lists
+    assert [r["reused"] for r in record["notebooks"]][::2] == [True, False, False]  # 01 reused; 03 and 05 ran
+    _check_skipped(out, [
+        IMAGENET, _umap(10),  # notebook 02 was reused: its rows stay
+        ("03_fine_tuning", "bpr_projection", "bpr_projection is not in strategies."),
+        ("03_fine_tuning", "stage strategies",
+         "strategies names none of the stage strategies partial_bpr, proxy_metadata, contrastive."),
+        *NO_FINETUNING,
+        ("04_recommendation_eval", "content-based recommenders",
+         "recommenders is empty, so only the baselines were evaluated."),
+        ("04_recommendation_eval", "@k metrics", "ks is empty, so only AUC, MRR and MAP were computed."),
+        ("04_recommendation_eval", "figure metric_bars_ndcg20", "there are no ndcg@20 values to draw."),
+        ("04_recommendation_eval", "every protocol",
+         "other_protocols names no protocol besides the main one (leave_last_basket_out), whose metrics are the main "
+         "table above."),
+        ("04_recommendation_eval", "cold/warm breakdown", "cold_warm is False, which switches the breakdown off."),
+        ("04_recommendation_eval", "availability sensitivity", "sensitivity names no availability rule to compare."),
+        *_correlations(0)[:3],
+        ("05_imagenet_vs_transfer", "figure models_ndcg20", "there are no ndcg@20 values to draw."),
+        CORRELATION_05[1]])
+    m = _rows(out, "metrics.csv")
+    assert sorted(zip(m["recommender"], m["metric"])) == sorted(
+        (b, x) for b in ("random", "popularity", "popularity_30d", "itemknn") for x in ("auc", "mrr", "map"))
+    assert (m["n_users"] == 3).all() and (m["k"] == 0).all()
+    paired = _rows(out, "paired_vs_reference.csv")
+    assert sorted(set(paired["recommender"])) == ["itemknn", "popularity", "popularity_30d"] and len(paired) == 9
+    for name in ("finetune_cost.csv", "finetune_metrics.csv", "finetune_vs_frozen.csv", "learning_curves.csv",
+                 "metrics_protocols.csv", "paired_protocols.csv", "metrics_cold_warm.csv", "metrics_availability.csv"):
+        assert len(_rows(out, name)) == 0, name  # written empty: no earlier run's rows left behind
+    assert list(_rows(out, "metrics_cold_warm.csv").columns) == [*experiment.METRIC_COLUMNS, *experiment.SPLIT_COLUMNS,
+                                                                 "truth"]
+
+
+@pytest.mark.slow
+def test_two_items_one_test_user_without_negatives(two_items):
+    out = two_items
+    _check_skipped(out, [IMAGENET, _umap(2),
+                         ("03_fine_tuning", "bpr_projection", NO_TRIPLETS),
+                         ("03_fine_tuning", "partial_bpr: mobilenetv1_025_keras", NO_TRIPLETS),
+                         ("03_fine_tuning", "proxy_metadata: mobilenetv1_025_keras", PROXY), _contrastive(2),
+                         *NO_FINETUNING, ONE_USER, NO_WARM, NO_ITEMS_TABLE, _first_seen(2, 1), *_correlations(0)])
+    m = _rows(out, "metrics.csv").set_index(["model", "recommender", "metric", "k"])
+    # one test user whose only candidate is the bought item: AUC has no negative to rank (NaN, 0 users)
+    auc = m.xs("auc", level="metric")
+    assert auc["value"].isna().all() and (auc["n_users"] == 0).all() and len(auc) == 8
+    ndcg = m.xs(("ndcg", 20), level=("metric", "k"))
+    assert (ndcg["value"] == 1.0).all() and (ndcg["n_users"] == 1).all() and ndcg["ci_low"].isna().all()
+    assert (out / "figures" / "neighbours.png").is_file() and (out / "figures" / "gallery.png").is_file()
+
+
+@pytest.mark.slow
+def test_three_items_without_baselines_stage_models_and_maps(three_items):
+    out = three_items
+    evaluated = "mobilenetv1_025_keras/frozen/visrank_max, mobilenetv1_025_keras/frozen/hybrid_itemknn_visrank"
+    missing = "the reference -/-/random is not among the configurations evaluated ({}); set reference to one of them."
+    _check_skipped(out, [
+        IMAGENET, ("02_embedding_extraction", "UMAP map", "umap_points is 0, which switches the maps off."),
+        ("03_fine_tuning", "bpr_projection", NO_TRIPLETS),
+        ("03_fine_tuning", "stage strategies",
+         "stage_models is empty, so partial_bpr, proxy_metadata, contrastive train no model."),
+        *NO_FINETUNING,
+        ("04_recommendation_eval", "baselines", "baselines is empty, so no non-visual baseline was evaluated."),
+        ONE_USER,
+        ("04_recommendation_eval", "paired differences against the reference", missing.format(
+            "mobilenetv1_025_keras/frozen/visrank_max, mobilenetv1_025_keras/frozen/visrank_mean, "
+            "mobilenetv1_025_keras/frozen/visrank_top3, mobilenetv1_025_keras/frozen/hybrid_itemknn_visrank")),
+        ("04_recommendation_eval", "every protocol: leave_last_basket_out paired tests", missing.format(evaluated)),
+        ("04_recommendation_eval", "every protocol: temporal",
+         "the cut 2020-01-13 00:00:00 leaves no user with purchases on both sides; choose an earlier cut."),
+        *[("04_recommendation_eval", f"every protocol: {p} paired tests", missing.format(evaluated))
+          for p in ("replay_last", "replay_all", "random_holdout")],
+        NO_WARM, NO_ITEMS_TABLE, _first_seen(3, 1), *_correlations(1)])
+    m = _rows(out, "metrics.csv")
+    assert set(m["model"]) == {"mobilenetv1_025_keras"} and len(m) == 4 * 27
+    auc = m[m["metric"] == "auc"]
+    assert (auc["value"] == 1.0).all() and (auc["n_users"] == 1).all()  # the one test user's item ranks first
+    assert set(_rows(out, "metrics_protocols.csv")["protocol"]) == {
+        "leave_last_basket_out", "replay_last", "replay_all", "random_holdout"}
+    assert len(_rows(out, "paired_vs_reference.csv")) == 0 and len(_rows(out, "paired_protocols.csv")) == 0
+    assert not (out / "figures" / "umap.png").exists()
