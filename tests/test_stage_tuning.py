@@ -1,5 +1,6 @@
 """Stage fine-tuning: cached-activation gradients equal the full forward's, losses fall, leaks are refused."""
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,3 +83,16 @@ def test_each_stage_strategy_learns_on_a_real_slice(small, mobilenet, tmp_path_f
     again, _, info2 = stage_tuning.run_stage_strategy(strategy, mobilenet, cat, split, cfg, cache, progress=False)
     assert info2["hit"]
     np.testing.assert_array_equal(again, emb)
+
+
+@pytest.mark.slow
+def test_a_checkpoint_name_never_becomes_a_cache_path(hm_catalogue, mobilenet, tmp_path):
+    """A local checkpoint's name (a path, with spaces and '..') stays out of the cache's file names."""
+    cat = data.slice_catalogue(hm_catalogue, 30, 120, seed=0)
+    split = splits.leave_last_basket_out(cat)
+    odd = replace(mobilenet, spec=replace(mobilenet.spec, name="mobilenetv1_025_keras=/x/../my weights/w.pth"))
+    cfg = stage_tuning.StageConfig(max_steps=2, eval_every=1, patience=10, min_class_items=2)
+    emb, _, info = stage_tuning.run_stage_strategy("proxy_metadata", odd, cat, split, cfg, tmp_path, progress=False)
+    assert Path(info["path"]).parent == tmp_path / "finetune" and emb.shape == (cat.n_items, mobilenet.dim)
+    made = [p for p in tmp_path.rglob("*") if p.is_dir()]
+    assert all(" " not in p.name and "=" not in p.name for p in made), made

@@ -27,6 +27,7 @@ import pandas as pd
 from .splits import Split
 from .embeddings import atomic_save_npz
 from .recommenders import l2_normalize
+from .naming import safe_name
 from .skips import PartSkipped
 
 EMBEDDING_STRATEGIES = ("frozen", "bpr_projection")
@@ -290,7 +291,7 @@ def apply_strategy(strategy: str, embeddings: np.ndarray, split: Split, cache_di
     key_src.update(np.ascontiguousarray(embeddings, dtype=np.float32).tobytes())
     key_src.update(split_fingerprint(split).encode())
     key_src.update(json.dumps({"strategy": strategy, **asdict(cfg)}, sort_keys=True).encode())
-    path = Path(cache_dir) / "finetune" / f"{strategy}-{key_src.hexdigest()[:24]}.npz"
+    path = Path(cache_dir) / "finetune" / f"{safe_name(strategy)}-{key_src.hexdigest()[:24]}.npz"
     t0 = time.perf_counter()
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:

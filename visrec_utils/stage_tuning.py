@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .naming import safe_name
 from .skips import PartSkipped
 
 STAGE_STRATEGIES = ("partial_bpr", "proxy_metadata", "contrastive")
@@ -436,7 +437,7 @@ def run_stage_strategy(strategy: str, loaded, cat, split, cfg: StageConfig = Sta
         "labels": hashlib.sha256(cat.items.get(cfg.proxy_column, pd.Series(dtype=str)).astype(str).str.cat(sep="\n")
                                  .encode()).hexdigest() if strategy == "proxy_metadata" else "",
     }, sort_keys=True, default=str).encode()).hexdigest()[:24]
-    path = cache_dir / "finetune" / f"{strategy}-{loaded.spec.name}-{key}.npz"
+    path = cache_dir / "finetune" / f"{safe_name(strategy)}-{safe_name(loaded.spec.name)}-{key}.npz"
     t0 = time.perf_counter()
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:
