@@ -122,13 +122,27 @@ def test_preflight_stops_a_slice_of_one_item(hm_dir, tmp_path):
         "raise --max-items (or leave it out)")
 
 
-def test_preflight_stops_a_slice_without_test_users(hm_dir, tmp_path):
-    # 4 items: the two users who bought them have one basket each, or a last basket of re-purchases
-    assert _preflight(hm_dir, tmp_path, max_users=20, max_items=4) == (
-        "the catalogue slice (max_users=20, max_items=4) has no test user under the main protocol "
+def test_a_slice_without_test_users_warns_then_runs_what_it_can(hm_dir, tmp_path, capsys):
+    """The issue's example: ``--max-items 4`` over all users (the 4 items' buyers have no second basket)."""
+    from visrec_utils import embeddings
+
+    why = ("no test user under leave_last_basket_out (leave_last_basket_out: 0 test points from 0 users, 4 items; "
+           "candidates: whole catalogue)")
+    assert preflight.check_study({"data_dir": str(hm_dir), "out_dir": str(tmp_path), "max_items": 4}) == [
+        "the catalogue slice (max_users=None, max_items=4) has no test user under the main protocol "
         "leave_last_basket_out (leave_last_basket_out: 0 test points from 0 users, 4 items; candidates: whole "
-        "catalogue; 1 points dropped (only re-purchases)); use more users or items (--max-users, --max-items) or "
-        "another protocol (-p protocol)")
+        "catalogue): the study prepares the data and embeds the images, and skips the evaluation parts; for results "
+        "use more users or items (--max-users, --max-items) or another protocol (-p protocol)"]
+    _run(tmp_path, hm_dir, max_users=None, max_items=4)
+    assert "[visrec] warning: the catalogue slice (max_users=None, max_items=4) has no test user" in capsys.readouterr().out
+    assert embeddings.load_embedding_sets(tmp_path)[("mobilenetv1_025_keras", "frozen")].shape == (4, 256)
+    table = pd.read_csv(tmp_path / "results" / "skipped.csv", keep_default_na=False).set_index("part")
+    assert table.loc["evaluation under the main protocol", "reason"] == why + "."
+    assert table.loc["UMAP map", "reason"] == _umap(4)[2]
+    assert table.loc["bpr_projection", "reason"] == NO_TRIPLETS
+    assert len(_rows(tmp_path, "metrics.csv")) == 0 and len(pd.read_parquet(tmp_path / "results" / "per_user.parquet")) == 0
+    index = html.unescape((tmp_path / "reports" / "index.html").read_text())
+    assert "<h2>Skipped parts</h2>" in index and f"<td>{why}.</td>" in index and "Key results" not in index
 
 
 def test_preflight_stops_empty_models_and_no_recommender_at_all(hm_dir, tmp_path):
@@ -144,7 +158,7 @@ def test_preflight_lets_a_catalogue_with_its_own_embeddings_run_without_models(t
     from catalogues import write_ugallery
 
     write_ugallery(tmp_path / "ug")
-    assert preflight.check_study({"data_dir": str(tmp_path / "ug"), "out_dir": str(tmp_path / "o"), "models": []}) is None
+    assert preflight.check_study({"data_dir": str(tmp_path / "ug"), "out_dir": str(tmp_path / "o"), "models": []}) == []
 
 
 def test_preflight_passes_a_feasible_slice_quickly(hm_dir, tmp_path):

@@ -107,7 +107,12 @@ def main(argv=None) -> int:
         print(f"visrec: error: {what} ({e.filename or e}); free space or fix the folder, then rerun the same "
               "command: finished notebooks are reused.", file=sys.stderr)
         return 2
-    except (DataError, StudyError, ValueError, KeyError) as e:
+    except KeyError as e:  # an unknown model name says so in a sentence; a bare key is a bug: its traceback
+        if not (e.args and isinstance(e.args[0], str) and " " in e.args[0]):
+            raise
+        print(f"visrec: error: {e.args[0]}", file=sys.stderr)
+        return 2
+    except (DataError, StudyError, ValueError) as e:
         print(f"visrec: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -183,6 +183,12 @@ def empty_metrics(*extra: str) -> pd.DataFrame:
     return pd.DataFrame(columns=[*METRIC_COLUMNS, *SPLIT_COLUMNS, *extra])
 
 
+def empty_per_user() -> pd.DataFrame:
+    """A per-user table with no row (configuration and ``user_id`` columns), what a skipped main
+    evaluation writes to ``results/per_user.parquet``."""
+    return pd.DataFrame({c: pd.Series(dtype=str) for c in ("model", "strategy", "recommender", "user_id")})
+
+
 def nothing_to_evaluate(embedding_sets, recommenders, baselines) -> str:
     """The sentence saying why a set of configurations is empty (for :class:`PartSkipped`)."""
     visual = "no embedding set" if not embedding_sets else "no content-based recommender (recommenders is empty)"

@@ -57,7 +57,14 @@ def recommendation_gallery(cat, split, embedding_sets: dict, n_users: int = 4, k
     Returns:
         The matplotlib figure: one row per (user, model), the first row of each user starting
         with their profile.
+
+    Raises:
+        PartSkipped: the split has no test user, or ``embedding_sets`` is empty.
     """
+    if split.n_users == 0:
+        raise PartSkipped(f"the gallery shows test users' recommendations, and {split.protocol} has no test user")
+    if not embedding_sets:
+        raise PartSkipped("the gallery compares embedding sets, and this study has none")
     plt = _plt()
     rng = np.random.default_rng(seed)
     users = np.sort(rng.choice(split.n_users, size=min(n_users, split.n_users), replace=False))

@@ -1,11 +1,12 @@
 """One cheap check before notebook 01: can this study compute anything at all?
 
 Parts that cannot run on a given input are skipped inside the notebooks, each with one sentence
-(:class:`visrec_utils.skips.PartSkipped`). Some inputs leave nothing to compute: no model, no
-recommender and no baseline, a catalogue (or slice) of fewer than 2 items, or no test user under
-the main protocol. :func:`check_study` finds those in a few seconds (it reads and slices the
+(:class:`visrec_utils.skips.PartSkipped`). Some inputs leave nothing to compute: no model and no
+embeddings shipped with the catalogue, no recommender and no baseline, or a catalogue (or slice)
+of fewer than 2 items. :func:`check_study` finds those in about a second (it reads and slices the
 catalogue and builds the main split; it runs no model) and stops the study with one line saying
-what is missing and what to do.
+what is missing and what to do. A main protocol without any test user is a warning: the data,
+embeddings and maps are still made, and the evaluation parts are skipped with their sentences.
 """
 from __future__ import annotations
 
@@ -38,8 +39,9 @@ def _with_defaults(params: dict) -> dict:
     return out
 
 
-def check_study(params: dict) -> None:
-    """Stop a study that could compute nothing, before notebook 01 runs.
+def check_study(params: dict) -> list[str]:
+    """Stop a study that could compute nothing, before notebook 01 runs; warn of one that can
+    compute its data, embeddings and maps but not evaluate recommendations.
 
     Reads the catalogue (the full H&M sample: under a second), takes the seeded slice and builds
     the main protocol's split exactly as notebooks 01 and 04 do; runs no model.
@@ -48,11 +50,15 @@ def check_study(params: dict) -> None:
         params: the study's parameters as :func:`visrec_utils.runner.run_study` gets them
             (``-p`` values included); names not given take the notebooks' defaults.
 
+    Returns:
+        warnings, one line each: the main protocol has no test user (the study still prepares the
+        data, embeds the images and draws what it can; the evaluation parts are skipped, each
+        with its sentence).
+
     Raises:
         StudyInfeasible: (a ``ValueError``) with one line naming what is missing and what to do:
             ``models`` is empty and the catalogue ships no embeddings; ``recommenders`` and
-            ``baselines`` are both empty; the catalogue
-            or slice has fewer than 2 items; or the main protocol has no test user.
+            ``baselines`` are both empty; the catalogue or slice has fewer than 2 items.
         DataError: the catalogue cannot be read (as notebook 01 would say).
     """
     from . import data, readers, splits
@@ -77,8 +83,11 @@ def check_study(params: dict) -> None:
         kwargs |= {"availability": p["availability"]} | ({"one_of_a_kind": True} if p["one_of_a_kind"] else {})
     try:
         split = splits.make_split(cat, protocol, **kwargs)
+        described = split.describe() if split.n_users == 0 else ""
     except ValueError as e:  # e.g. a temporal cut with nobody on both sides
-        raise StudyInfeasible(f"{what} has no test user under the main protocol {protocol}: {e}") from e
-    if split.n_users == 0:
-        raise StudyInfeasible(f"{what} has no test user under the main protocol {protocol} ({split.describe()}); "
-                              "use more users or items (--max-users, --max-items) or another protocol (-p protocol)")
+        split, described = None, str(e)
+    if split is None or split.n_users == 0:
+        return [f"{what} has no test user under the main protocol {protocol} ({described}): the study prepares the "
+                "data and embeds the images, and skips the evaluation parts; for results use more users or items "
+                "(--max-users, --max-items) or another protocol (-p protocol)"]
+    return []

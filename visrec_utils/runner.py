@@ -224,7 +224,8 @@ def run_study(params: dict, out_dir: str | Path, notebooks=None, figures_to: str
     if "01_data_prep" in notebooks:  # the study starts here: stop now if it could compute nothing at all
         from .preflight import check_study
 
-        check_study(params)
+        for line in check_study(params):
+            print(f"[visrec] warning: {line}", flush=True)
     run_json = out_dir / "results" / "run.json"
     try:
         before = {r["notebook"]: r for r in json.loads(run_json.read_text())["notebooks"]} if reuse else {}
