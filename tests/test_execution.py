@@ -156,3 +156,18 @@ def test_repository_figures_come_from_the_hm_sample_only(tmp_path, monkeypatch, 
     make = (runner.NOTEBOOK_DIR.parent / "Makefile").read_text()
     study = make.split("\nstudy:")[1].split("\n\n")[0]
     assert "--repo-figures" in study and "--figures-to" not in study
+
+
+def test_cli_empty_value_is_the_empty_string_and_out_must_be_a_folder(tmp_path, monkeypatch, capsys):
+    from visrec_utils import __main__ as cli
+
+    seen = {}
+    monkeypatch.setattr(runner, "run_study", lambda params, out, **kw: seen.update(params) or {"total_seconds": 0})
+    assert cli.main(["study", "--data", "demo", "--out", str(tmp_path), "-p", "imagenet_dir", ""]) == 0
+    assert seen["imagenet_dir"] == ""  # '' switches the top-1 check off; YAML alone would read it as null (the default)
+    monkeypatch.undo()
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert cli.main(["study", "--data", "demo", "--out", str(afile)]) == 2
+    assert capsys.readouterr().err.strip() == (f"visrec: error: the output folder {afile} (--out / out_dir) is a file; "
+                                               "name a folder (it is created)")

@@ -73,3 +73,12 @@ def test_top1_check_is_cached(tmp_path, imagenet_dir):
     assert not a["hit"] and b["hit"] and a["top1"] == b["top1"] and b["n_images"] == 40
     direct = embeddings.imagenet_top1(loaded, imagenet_dir, limit=40, progress=False, compile=False)
     assert direct["top1"] == a["top1"]
+
+
+def test_a_checkpoint_needs_a_timm_architecture_name(tmp_path):
+    w = tmp_path / "my w.pth"
+    w.write_bytes(b"not read before the name is checked")
+    with pytest.raises(KeyError, match=r"Model 'mobilenetv1_025_keras=.*my w\.pth': 'mobilenetv1_025_keras' is not a "
+                                       r"timm architecture, and a checkpoint is loaded into one"):
+        models.get_spec(f"mobilenetv1_025_keras={w}")
+    assert models.get_spec(f"tf_efficientnet_lite0={w}").arch == "tf_efficientnet_lite0"

@@ -1,4 +1,5 @@
 """Readers of each layout and their validation reports; inputs as spreadsheet programs export them."""
+import json
 import re
 
 import numpy as np
@@ -310,3 +311,48 @@ def test_parquet_input_still_reads(tmp_path):
     cat = readers.load_catalogue(tmp_path)
     assert cat.interactions["user_id"].tolist() == ["007", "007"]
     assert _row(cat, "timestamp format")["action"] == "datetime column"
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("basket_by_day", "no", r"Reader option basket_by_day='no' \(e\.g\. in .*visrec\.json\) must be true or false "
+                            r"\(a JSON boolean, without quotes\)\."),
+    ("id_zfill", "10", r"Reader option id_zfill='10' .* must be a positive whole number \(without quotes\) or null\."),
+    ("duplicates", "remove", r"Reader option duplicates='remove' .* must be 'drop' \(exact duplicate rows removed\) "
+                             r"or 'keep' \(each row is one unit\)\."),
+    ("user_col", 3, r"Reader option user_col=3 .* must be text\."),
+])
+def test_reader_option_values_of_the_wrong_kind_are_named(tmp_path, option, value, message):
+    write_generic(tmp_path, with_bad=False)
+    cfg = tmp_path / "visrec.json"
+    opts = json.loads(cfg.read_text())
+    cfg.write_text(json.dumps({**opts, option: value}))
+    with pytest.raises(data.DataError, match=f"^{message}$"):
+        readers.load_catalogue(tmp_path)
+    cfg.write_text(json.dumps({**opts, "basket_by_day": False}))  # a JSON boolean is read
+    assert len(readers.load_catalogue(tmp_path).interactions) > 0
+
+
+def test_visrec_json_that_is_not_an_object_is_one_line(tmp_path):
+    write_generic(tmp_path, with_bad=False)
+    cfg = tmp_path / "visrec.json"
+    cfg.write_text("[1, 2]")
+    with pytest.raises(data.DataError, match=r"visrec\.json must hold a JSON object of reader options .* not a list$"):
+        readers.load_catalogue(tmp_path)
+    cfg.write_text('{"user_col": "customer",}')
+    with pytest.raises(data.DataError, match=r"visrec\.json is not valid JSON \(line 1: Expecting property name"):
+        readers.load_catalogue(tmp_path)
+
+
+def test_month_name_dates_and_an_empty_time_column(tmp_path):
+    for name, days in (("short", ["1 Mar 2020", "14 Mar 2020", "2 Mar 2020", "30 Apr 2020"]),
+                       ("long", ['"March 1, 2020"', '"March 14, 2020"', '"March 2, 2020"', '"April 30, 2020"'])):
+        rows = "user_id,item_id,timestamp\n" + "".join(f"{u},{i},{d}\n" for (u, i), d in
+                                                      zip([("u1", "a"), ("u1", "b"), ("u2", "a"), ("u2", "b")], days))
+        write_csv_catalogue(tmp_path / name, rows, ["a", "b"])
+        inter = readers.load_catalogue(tmp_path / name).interactions.sort_values(["user_id", "item_id"])
+        assert inter["timestamp"].dt.strftime("%Y-%m-%d").tolist() == ["2020-03-01", "2020-03-14", "2020-03-02",
+                                                                       "2020-04-30"], name
+    write_csv_catalogue(tmp_path / "empty", "user_id,item_id,timestamp\nu1,a,\nu1,b,\n", ["a", "b"])
+    with pytest.raises(data.DataError, match=r"^No valid interaction left in interactions\.csv: column 'timestamp' is "
+                                             r"empty on every line; fill in when each interaction happened"):
+        readers.load_catalogue(tmp_path / "empty")

@@ -80,8 +80,8 @@ def main(argv=None) -> int:
             import yaml
 
             for name, value in args.param:
-                try:
-                    params[name] = yaml.safe_load(value)
+                try:  # an empty value is the empty string (e.g. -p imagenet_dir ''), not YAML's null
+                    params[name] = yaml.safe_load(value) if value.strip() else ""
                     if isinstance(params[name], (datetime.date, datetime.datetime)):  # YAML reads 2020-06-01 as a date
                         params[name] = params[name].isoformat()
                 except yaml.YAMLError as e:
@@ -103,9 +103,12 @@ def main(argv=None) -> int:
     except OSError as e:  # outside a notebook: writing run.json, reports or figures
         import errno
 
-        what = "the disk is full" if e.errno == errno.ENOSPC else e.strerror or type(e).__name__
-        print(f"visrec: error: {what} ({e.filename or e}); free space or fix the folder, then rerun the same "
-              "command: finished notebooks are reused.", file=sys.stderr)
+        if e.errno == errno.ENOSPC:
+            what, fix = "the disk is full", "free space (df -h)"
+        else:
+            what, fix = e.strerror or type(e).__name__, "check that path (a file where a folder should be, permissions)"
+        print(f"visrec: error: {what} ({e.filename or e}); {fix}, then rerun the same command: finished "
+              "notebooks are reused.", file=sys.stderr)
         return 2
     except KeyError as e:  # an unknown model name says so in a sentence; a bare key is a bug: its traceback
         if not (e.args and isinstance(e.args[0], str) and " " in e.args[0]):

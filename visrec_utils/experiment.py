@@ -116,6 +116,7 @@ def run_experiment(
 
     if split.n_users == 0:
         raise PartSkipped(f"no test user under {split.protocol} ({split.describe()})")
+    require_rankable(split)
     groups = [((m, s), list(recommenders)) for (m, s) in embedding_sets] + [(("-", "-"), list(baselines))]
     if not any(names for _, names in groups):
         raise PartSkipped(nothing_to_evaluate(embedding_sets, recommenders, baselines))
@@ -181,6 +182,27 @@ def empty_metrics(*extra: str) -> pd.DataFrame:
     """A metrics table with no row: :data:`METRIC_COLUMNS`, :data:`SPLIT_COLUMNS` and ``extra``
     columns (what a skipped part writes, so no earlier run's table is left behind)."""
     return pd.DataFrame(columns=[*METRIC_COLUMNS, *SPLIT_COLUMNS, *extra])
+
+
+def require_rankable(split, chunk: int = 1024) -> None:
+    """Raises :class:`PartSkipped` when no test point has a candidate besides its truth items:
+    then every ranking, random included, puts the truth first (nDCG = 1, AUC undefined) and the
+    metrics say nothing (e.g. a slice of 2 or 3 items).
+
+    Args:
+        split: the evaluation's split; chunk: test points per block of candidate masks
+            (``(chunk, n_items)`` bool at a time).
+    """
+    most = 0
+    for start in range(0, split.n_users, chunk):
+        pos = np.arange(start, min(start + chunk, split.n_users))
+        extra = split.candidate_masks(pos).sum(1) - np.array([len(split.truth[u]) for u in pos])
+        most = max(most, int(extra.max()))
+        if most > 0:
+            return
+    raise PartSkipped(f"every test user's only candidates under {split.protocol} are the items they bought, so any "
+                      "ranking, random included, is perfect and the metrics would say nothing; use more items "
+                      "(--max-items)")
 
 
 def empty_per_user() -> pd.DataFrame:

@@ -392,9 +392,15 @@ def _random_spec(name: str) -> ModelSpec:
 
 
 def _checkpoint_spec(name: str) -> ModelSpec:
+    import timm
+
     arch, path = name.split("=", 1)
     if not Path(path).is_file():
         raise KeyError(f"Checkpoint file {path!r} (from model {name!r}) does not exist; give 'timm_arch=/path/to/file'")
+    if not timm.is_model(arch):
+        close = difflib.get_close_matches(arch, timm.list_models(), n=3)
+        raise KeyError(f"Model {name!r}: {arch!r} is not a timm architecture, and a checkpoint is loaded into one "
+                       f"(e.g. 'tf_efficientnet_lite0={path}'); closest timm names: {close}")
 
     def build():
         import timm

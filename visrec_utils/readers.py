@@ -100,6 +100,31 @@ class Report:
         return pd.DataFrame(self.rows, columns=["check", "count", "action", "examples", "what_to_do"])
 
 
+_TYPE_RULES = {  # annotation of a CatalogueSpec field -> (check, what the value must be)
+    "str": (lambda v: isinstance(v, str), "text"),
+    "str | None": (lambda v: v is None or isinstance(v, str), "text or null"),
+    "bool": (lambda v: isinstance(v, bool), "true or false (a JSON boolean, without quotes)"),
+    "int | None": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v > 0),
+                   "a positive whole number (without quotes) or null"),
+}
+
+
+def _check_types(spec: CatalogueSpec, where: Path) -> None:
+    """Every reader option has the type its field declares, and ``duplicates`` is drop or keep.
+
+    Raises:
+        DataError: naming the option, the value given and what it must be.
+    """
+    for f in fields(CatalogueSpec):
+        value = getattr(spec, f.name)
+        check, must = _TYPE_RULES[str(f.type)]
+        if not check(value):
+            raise DataError(f"Reader option {f.name}={value!r} (e.g. in {where}) must be {must}.")
+    if spec.duplicates not in ("drop", "keep"):
+        raise DataError(f"Reader option duplicates={spec.duplicates!r} (e.g. in {where}) must be 'drop' (exact "
+                        "duplicate rows removed) or 'keep' (each row is one unit).")
+
+
 def _read_table(path: Path, what: str, spec: CatalogueSpec | None = None, rep: Report | None = None):
     """Parquet or CSV (dialect detected unless set in ``spec``) -> (frame, decimal separator, first data line).
 
@@ -170,7 +195,14 @@ def read_generic(folder: str | os.PathLike, spec: CatalogueSpec | None = None, *
     valid = [f.name for f in fields(CatalogueSpec)]
     if spec is None:
         cfg = root / "visrec.json"
-        opts = json.loads(cfg.read_text()) if cfg.is_file() else {}
+        try:
+            opts = json.loads(cfg.read_text(encoding="utf-8-sig")) if cfg.is_file() else {}
+        except ValueError as e:
+            raise DataError(f"{cfg} is not valid JSON (line {getattr(e, 'lineno', '?')}: {getattr(e, 'msg', e)}); "
+                            'write it as an object, e.g. {"user_col": "customer"}') from None
+        if not isinstance(opts, dict):
+            raise DataError(f"{cfg} must hold a JSON object of reader options (e.g. {{\"user_col\": \"customer\"}}), "
+                            f"not a {type(opts).__name__}")
         bad = sorted(set(opts) - set(valid))
         if bad:
             raise DataError(f"{cfg}: unknown reader option(s) {bad}; valid keys are {valid}.")
@@ -179,6 +211,7 @@ def read_generic(folder: str | os.PathLike, spec: CatalogueSpec | None = None, *
     if unknown:
         raise DataError(f"Unknown reader option(s) {sorted(unknown)}; valid: {valid}")
     spec = replace(spec, **overrides)
+    _check_types(spec, root / "visrec.json")
     tables.check_options(spec.csv_sep, spec.csv_decimal, spec.csv_quotechar, spec.csv_encoding,
                          spec.time_unit, spec.time_format)
     rep = Report()
@@ -216,9 +249,13 @@ def read_generic(folder: str | os.PathLike, spec: CatalogueSpec | None = None, *
             "time_format / time_unit")
     if bad_t.any() and bad_t.sum() == (~empty).sum():
         first = np.flatnonzero(bad_t.to_numpy())[0]
+        if tx[spec.time_col].isna().all():
+            raise DataError(f"No valid interaction left in {tx_path.name}: column '{spec.time_col}' is empty on every "
+                            "line; fill in when each interaction happened (dates, ISO datetimes or Unix epochs), or "
+                            "name the right column with time_col in visrec.json.")
         raise DataError(f"No valid interaction left in {tx_path.name}: no value of column '{spec.time_col}' could be read "
                         f"as a time (line {rownum.iloc[first]}: {tx[spec.time_col].iloc[first]!r}, read as {time_how}); set time_format "
-                        "(e.g. '%d.%m.%Y %H:%M') or time_unit ('s', 'ms', 'us', 'ns', 'excel') in visrec.json.")
+                        "(e.g. '%d.%m.%Y %H:%M' or '%d %b %Y') or time_unit ('s', 'ms', 'us', 'ns', 'excel') in visrec.json.")
     inter = inter[~empty & ~bad_t]
     if spec.basket_by_day:
         inter["timestamp"] = inter["timestamp"].dt.floor("D")

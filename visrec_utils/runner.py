@@ -210,6 +210,8 @@ def run_study(params: dict, out_dir: str | Path, notebooks=None, figures_to: str
     """
     notebooks = list(NOTEBOOKS if notebooks is None else notebooks)
     out_dir = Path(out_dir).resolve()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"the output folder {out_dir} (--out / out_dir) is a file; name a folder (it is created)")
     params = {**params, "out_dir": str(out_dir)}
     check_parameters(params, notebooks)
     if "ks" in params and 20 not in params["ks"]:

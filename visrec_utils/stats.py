@@ -79,6 +79,8 @@ def paired_comparison(per_user: pd.DataFrame, reference: tuple[str, str, str], m
         PartSkipped: the reference is the only configuration.
     """
     configs = per_user[CONFIG].drop_duplicates().apply(tuple, axis=1).tolist()
+    if not configs:
+        raise PartSkipped("nothing was evaluated (see the evaluation above), so there is nothing to compare")
     if tuple(reference) not in configs:
         raise ReferenceMissing(f"the reference {'/'.join(reference)} is not among the configurations evaluated "
                                f"({', '.join('/'.join(c) for c in configs)}); set reference to one of them")

@@ -46,7 +46,9 @@ SAMPLE_BYTES = 1 << 16
 NS_MAX = np.iinfo(np.int64).max  # int64 min is NaT, so valid times are within +-NS_MAX
 # day-first / month-first / ISO-week formats tried when text is not ISO 8601
 TIME_FORMATS = ("%d.%m.%Y", "%d.%m.%Y %H:%M", "%d.%m.%Y %H:%M:%S", "%d/%m/%Y", "%m/%d/%Y", "%d/%m/%Y %H:%M",
-                "%m/%d/%Y %H:%M", "%d/%m/%Y %H:%M:%S", "%m/%d/%Y %H:%M:%S", "%d-%m-%Y", "%G-W%V-%u")
+                "%m/%d/%Y %H:%M", "%d/%m/%Y %H:%M:%S", "%m/%d/%Y %H:%M:%S", "%d-%m-%Y", "%G-W%V-%u",
+                # month names as spreadsheets and reports write them (English, C locale): 1 Mar 2020, March 1, 2020
+                "%d %b %Y", "%d %B %Y", "%b %d, %Y", "%B %d, %Y", "%d-%b-%Y", "%d %b %Y %H:%M", "%b %d, %Y %H:%M")
 _SCI_ID = re.compile(r"[+-]?\d+(?:[.,]\d+)?[eE][+-]\d+")
 
 
