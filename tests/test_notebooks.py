@@ -149,9 +149,13 @@ def test_slice_metrics_match_the_stored_baseline(slice_run):
     metrics = pd.read_csv(out / "results" / "metrics.csv")
     baseline = pd.read_csv(runner.BASELINE_FILE)
     diff = runner.compare_to_baseline(metrics, baseline)
+    recorded = json.loads(runner.BASELINE_FILE.with_name("slice_versions.json").read_text())
+    now = json.loads((out / "results" / "run.json").read_text())["versions"]
+    moved = {k: (v, now.get(k)) for k, v in recorded.items() if now.get(k) != v}
     assert diff.empty, (
         f"{len(diff)} metric row(s) differ from {runner.BASELINE_FILE} by more than "
         f"{runner.BASELINE_ATOL} (absolute):\n{diff.to_string()}\n"
+        f"Libraries that differ from the baseline's (recorded, now): {moved or 'none'}.\n"
         "If the change is intended, refresh the baseline with 'make baseline' and commit it.")
 
 

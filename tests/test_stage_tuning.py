@@ -19,9 +19,17 @@ def test_cached_activation_path_gives_the_full_forward_gradients(mobilenet):
     x = torch.randn(3, 3, 224, 224)
     staged = stage_tuning.StagedModel(mobilenet.model, n_stages=2)
     head_params = list(staged.head.parameters())
-    full = mobilenet.model.forward_head(mobilenet.model.forward_features(x), pre_logits=True)
+    m = mobilenet.model  # the head is a copy of these modules: the same parameters, in the same order
+    originals = [p for mod in (*m.blocks[-2:], m.conv_head, m.bn2) for p in mod.parameters()]
+    assert [p.shape for p in originals] == [p.shape for p in head_params]
+    for p in originals:
+        p.requires_grad_(True)
+    full = m.forward_head(m.forward_features(x), pre_logits=True)
     loss_full = (full ** 2).sum() + full[:, 0].sum()
-    g_full = torch.autograd.grad(loss_full, head_params)
+    g_full = torch.autograd.grad(loss_full, originals)
+    for p in originals:
+        p.requires_grad_(False)
+    full = full.detach()
     with torch.no_grad():
         cached = staged.frozen(x).clone()  # what the cache stores
     out = staged.head(cached)
@@ -96,3 +104,26 @@ def test_a_checkpoint_name_never_becomes_a_cache_path(hm_catalogue, mobilenet, t
     assert Path(info["path"]).parent == tmp_path / "finetune" and emb.shape == (cat.n_items, mobilenet.dim)
     made = [p for p in tmp_path.rglob("*") if p.is_dir()]
     assert all(" " not in p.name and "=" not in p.name for p in made), made
+
+
+def test_proxy_classes_are_ordered_by_count_then_name():
+    import pandas as pd
+
+    items = pd.DataFrame({"product_type_name": ["Socks"] * 3 + ["Shorts"] * 3 + ["Dress"] * 4 + ["Bra"] * 3 + ["Hat"]})
+    cfg = stage_tuning.StageConfig(min_class_items=3)
+    assert stage_tuning.proxy_classes(items, cfg) == ["Dress", "Bra", "Shorts", "Socks"]
+    shuffled = items.sample(frac=1, random_state=1)
+    assert stage_tuning.proxy_classes(shuffled, cfg) == ["Dress", "Bra", "Shorts", "Socks"]
+
+
+def test_training_a_head_leaves_the_model_as_loaded(mobilenet):
+    """Each stage strategy starts from the ImageNet weights, whatever strategy ran before it."""
+    before = models.state_dict_sha256(mobilenet.model)
+    staged = stage_tuning.StagedModel(mobilenet.model, 1)
+    opt = torch.optim.SGD([p for p in staged.head.parameters() if p.requires_grad], lr=1.0)
+    torch.manual_seed(0)
+    loss = staged.head(torch.randn(4, int(np.prod(staged.act_shape)))).pow(2).sum()
+    loss.backward()
+    opt.step()
+    assert models.state_dict_sha256(mobilenet.model) == before == mobilenet.weights_sha256
+    assert models.state_dict_sha256(staged.head) != models.state_dict_sha256(stage_tuning.StagedModel(mobilenet.model, 1).head)

@@ -366,7 +366,8 @@ def compare_to_baseline(metrics, baseline, atol: float = BASELINE_ATOL):
 
 
 def refresh_baseline(out_dir: str | Path, cache_dir: str | Path | None = None, data_dir=None) -> Path:
-    """Run the slice study and overwrite the stored regression baseline (explicit, never automatic)."""
+    """Run the slice study and overwrite the stored regression baseline (explicit, never automatic),
+    with the library versions used beside it (``tests/baselines/slice_versions.json``)."""
     import pandas as pd
 
     params = dict(SLICE_PARAMS)
@@ -378,4 +379,7 @@ def refresh_baseline(out_dir: str | Path, cache_dir: str | Path | None = None, d
     metrics = pd.read_csv(Path(out_dir) / "results" / "metrics.csv")
     BASELINE_FILE.parent.mkdir(parents=True, exist_ok=True)
     metrics.to_csv(BASELINE_FILE, index=False)
+    # the library versions it was computed with: a later mismatch may come from the environment
+    recorded = {k: v for k, v in versions().items() if k not in ("git_commit", "platform")}
+    _write_json(BASELINE_FILE.with_name("slice_versions.json"), recorded)
     return BASELINE_FILE

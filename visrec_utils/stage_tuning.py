@@ -81,7 +81,9 @@ class StagedModel:
 
     Attributes:
         frozen: ``(B, 3, H, W) -> (B, C*h*w)`` flattened activations entering the first trainable stage.
-        head: ``(B, C*h*w) -> (B, dim)`` pooled features; its parameters are trainable.
+        head: ``(B, C*h*w) -> (B, dim)`` pooled features; its parameters are trainable and are a
+            copy of the model's, so training one strategy never changes the model or the next
+            strategy's starting point.
         act_shape: ``(C, h, w)`` for the model's input size.
 
     Raises:
@@ -90,6 +92,8 @@ class StagedModel:
     """
 
     def __init__(self, model, n_stages: int = 1, input_size=(3, 224, 224)):
+        import copy
+
         import torch
 
         needed = ("conv_stem", "bn1", "blocks", "conv_head", "bn2")
@@ -114,11 +118,11 @@ class StagedModel:
         with torch.no_grad():
             shape = tuple(Frozen().stem(torch.zeros(1, *input_size)).shape[1:])
 
-        class Head(torch.nn.Module):
-            def __init__(self):
+        class Head(torch.nn.Module):  # a copy: training never changes the model (each strategy starts
+            def __init__(self):        # from its ImageNet weights, whatever ran before it)
                 super().__init__()
-                self.stages = torch.nn.Sequential(*m.blocks[cut:])
-                self.conv_head, self.bn2 = m.conv_head, m.bn2
+                self.stages = copy.deepcopy(torch.nn.Sequential(*m.blocks[cut:]))
+                self.conv_head, self.bn2 = copy.deepcopy(m.conv_head), copy.deepcopy(m.bn2)
 
             def forward(self, a):
                 x = self.bn2(self.conv_head(self.stages(a.view(a.shape[0], *shape))))
@@ -307,7 +311,7 @@ def train_proxy_metadata(staged: StagedModel, acts: np.ndarray, items: pd.DataFr
 
 def proxy_classes(items: pd.DataFrame, cfg: StageConfig) -> list:
     """The classes of ``cfg.proxy_column`` that ``proxy_metadata`` predicts (those with at least
-    ``min_class_items`` items).
+    ``min_class_items`` items), most frequent first, tied counts in name order.
 
     Raises:
         PartSkipped: the items table lacks the column, or it has fewer than 2 such classes.
@@ -317,7 +321,10 @@ def proxy_classes(items: pd.DataFrame, cfg: StageConfig) -> list:
         raise PartSkipped(f"items have no {col!r} column for the proxy task; set proxy_column to one of "
                           f"{[c for c in items.columns if items[c].dtype == object and c not in ('item_id', 'image_path')]}")
     counts = items[col].value_counts()
-    classes = counts[counts >= cfg.min_class_items].index.tolist()
+    counts = counts[counts >= cfg.min_class_items]
+    # most frequent first, ties by name: the label codes (and so the trained head) must not depend on
+    # the order pandas gives tied counts (it changed in pandas 3)
+    classes = sorted(counts.index.tolist(), key=lambda c: (-int(counts[c]), str(c)))
     if len(classes) < 2:
         raise PartSkipped(f"{col!r} has {len(classes)} classes with >= {cfg.min_class_items} items; the proxy task needs 2")
     return classes
