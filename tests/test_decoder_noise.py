@@ -2,13 +2,12 @@
 import struct
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from visrec_utils import images, models
+from visrec_utils import models
 from visrec_utils.extract import extract_embeddings
 from visrec_utils.images import DecoderOutput, ImageError, load_image
 
@@ -116,17 +115,3 @@ def test_other_stderr_output_is_kept(tmp_path, capfd):
     os.write(2, b"after the decode\n")
     err = capfd.readouterr().err
     assert "before the decode" in err and "after the decode" in err and "libfoo" not in err
-
-
-def test_capture_is_cheap(hm_dir):
-    """Measured on 200 H&M JPEGs (2 cores): decode 0.75 ms/img, capture 5 us/img (under 1%)."""
-    paths = sorted(hm_dir.glob("images/*/*.jpg"))[:40]
-    for p in paths:
-        load_image(p)
-    t0 = time.perf_counter()
-    for _ in range(2000):
-        with DecoderOutput():
-            pass
-    per_use = (time.perf_counter() - t0) / 2000
-    assert per_use < 2e-4, f"{per_use * 1e6:.0f} us per capture"
-    assert images.DecoderOutput._pid is not None  # the scratch file was made once, not per image

@@ -48,7 +48,7 @@ class DecoderOutput:
     across threads (one capture at a time per process, so decodes in threads of one process run
     one after another; what another thread writes to fd 2 meanwhile is captured too). Cost: about
     5 us per use (a few system calls), against 0.75 ms to decode one 256x384 H&M JPEG on one
-    core, i.e. under 1% (``tests/test_decoder_noise.py`` keeps it under 200 us).
+    core, i.e. under 1% (``benchmarks/decoder_capture.py``).
 
     Attributes (after exit):
         text: what was written to fd 2 (decoded as UTF-8 with replacement; the first 64 KiB).
