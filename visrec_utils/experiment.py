@@ -157,7 +157,7 @@ def run_experiment(
 
 def left_out(embedding_sets: dict, recommenders, baselines, ks) -> list[tuple[str, str]]:
     """The parts of the main evaluation that these parameters leave out, ``[(part, reason)]``
-    (for :meth:`visrec_utils.report.SkipLog.skip`); empty with the defaults."""
+    (for :meth:`visrec_utils.skips.SkipLog.skip`); empty with the defaults."""
     out = []
     if not len(recommenders) or not embedding_sets:
         why = "recommenders is empty" if not len(recommenders) else "there is no embedding set to evaluate"
@@ -193,12 +193,9 @@ def require_rankable(split, chunk: int = 1024) -> None:
         split: the evaluation's split; chunk: test points per block of candidate masks
             (``(chunk, n_items)`` bool at a time).
     """
-    most = 0
     for start in range(0, split.n_users, chunk):
         pos = np.arange(start, min(start + chunk, split.n_users))
-        extra = split.candidate_masks(pos).sum(1) - np.array([len(split.truth[u]) for u in pos])
-        most = max(most, int(extra.max()))
-        if most > 0:
+        if (split.candidate_masks(pos).sum(1) > np.array([len(split.truth[u]) for u in pos])).any():
             return
     raise PartSkipped(f"every test user's only candidates under {split.protocol} are the items they bought, so any "
                       "ranking, random included, is perfect and the metrics would say nothing; use more items "
@@ -231,7 +228,7 @@ def cold_warm_breakdown(split: Split, embedding_sets: dict, recommenders=("visra
     Args:
         enabled: False (the notebook's ``cold_warm``) skips the breakdown.
         on_skip: called ``on_skip(part, reason)`` for a half with no test point (e.g. no user
-            bought a cold item), e.g. :meth:`visrec_utils.report.SkipLog.skip`.
+            bought a cold item), e.g. :meth:`visrec_utils.skips.SkipLog.skip`.
 
     Returns:
         Tidy metrics like :func:`run_experiment` with a ``truth`` column ("cold", "warm").
