@@ -79,18 +79,23 @@ def cache_key(loaded: LoadedModel, image_set: str, variant: str = "") -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def atomic_save_npz(path: Path, **arrays) -> None:
-    """``np.savez`` to ``path`` through a temporary file and a rename, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
+def _atomic_write(path: Path, write) -> None:
+    """``write(tmp_path)`` then rename onto ``path`` (readable by all, never half-written)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp" + path.suffix)
     os.close(fd)
     try:
-        np.savez(tmp, **arrays)
+        write(tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def atomic_save_npz(path: Path, **arrays) -> None:
+    """``np.savez`` to ``path`` through a temporary file and a rename, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
 
 
 def _chunk_path(parts: Path, start: int) -> Path:
@@ -249,19 +254,6 @@ def read_manifest(out_dir: str | os.PathLike) -> list[dict]:
             raise ValueError(f"{side} is not a visrec embedding-set manifest row ({type(e).__name__}: {e}); "
                              "delete it with its .npy and rerun the notebook that wrote it") from e
     return rows
-
-
-def _atomic_write(path: Path, write) -> None:
-    """``write(tmp_path)`` then rename onto ``path`` (readable by all, never half-written)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp" + path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def save_embedding_set(out_dir: str | os.PathLike, model: str, strategy: str, emb: np.ndarray) -> Path:

@@ -196,14 +196,16 @@ def explain(exc: BaseException, name: str, out_nb: Path, peak_rss: int = 0, kern
 
     html = out_nb.with_suffix(".html")
     partial = f"The partial notebook is {html}." if html.is_file() else ""
-    resume = f"Rerun the same command: it resumes at {name} (earlier notebooks are reused)."
+    rerun = f"rerun the same command: it resumes at {name} (earlier notebooks are reused)."
+    then_rerun = f"{rerun} {partial}".strip()  # the end of most lines below
+    free_space = "Free space in the output folder and the cache folder (df -h), then "
     seen = ""
     if peak_rss:
         import psutil
 
         seen = f"; its processes peaked at {_gib(peak_rss)} of this machine's {_gib(psutil.virtual_memory().total)}"
     if isinstance(exc, KeyboardInterrupt):
-        return StudyInterrupted(f"notebook {name} interrupted (Ctrl-C). {partial} {resume}".replace("  ", " "))
+        return StudyInterrupted(f"notebook {name} interrupted (Ctrl-C). {partial} R{rerun[1:]}".replace("  ", " "))
     if isinstance(exc, NoSuchKernel):
         return StudyError(f"notebook {name} could not start: no Jupyter kernel named {KERNEL_NAME!r} in this "
                           f"environment ({exc}). Install the project with its dependencies (pip install -e .), "
@@ -218,25 +220,22 @@ def explain(exc: BaseException, name: str, out_nb: Path, peak_rss: int = 0, kern
                           f"command: it resumes at {name}. {partial}".strip())
     if isinstance(exc, CellTimeoutError):
         return StudyError(f"notebook {name} failed: a cell ran longer than the {timeout:g} s cell timeout "
-                          f"(--cell-timeout). Raise or drop the timeout, or run a smaller slice; {resume[0].lower()}"
-                          f"{resume[1:]} {partial}".strip())
+                          f"(--cell-timeout). Raise or drop the timeout, or run a smaller slice; {then_rerun}")
     if isinstance(exc, papermill.PapermillExecutionError):
         if exc.ename == "MemoryError":
             return StudyError(f"notebook {name} failed: out of memory (MemoryError){seen}. Run a smaller slice "
-                              f"(--max-users/--max-items) or a smaller batch_size; {resume[0].lower()}{resume[1:]} "
-                              f"{partial}".strip())
+                              f"(--max-users/--max-items) or a smaller batch_size; {then_rerun}")
         if "No space left on device" in str(exc.evalue) or f"Errno {errno.ENOSPC}]" in str(exc.evalue):
-            return StudyError(f"notebook {name} failed: the disk is full ({exc.evalue}). Free space in the output "
-                              f"folder and the cache folder (df -h), then {resume[0].lower()}{resume[1:]} {partial}".strip())
+            return StudyError(f"notebook {name} failed: the disk is full ({exc.evalue}). {free_space}{then_rerun}")
         evalue = " ".join(str(exc.evalue).split())
         return StudyError(f"notebook {name} failed: {exc.ename}: {evalue}. The executed notebook with the "
                           f"traceback is {out_nb} (and .html). Fix the cause, then rerun the same command: it "
                           f"resumes at {name}.")
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        return StudyError(f"notebook {name} failed: the disk is full ({exc.strerror}: {exc.filename or ''}). Free "
-                          f"space in the output folder and the cache folder (df -h), then {resume[0].lower()}{resume[1:]}")
-    return StudyError(f"notebook {name} failed: {type(exc).__name__}: {' '.join(str(exc).split())}. {partial} {resume}"
-                      .replace("  ", " "))
+        return StudyError(f"notebook {name} failed: the disk is full ({exc.strerror}: {exc.filename or ''}). "
+                          f"{free_space}{rerun}")
+    return StudyError(f"notebook {name} failed: {type(exc).__name__}: {' '.join(str(exc).split())}. {partial} "
+                      f"R{rerun[1:]}".replace("  ", " "))
 
 
 def run_notebook(name: str, params: dict, out_dir: Path, log_output: bool = False,
