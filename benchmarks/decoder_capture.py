@@ -3,9 +3,9 @@
     .venv/bin/python benchmarks/decoder_capture.py            # 200 H&M JPEGs, 5 rounds
     .venv/bin/python benchmarks/decoder_capture.py --csv out.csv
 
-Each image is decoded with :func:`visrec_utils.images.load_image` (which captures fd 2 and Python
+Each image is decoded with :func:`visrec_utils.features.images.load_image` (which captures fd 2 and Python
 warnings around the decode) and with Pillow alone (open, convert to RGB); the capture by itself
-(:class:`visrec_utils.images.DecoderOutput` around nothing) is timed too. Medians of the rounds, in
+(:class:`visrec_utils.features.images.DecoderOutput` around nothing) is timed too. Medians of the rounds, in
 milliseconds per image. Measured on this 2-core machine: decode 0.75 ms per image, capture about
 0.005 ms (under 1%).
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from visrec_utils.images import DecoderOutput, load_image  # noqa: E402
+from visrec_utils.features.images import DecoderOutput, load_image  # noqa: E402
 
 
 def _per_image(fn, items, rounds: int) -> float:

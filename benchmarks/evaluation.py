@@ -21,7 +21,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from visrec_utils import data, embeddings, metrics, recommenders, splits  # noqa: E402
+from visrec_utils.catalogue import data, splits
+from visrec_utils.features import embeddings
+from visrec_utils.evaluation import metrics, recommenders  # noqa: E402
 
 
 def _peak_rss_gib() -> float:

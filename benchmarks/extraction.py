@@ -29,7 +29,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from visrec_utils import data, embeddings, extract, models  # noqa: E402
+from visrec_utils.catalogue import data
+from visrec_utils.features import embeddings, extract, models  # noqa: E402
 
 OFFLINE = ["tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2", "mobilenetv1_025_keras"]
 
@@ -91,7 +92,7 @@ def model_only(loaded, runtime_cache: Path, batch_size: int = 32, seconds: float
     # what visrec's runtime is given: uint8 images when the transform splits (normalised inside)
     x = torch.randint(0, 256, shape, dtype=torch.uint8) if normalize else torch.randn(shape)
     pooled = extract.PooledFeatures(loaded.model)
-    xml = extract._openvino_cache(loaded, x.shape, runtime_cache)
+    xml = extract.openvino_cache_path(loaded, x.shape, runtime_cache)
     # the runtime and pinned micro-batch visrec's extraction chooses
     forward, desc, cl = extract.choose_forward(pooled, x, False, "auto", xml, normalize, runtime_cache)
     x = x.contiguous(memory_format=torch.channels_last) if cl else x

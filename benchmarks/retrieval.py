@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from visrec_utils import retrieval  # noqa: E402
+from visrec_utils.evaluation import retrieval  # noqa: E402
 
 
 def _clustered(n: int, d: int, seed: int) -> np.ndarray:

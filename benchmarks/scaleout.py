@@ -17,7 +17,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from visrec_utils import data, embeddings, experiment, models, scaleout, splits  # noqa: E402
+from visrec_utils.catalogue import data, splits
+from visrec_utils.features import embeddings, models
+from visrec_utils.evaluation import experiment
+from visrec_utils.core import backends  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -30,7 +33,7 @@ def main(argv=None) -> None:
     ids, paths = items["item_id"].astype(str).tolist(), items["image_path"].astype(str).tolist()
     loaded = models.load_model(a.model)
     t0 = time.perf_counter()
-    scaleout.init_ray()
+    backends.init_ray()
     t_init = time.perf_counter() - t0
     times, embs = {}, {}
     for backend in ("local", "ray"):

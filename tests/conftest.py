@@ -41,6 +41,6 @@ def imagenet_dir():
 
 @pytest.fixture(scope="session")
 def hm_catalogue(hm_dir):
-    from visrec_utils import data
+    from visrec_utils.catalogue import data
 
     return data.load_hm(hm_dir)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from visrec_utils import analysis
+from visrec_utils.reports import analysis
 
 
 def _table(x, y):

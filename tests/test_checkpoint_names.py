@@ -3,8 +3,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from visrec_utils import embeddings, models, runner
-from visrec_utils.naming import safe_name
+from visrec_utils.features import embeddings, models
+from visrec_utils.pipeline import runner
+from visrec_utils.core.naming import safe_name
 
 
 @pytest.mark.slow

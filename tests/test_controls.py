@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 import torch
 
-from visrec_utils import controls, data, embeddings, models
+from visrec_utils.features import controls, embeddings, models
+from visrec_utils.catalogue import data
 
 
 def test_handcrafted_features_by_hand():

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from visrec_utils import data, splits
+from visrec_utils.catalogue import data, splits
 
 
 def test_real_sample_matches_its_readme(hm_catalogue):

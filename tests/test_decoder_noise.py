@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from visrec_utils import models
-from visrec_utils.extract import extract_embeddings
-from visrec_utils.images import DecoderOutput, ImageError, load_image
+from visrec_utils.features import models
+from visrec_utils.features.extract import extract_embeddings
+from visrec_utils.features.images import DecoderOutput, ImageError, load_image
 
 NOISE = ("TIFF", "Fax4Decode", "LZWDecode", "Using code not yet in table", "Warning", "EXIF")
 

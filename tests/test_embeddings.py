@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from catalogues import BAD_IMAGES, write_generic
-from visrec_utils import embeddings, models
-from visrec_utils.extract import extract_embeddings
+from visrec_utils.features import embeddings, models
+from visrec_utils.features.extract import extract_embeddings
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def test_bad_images_are_listed_and_the_rest_extracted(mobilenet, tmp_path):
 
 KILL_SCRIPT = textwrap.dedent("""
     import sys, json
-    from visrec_utils import embeddings, models
+    from visrec_utils.features import embeddings, models
     ids, paths = json.load(open(sys.argv[1]))
     m = models.load_model("mobilenetv1_025_keras")
     embeddings.cached_embeddings(m, ids, paths, cache_dir=sys.argv[2], chunk_images=32, batch_size=16,
@@ -146,7 +146,7 @@ def test_killed_extraction_resumes_to_identical_embeddings(mobilenet, hm_catalog
 
 
 def test_mixed_precision_is_close_to_float32_and_cached_apart(mobilenet, images, tmp_path):
-    from visrec_utils.extract import resolve_device
+    from visrec_utils.features.extract import resolve_device
 
     ids, paths = images
     fp32 = extract_embeddings(mobilenet, paths, batch_size=6, progress=False, runtime="torch", device="cpu")
@@ -170,7 +170,7 @@ def test_micro_batch_is_measured_once_and_pinned(tmp_path):
 
     import torch
 
-    from visrec_utils import extract
+    from visrec_utils.features import extract
 
     def per_call_overhead(x):  # a fixed cost per call: the largest micro-batch is fastest
         time.sleep(0.01)
@@ -191,8 +191,8 @@ def test_uint8_transfer_is_bitwise_the_model_transform(mobilenet, images):
     import torch
     from torchvision import transforms as T
 
-    from visrec_utils import extract
-    from visrec_utils.images import load_image
+    from visrec_utils.features import extract
+    from visrec_utils.features.images import load_image
 
     _, paths = images
     tf = mobilenet.transform()

@@ -7,7 +7,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from visrec_utils import execution, runner
+from visrec_utils.pipeline import execution, runner
 
 CLI_PARAMS = ('data_dir: "Optional[str]" = None\nmodels: list = []\nmax_users: "Optional[int]" = None\n'
               'max_items: "Optional[int]" = None\nseed: int = 0\nbackend: str = "local"\n'
@@ -33,12 +33,12 @@ def notebook_dir(tmp_path, monkeypatch):
     d.mkdir()
     monkeypatch.setattr(execution, "NOTEBOOK_DIR", d)
     monkeypatch.setattr(runner, "NOTEBOOK_DIR", d)
-    monkeypatch.setattr("visrec_utils.report.write_index", lambda out: out / "reports" / "index.html")
+    monkeypatch.setattr("visrec_utils.reports.index.write_index", lambda out: out / "reports" / "index.html")
     return d
 
 
 def test_notebooks_without_kernel_metadata_are_checked_and_run(tmp_path, notebook_dir, hm_dir):
-    from visrec_utils import data
+    from visrec_utils.catalogue import data
 
     for name in runner.NOTEBOOKS:  # as nbstripout / jupytext round trips leave them
         nb = nbformat.read(str(execution.Path(execution.__file__).parent.parent / "notebooks" / f"{name}.ipynb"), 4)

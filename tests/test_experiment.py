@@ -3,8 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from visrec_utils import experiment, metrics, recommenders
-from visrec_utils.splits import Split
+from visrec_utils.evaluation import experiment, metrics, recommenders
+from visrec_utils.catalogue.splits import Split
 
 
 def _two_point_split():
@@ -44,7 +44,7 @@ def test_fine_tuned_sets_are_kept_out_of_other_protocols():
 
 
 def test_evaluations_are_cached_by_content(hm_catalogue, tmp_path, monkeypatch):
-    from visrec_utils import data, splits
+    from visrec_utils.catalogue import data, splits
 
     cat = data.slice_catalogue(hm_catalogue, max_users=40, max_items=300, seed=5)
     split = splits.leave_last_basket_out(cat)

@@ -3,7 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from visrec_utils import data, finetune, splits
+from visrec_utils.catalogue import data, splits
+from visrec_utils.tuning import finetune
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def test_events_by_hand():
 
 def test_bpr_projection_loss_falls_on_real_slice(slice_split):
     """Real frozen MobileNet features of the slice's images; the projection starts at identity."""
-    from visrec_utils import embeddings, models
+    from visrec_utils.features import embeddings, models
 
     cat, split = slice_split
     loaded = models.load_model("mobilenetv1_025_keras")

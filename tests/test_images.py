@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from visrec_utils import images
-from visrec_utils.images import ImageError, load_image
+from visrec_utils.features import images
+from visrec_utils.features.images import ImageError, load_image
 
 
 def _rgb(w=64, h=48):

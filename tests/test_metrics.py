@@ -3,8 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from visrec_utils import metrics
-from visrec_utils.metrics import bootstrap_ci, user_metrics
+from visrec_utils.evaluation import metrics
+from visrec_utils.evaluation.metrics import bootstrap_ci, user_metrics
 
 NEG = -np.inf
 
@@ -151,7 +151,7 @@ def test_ranking_metrics_match_ranx_on_random_cases_with_ties():
 
 
 def _visrec_truth_ranks(scores, truth, seed):
-    from visrec_utils.metrics import _block_ranks
+    from visrec_utils.evaluation.metrics import _block_ranks
 
     ranks = _block_ranks(scores.astype(float)[None, :], [np.asarray(truth)], np.random.default_rng(seed))[0][0]
     return ranks[np.isfinite(ranks)].astype(int)

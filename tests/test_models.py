@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from visrec_utils import embeddings, models
+from visrec_utils.features import embeddings, models
 
 
 @pytest.mark.slow

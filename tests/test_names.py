@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from visrec_utils import embeddings
-from visrec_utils.naming import MAX_LEN, safe_name, safe_stem
+from visrec_utils.features import embeddings
+from visrec_utils.core.naming import MAX_LEN, safe_name, safe_stem
 
 AWKWARD = [
     "tf_efficientnet_lite0=/path/to/weights.pth",
@@ -55,7 +55,7 @@ def test_stems_of_pairs_are_unambiguous():
 
 
 def test_safe_names_are_stable_across_processes():
-    code = ("import json; from visrec_utils.naming import safe_name; "
+    code = ("import json; from visrec_utils.core.naming import safe_name; "
             "print(json.dumps([safe_name(n) for n in %r]))" % AWKWARD)
     other = json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
                                       env={"PYTHONHASHSEED": "123", "PATH": ""}).stdout)
@@ -111,7 +111,7 @@ def test_output_folder_without_manifest_stays_readable(tmp_path):
 
 def test_embed_catalogue_drops_unreadable_rows_from_every_frozen_set_by_manifest(tmp_path, monkeypatch):
     """Unreadable images: the sets listed in the manifest lose their rows, whatever their names."""
-    from visrec_utils import data
+    from visrec_utils.catalogue import data
 
     items = pd.DataFrame({"item_id": ["i0", "i1", "i2", "i3"], "image_path": ["a", "b", "c", "d"]})
     inter = pd.DataFrame({"user_id": ["u"] * 4, "item_id": items["item_id"], "timestamp": pd.Timestamp("2024-01-01")})
@@ -127,7 +127,7 @@ def test_embed_catalogue_drops_unreadable_rows_from_every_frozen_set_by_manifest
     class Loaded:
         spec, dim, weights_sha256, data_config, model = Spec, 2, "w", {}, None
 
-    monkeypatch.setattr("visrec_utils.models.load_model", lambda name: Loaded)
+    monkeypatch.setattr("visrec_utils.features.models.load_model", lambda name: Loaded)
     monkeypatch.setattr(embeddings, "cached_embeddings", lambda *a, **k: (
         np.array([[0, 0], [1, 1], [np.nan, np.nan], [3, 3]], np.float32),
         {"failed": {"i2": "corrupt"}, "hit": True, "seconds": 0.0, "fast_path": "cache"}))
@@ -141,7 +141,7 @@ def test_embed_catalogue_drops_unreadable_rows_from_every_frozen_set_by_manifest
 
 
 def test_precomputed_sets_keep_their_names_through_prepared_files(tmp_path):
-    from visrec_utils import data
+    from visrec_utils.catalogue import data
 
     items = pd.DataFrame({"item_id": ["a", "b"], "image_path": [None, None]})
     inter = pd.DataFrame({"user_id": ["u", "u"], "item_id": ["a", "b"],

@@ -11,7 +11,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from visrec_utils import runner
+from visrec_utils.pipeline import runner
 
 PER_USER_METRICS = {("auc", 0), ("mrr", 0), ("map", 0)} | {
     (m, k) for m in ("precision", "recall", "f1", "ndcg", "ap", "hitrate", "novelty") for k in (10, 20, 50)}
@@ -250,7 +250,7 @@ def test_a_failed_notebook_is_not_reused_by_the_next_run(tmp_path, monkeypatch):
 
     monkeypatch.setattr(runner, "run_notebook", fake_run)
     monkeypatch.setattr(runner, "_report_models", lambda out: None)
-    monkeypatch.setattr("visrec_utils.report.write_index", lambda out: out)
+    monkeypatch.setattr("visrec_utils.reports.index.write_index", lambda out: out)
     nbs = runner.NOTEBOOKS[:3]
     runner.run_study({"data_dir": "demo"}, tmp_path, notebooks=nbs)
     with pytest.raises(runner.StudyError):

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from catalogues import EPOCH_FACTOR, write_csv_catalogue, write_generic, write_hm_generic, write_ugallery
-from visrec_utils import data, demo, readers, splits, tables
+from visrec_utils.catalogue import data, demo, readers, splits, tables
 
 
 def _count(cat, check):

@@ -3,8 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from visrec_utils import recommenders
-from visrec_utils.splits import Split
+from visrec_utils.evaluation import recommenders
+from visrec_utils.catalogue.splits import Split
 
 
 def _split(profiles, truth, days, inter=None, n_items=4):
@@ -51,7 +51,7 @@ def test_registry_errors_are_helpful():
 
 
 def test_shared_similarities_and_evaluate_many_equal_the_single_path():
-    from visrec_utils import metrics
+    from visrec_utils.evaluation import metrics
 
     rng = np.random.default_rng(0)
     n_items, n_users = 60, 30

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from visrec_utils import recommenders, retrieval
-from visrec_utils.splits import Split
+from visrec_utils.evaluation import recommenders, retrieval
+from visrec_utils.catalogue.splits import Split
 
 faiss = pytest.importorskip("faiss")
 

@@ -7,7 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from visrec_utils import data, embeddings, experiment, metrics, models, recommenders, scaleout, splits
+from visrec_utils.catalogue import data, splits
+from visrec_utils.features import embeddings, models
+from visrec_utils.evaluation import experiment, metrics, recommenders
+from visrec_utils.core import backends
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +29,7 @@ def test_shards_of_points_give_the_numbers_of_one_pass(hm_slice):
     emb = _sets(cat)[("coarse", "frozen")]
     names = ["visrank_max", "visrank_top3", "popularity", "itemknn", "random"]
     whole, whole_top = metrics.evaluate_many(recommenders.make_score_fns(split, emb, names), split, return_top=True)
-    shards = scaleout.shard_points(split.n_users, 3)
+    shards = backends.shard_points(split.n_users, 3)
     assert [len(s) for s in shards] == [len(a) for a in np.array_split(np.arange(split.n_users), 3)]
     for name in names:
         parts = [metrics.evaluate_many(recommenders.make_score_fns(split, emb, [name], points=p), split,
@@ -40,14 +43,14 @@ def test_shards_of_points_give_the_numbers_of_one_pass(hm_slice):
 
 def test_backend_names_are_checked():
     with pytest.raises(ValueError, match="backend must be one of"):
-        scaleout.check_backend("spark")
+        backends.check_backend("spark")
 
 
 @pytest.fixture(scope="module")
 def local_ray():
     ray = pytest.importorskip("ray")
     pytest.importorskip("ray.data")
-    scaleout.init_ray(num_cpus=2)
+    backends.init_ray(num_cpus=2)
     yield ray
     ray.shutdown()
 

@@ -2,7 +2,7 @@
 
 A part that cannot run is skipped with one sentence, shown in its notebook, listed in
 ``results/skipped.csv`` and in the index's "Skipped parts", and the study goes on; a study that
-could compute nothing stops before notebook 01 (:func:`visrec_utils.preflight.check_study`).
+could compute nothing stops before notebook 01 (:func:`visrec_utils.pipeline.preflight.check_study`).
 
 Four small studies on seeded slices of the real H&M sample (20 users; their items first), shared
 by module-scoped fixtures: 10 items with the defaults, the same output folder rerun with every
@@ -16,7 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from visrec_utils import experiment, preflight, runner, skips, splits, stats
+from visrec_utils.evaluation import experiment, stats
+from visrec_utils.pipeline import preflight, runner
+from visrec_utils.core import skips
+from visrec_utils.catalogue import splits
 
 FAST = {"max_users": 20, "models": ["mobilenetv1_025_keras"], "stage_models": ["mobilenetv1_025_keras"],
         "imagenet_dir": "", "n_resamples": 50, "max_steps": 4, "contrastive_images": 40}
@@ -124,7 +127,7 @@ def test_preflight_stops_a_slice_of_one_item(hm_dir, tmp_path):
 
 def test_a_slice_without_test_users_warns_then_runs_what_it_can(hm_dir, tmp_path, capsys):
     """The issue's example: ``--max-items 4`` over all users (the 4 items' buyers have no second basket)."""
-    from visrec_utils import embeddings
+    from visrec_utils.features import embeddings
 
     why = ("no test user under leave_last_basket_out (leave_last_basket_out: 0 test points from 0 users, 4 items; "
            "candidates: whole catalogue)")
@@ -192,7 +195,7 @@ def test_skip_log_records_shows_and_replaces_a_notebooks_rows(tmp_path, capsys):
 
 
 def _tiny_split():
-    from visrec_utils.data import Catalogue
+    from visrec_utils.catalogue.data import Catalogue
 
     items = pd.DataFrame({"item_id": [f"i{i}" for i in range(6)], "image_path": [None] * 6})
     inter = pd.DataFrame({"user_id": ["a", "a", "b", "b", "c"], "item_id": ["i0", "i1", "i2", "i3", "i4"],

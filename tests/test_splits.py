@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from visrec_utils import data, splits
+from visrec_utils.catalogue import data, splits
 
 
 def _cat(rows, n_items=5, available_from=None):

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from visrec_utils import data, finetune, models, splits, stage_tuning
+from visrec_utils.catalogue import data, splits
+from visrec_utils.tuning import finetune, stage_tuning
+from visrec_utils.features import models
 
 
 @pytest.fixture(scope="module")

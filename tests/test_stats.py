@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from visrec_utils import stats
+from visrec_utils.evaluation import stats
 
 
 def _per_user(values: dict, n=200):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .models import CONTROLS, LAYERS, OFFLINE_MODELS, PRESETS
+from .features.models import CONTROLS, LAYERS, OFFLINE_MODELS, PRESETS
 
 DEFAULT_MODELS = OFFLINE_MODELS + CONTROLS + LAYERS
 
@@ -54,8 +54,8 @@ def main(argv=None) -> int:
             argv[i + 2] = " " + argv[i + 2]  # argparse takes it as a value; YAML ignores the space
     args = p.parse_args(argv)
 
-    from .data import DataError, find_default_data_dir, resolve_data_dir
-    from .runner import StudyError, StudyInterrupted, refresh_baseline, run_study
+    from .catalogue.data import DataError, find_default_data_dir, resolve_data_dir
+    from .pipeline.runner import StudyError, StudyInterrupted, refresh_baseline, run_study
 
     try:
         if args.cmd == "study":

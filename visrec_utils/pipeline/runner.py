@@ -1,0 +1,385 @@
+"""Run the numbered notebooks headlessly with papermill and render them to HTML (nbconvert).
+
+``run_study`` executes ``notebooks/01_*.ipynb`` .. ``05_*.ipynb`` in order. Each notebook gets
+only the parameters its ``parameters`` cell declares; a parameter no notebook declares is an
+error (papermill itself only warns). Outputs: ``<out>/reports/NN_name.ipynb`` (executed) and
+``.html``, ``<out>/figures``, ``<out>/results`` and ``<out>/results/run.json`` (parameters,
+library versions, git commit, wall time per notebook, and the keys that let a rerun skip the
+notebooks whose inputs did not change).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from .execution import (HIDE_INPUT_TAGS, NOTEBOOK_DIR, StudyError, StudyInterrupted,  # noqa: F401 (re-exported)
+                        notebook_parameters, run_notebook, to_html)
+
+NOTEBOOKS = [
+    "01_data_prep",
+    "02_embedding_extraction",
+    "03_fine_tuning",
+    "04_recommendation_eval",
+    "05_imagenet_vs_transfer",
+]
+#: The repository's own figures (shown by the README); refreshed from the H&M sample only.
+REPO_FIGURES = NOTEBOOK_DIR.parent / "figures"
+
+
+#: Output sub-folders the later notebooks read (figures and reports are never read back).
+STATE_DIRS = ("data", "embeddings", "results")
+
+
+def versions() -> dict:
+    """Versions of Python and the libraries that change results, and the git commit."""
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version(), "platform": platform.platform(),
+           "processor": platform.processor() or platform.machine()}
+    for pkg in ("torch", "torchvision", "timm", "openvino", "numpy", "pandas", "scipy", "numba", "implicit",
+                "pillow", "umap-learn", "papermill", "ray", "faiss-cpu"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = None
+    try:
+        out["git_commit"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=NOTEBOOK_DIR.parent, capture_output=True,
+            text=True, check=True).stdout.strip()
+    except Exception:
+        out["git_commit"] = None
+    return out
+
+
+def _type_ok(value, declared: str) -> bool | None:
+    """Whether ``value`` fits a parameter cell's annotation (``int``, ``Optional[list]``, ...);
+    None for annotations this check does not know."""
+    if declared.startswith("Optional[") and declared.endswith("]"):
+        return True if value is None else _type_ok(value, declared[9:-1])
+    checks = {"int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+              "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+              "bool": lambda v: isinstance(v, bool), "str": lambda v: isinstance(v, str),
+              "list": lambda v: isinstance(v, (list, tuple)), "dict": lambda v: isinstance(v, dict)}
+    return checks[declared](value) if declared in checks else None
+
+
+def check_parameters(params: dict, notebooks=None) -> None:
+    """Check parameter names and value types against the notebooks' ``parameters`` cells.
+
+    Raises:
+        ValueError: a name no notebook declares (lists the valid ones), or a value whose type
+            differs from the cell's annotation (names the notebook, the type and the help text).
+    """
+    declared = {}
+    for nb in NOTEBOOKS if notebooks is None else notebooks:
+        for name, spec in notebook_parameters(nb).items():
+            declared.setdefault(name, (nb, spec))
+    unknown = sorted(set(params) - set(declared))
+    if unknown:
+        import difflib
+
+        hints = [f"{u} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(u, declared, 1)) else u
+                 for u in unknown]
+        raise ValueError(f"Unknown parameter(s) {', '.join(hints)}; the notebooks declare {sorted(declared)}")
+    for name, value in params.items():
+        nb, spec = declared[name]
+        kind = str(spec.get("inferred_type_name") or "")
+        if _type_ok(value, kind) is False:
+            raise ValueError(f"parameter {name}={value!r} must be {kind} (notebook {nb}: {spec.get('help') or ''}; "
+                             f"default {spec.get('default')})")
+
+
+def _sha(*parts) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p if isinstance(p, bytes) else json.dumps(p, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def _code_digest() -> str:
+    """Digest of the ``visrec_utils`` sources: a code change reruns every notebook."""
+    return _sha(*(f.read_bytes() for f in sorted(Path(__file__).resolve().parents[1].rglob("*.py"))))
+
+
+def _data_digest(data_dir) -> str:
+    """Digest of a catalogue folder from each file's path, size and modification time (the
+    images are many; their content is hashed by the embedding cache)."""
+    if not data_dir or data_dir == "demo" or not Path(data_dir).is_dir():
+        return _sha(str(data_dir))
+    root = Path(data_dir)
+    rows = sorted((str(f.relative_to(root)), f.stat().st_size, f.stat().st_mtime_ns)
+                  for f in root.rglob("*") if f.is_file())
+    return _sha(str(root.resolve()), rows)
+
+
+def _state(out_dir: Path) -> dict:
+    """``{relative path: (size, mtime_ns)}`` of the files under :data:`STATE_DIRS`."""
+    out = {}
+    for d in STATE_DIRS:
+        for f in (out_dir / d).rglob("*"):
+            if f.is_file() and f.name != "run.json":
+                st = f.stat()
+                out[str(f.relative_to(out_dir))] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+#: Columns of result tables that record how a run went, not what it found (wall times, cache
+#: hits, the runtime used); a rerun changes them, so they do not make later notebooks rerun.
+VOLATILE_COLUMNS = {"seconds", "images_per_s", "cache_hit", "fast_path"}
+
+
+def _outputs_digest(out_dir: Path, files) -> str | None:
+    """Content digest of a notebook's output files (CSV tables without
+    :data:`VOLATILE_COLUMNS` and ``*_seconds`` columns); None when one is missing."""
+    import pandas as pd
+
+    parts = []
+    for rel in sorted(files):
+        f = out_dir / rel
+        if not f.is_file():
+            return None
+        h = hashlib.sha256()
+        if f.suffix == ".csv":
+            try:
+                table = pd.read_csv(f, keep_default_na=False, dtype=str)
+                volatile = [c for c in table.columns if c in VOLATILE_COLUMNS or str(c).endswith("_seconds")]
+                h.update(table.drop(columns=volatile).to_csv(index=False).encode())
+            except (ValueError, pd.errors.ParserError):  # not a table: its bytes
+                h.update(f.read_bytes())
+        else:
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 22), b""):
+                    h.update(block)
+        parts.append((rel, h.hexdigest()))
+    return _sha(parts)
+
+
+def _reusable(previous: dict | None, key: str, out_dir: Path) -> bool:
+    """The previous run of a notebook has the same key, its reports exist and its outputs are
+    unchanged on disk."""
+    if not previous or previous.get("key") != key or "outputs" not in previous:
+        return False
+    reports = out_dir / "reports" / f"{previous['notebook']}"
+    if not (reports.with_suffix(".ipynb").is_file() and reports.with_suffix(".html").is_file()):
+        return False
+    return _outputs_digest(out_dir, previous["outputs"]) == previous.get("outputs_digest")
+
+
+def run_study(params: dict, out_dir: str | Path, notebooks=None, figures_to: str | Path | None = None,
+              log_output: bool = False, reuse: bool = True, repo_figures: bool = False,
+              cell_timeout: float | None = None) -> dict:
+    """Run the notebooks in order, rerunning only those whose inputs changed.
+
+    A notebook's key is a digest of its file, the parameters it receives, the ``visrec_utils``
+    sources, the catalogue folder (path, sizes, times) and the content of every earlier
+    notebook's output files (under :data:`STATE_DIRS`). With ``reuse``, a notebook whose key
+    equals the one recorded in ``<out>/results/run.json``, whose reports exist and whose own
+    outputs are unchanged on disk is not run again: changing one parameter of notebook 05 reruns
+    only 05; changing one of notebook 02 reruns 02, then 03-05 only where 02's outputs changed.
+    Within a notebook, the content-keyed caches (embeddings, fine-tuning, evaluations) skip
+    work whose inputs did not change.
+
+    Args:
+        params: parameter values by name (e.g. ``data_dir, models, max_users, max_items, seed,
+            cache_dir``); ``out_dir`` is added.
+        out_dir: output folder.
+        notebooks: which notebooks to run (default :data:`NOTEBOOKS`, in order).
+        figures_to: also copy ``<out>/figures/*.png`` into this folder (the caller named it).
+        reuse: False reruns every notebook.
+        repo_figures: refresh the repository's ``figures/`` (:data:`REPO_FIGURES`), but only
+            when the catalogue is the H&M sample (:func:`is_reference_sample`): a user's own
+            catalogue (its product photos) never lands in the repository this way.
+        cell_timeout: seconds one notebook cell may run (None: no limit).
+
+    Returns:
+        The run record written to ``<out>/results/run.json``; each notebook's entry has
+        ``reused`` (True: not run this time; ``seconds`` is then its earlier run's) and
+        ``peak_rss_mib`` (peak memory of its kernel and workers).
+
+    Raises:
+        ValueError: a parameter that no notebook declares, or of the wrong type
+            (:func:`check_parameters`), or a study that could compute nothing at all
+            (:func:`visrec_utils.pipeline.preflight.check_study`); nothing has run then.
+        StudyError: a notebook failed (one line: the notebook, the likely cause, what to do);
+            ``run.json`` then marks it failed, so the next run reruns it and reuses the others.
+    """
+    notebooks = list(NOTEBOOKS if notebooks is None else notebooks)
+    out_dir = Path(out_dir).resolve()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"the output folder {out_dir} (--out / out_dir) is a file; name a folder (it is created)")
+    params = {**params, "out_dir": str(out_dir)}
+    check_parameters(params, notebooks)
+    if "ks" in params and 20 not in params["ks"]:
+        print(f"[visrec] warning: ks={params['ks']} has no 20: the index's nDCG@20 column and notebook 05's "
+              "@20 correlations and figures will be empty", flush=True)
+    if params.get("models"):
+        from ..features.models import expand_presets, get_spec
+
+        params["models"] = expand_presets(params["models"])
+        for name in params["models"]:  # unknown names fail now, not after notebook 01
+            get_spec(name)
+    if "01_data_prep" in notebooks:  # the study starts here: stop now if it could compute nothing at all
+        from .preflight import check_study
+
+        for line in check_study(params):
+            print(f"[visrec] warning: {line}", flush=True)
+    run_json = out_dir / "results" / "run.json"
+    try:
+        before = {r["notebook"]: r for r in json.loads(run_json.read_text())["notebooks"]} if reuse else {}
+    except (OSError, ValueError, KeyError, TypeError):
+        before = {}
+    record = {"parameters": params, "versions": versions(), "notebooks": [],
+              "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    # the git commit is left out: a commit that changes no code or notebook (docs) reruns nothing
+    libraries = {k: v for k, v in record["versions"].items() if k != "git_commit"}
+    base = _sha(_code_digest(), libraries, _data_digest(params.get("data_dir")))
+    upstream = []
+    t0 = time.perf_counter()
+    for nb in notebooks:
+        declared = notebook_parameters(nb)
+        mine = {k: v for k, v in params.items() if k in declared}
+        where = {k: v for k, v in mine.items() if k != "out_dir"}  # a moved output folder is still valid
+        key = _sha(base, (NOTEBOOK_DIR / f"{nb}.ipynb").read_bytes(), where, upstream)
+        if _reusable(before.get(nb), key, out_dir):
+            rec = {**before[nb], "reused": True}
+            print(f"[visrec] {nb}: inputs unchanged, reusing its run of {rec['seconds']:.0f} s", flush=True)
+        else:
+            print(f"[visrec] running {nb} ...", flush=True)
+            state = _state(out_dir)
+            try:
+                rec = run_notebook(nb, params, out_dir, log_output=log_output, timeout=cell_timeout)
+                if nb == "02_embedding_extraction":
+                    _report_models(out_dir)
+            except BaseException:  # its reports now show the failure: the next run must not reuse them
+                later = [before[n] for n in notebooks[notebooks.index(nb) + 1:] if n in before]
+                failed = {**record, "failed": nb, "notebooks": [*record["notebooks"], {"notebook": nb, "failed": True},
+                                                                *later]}
+                _write_json(run_json, failed)
+                raise
+            rec["outputs"] = sorted(f for f, st in _state(out_dir).items() if state.get(f) != st)
+            rec["outputs_digest"] = _outputs_digest(out_dir, rec["outputs"])
+            rec.update(key=key, reused=False)
+            print(f"[visrec] {nb} done in {rec['seconds']:.0f} s (peak memory {rec.get('peak_rss_mib', 0) / 1024:.1f} GiB)",
+                  flush=True)
+        upstream.append(rec["outputs_digest"])
+        record["notebooks"].append(rec)
+    record["total_seconds"] = round(time.perf_counter() - t0, 1)
+    _write_json(run_json, record)
+    from ..reports.index import write_index
+
+    print(f"[visrec] report index: {write_index(out_dir)}", flush=True)
+    _copy_figures(out_dir, params.get("data_dir"), figures_to, repo_figures)
+    return record
+
+
+def _write_json(path: Path, obj) -> None:
+    """Write JSON atomically (a kill or a full disk never leaves half a run.json)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    tmp.replace(path)
+
+
+def is_reference_sample(data_dir) -> bool:
+    """True when ``data_dir`` is the H&M sample the repository's figures come from
+    (``../shared/data/hm_sample`` beside the repository or the working directory)."""
+    if not data_dir or str(data_dir) == "demo" or not Path(data_dir).is_dir():
+        return False
+    here = Path(data_dir).resolve()
+    candidates = (NOTEBOOK_DIR.parent.parent / "shared/data/hm_sample", Path.cwd().parent / "shared/data/hm_sample")
+    return any(c.is_dir() and c.resolve() == here for c in candidates)
+
+
+def _copy_figures(out_dir: Path, data_dir, figures_to, repo_figures: bool) -> None:
+    """Copy ``<out>/figures/*.png`` to ``figures_to`` (named by the caller) and, for the H&M
+    sample only, to the repository's ``figures/`` (see :func:`run_study`)."""
+    synthetic = json.loads((out_dir / "data" / "catalogue.json").read_text()).get("synthetic", False) \
+        if (out_dir / "data" / "catalogue.json").is_file() else False
+    targets = [Path(figures_to)] if figures_to else []
+    if repo_figures and is_reference_sample(data_dir):
+        targets.append(REPO_FIGURES)
+    elif repo_figures:
+        print(f"[visrec] the repository's figures/ are left as they are: they are refreshed from the H&M sample "
+              f"only, and this run's catalogue is {data_dir}. Its figures (galleries and contact sheets show its "
+              f"product photos) stay in {out_dir / 'figures'}; --figures-to DIR copies them where you name.",
+              flush=True)
+    for dest in targets:
+        if synthetic:
+            print(f"[visrec] not copying figures to {dest}: this run used the SYNTHETIC demo catalogue", flush=True)
+            continue
+        dest.mkdir(parents=True, exist_ok=True)
+        for png in sorted((out_dir / "figures").glob("*.png")):
+            shutil.copy2(png, dest / png.name)
+
+
+def _report_models(out_dir: Path) -> None:
+    """Print skipped models after extraction; stop when no model produced embeddings.
+
+    Raises:
+        StudyError: no model has embeddings (every one was skipped), naming the reasons.
+    """
+    import pandas as pd
+
+    path = out_dir / "results" / "models.csv"
+    if not path.is_file():
+        return
+    table = pd.read_csv(path, keep_default_na=False)
+    for r in table[table["status"] == "skipped"].itertuples():
+        print(f"[visrec] skipped model {r.model}: {r.reason}", flush=True)
+    if not table["status"].isin(["ok", "precomputed"]).any():
+        raise StudyError(f"no model produced embeddings ({path}); see the reasons above. Offline, use "
+                         "the registered models (python -m visrec_utils study --help).")
+
+
+# The slice the regression baseline is computed on (tests/baselines/); change it only together
+# with a refreshed baseline.
+SLICE_PARAMS = {"max_users": 60, "max_items": 1500, "models": ["mobilenetv1_025_keras"], "seed": 0,
+                "stage_models": ["mobilenetv1_025_keras"], "max_steps": 24, "contrastive_images": 200}
+BASELINE_FILE = NOTEBOOK_DIR.parent / "tests" / "baselines" / "slice_metrics.csv"
+BASELINE_ATOL = 2e-3
+_KEY = ["model", "strategy", "recommender", "metric", "k"]
+
+
+def compare_to_baseline(metrics, baseline, atol: float = BASELINE_ATOL):
+    """Rows of ``metrics`` that differ from ``baseline`` (both tidy metrics tables).
+
+    A row differs when it is missing on either side, its ``n_users`` differs, or ``value``,
+    ``ci_low`` or ``ci_high`` differ by more than ``atol`` (absolute).
+
+    Returns:
+        DataFrame of differing rows with both sides' values (empty when equal).
+    """
+    import numpy as np
+
+    m = metrics.merge(baseline, on=_KEY, how="outer", suffixes=("", "_baseline"), indicator=True)
+    bad = m["_merge"] != "both"
+    for c in ("value", "ci_low", "ci_high"):
+        a, b = m[c].to_numpy(float), m[f"{c}_baseline"].to_numpy(float)
+        bad |= ~(np.isclose(a, b, rtol=0, atol=atol) | (np.isnan(a) & np.isnan(b)))
+    bad |= m["n_users"] != m["n_users_baseline"]
+    return m[bad]
+
+
+def refresh_baseline(out_dir: str | Path, cache_dir: str | Path | None = None, data_dir=None) -> Path:
+    """Run the slice study and overwrite the stored regression baseline (explicit, never automatic),
+    with the library versions used beside it (``tests/baselines/slice_versions.json``)."""
+    import pandas as pd
+
+    params = dict(SLICE_PARAMS)
+    if cache_dir:
+        params["cache_dir"] = str(cache_dir)
+    if data_dir:
+        params["data_dir"] = str(data_dir)
+    run_study(params, out_dir, reuse=False)
+    metrics = pd.read_csv(Path(out_dir) / "results" / "metrics.csv")
+    BASELINE_FILE.parent.mkdir(parents=True, exist_ok=True)
+    metrics.to_csv(BASELINE_FILE, index=False)
+    # the library versions it was computed with: a later mismatch may come from the environment
+    recorded = {k: v for k, v in versions().items() if k not in ("git_commit", "platform")}
+    _write_json(BASELINE_FILE.with_name("slice_versions.json"), recorded)
+    return BASELINE_FILE

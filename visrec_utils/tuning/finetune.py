@@ -1,0 +1,302 @@
+"""Fine-tuning strategies on top of frozen ImageNet embeddings.
+
+``frozen``: the pooled ImageNet features as they are (the reference).
+
+``bpr_projection``: a learned linear map W of the frozen embeddings (initialised to the
+identity, so training starts from the frozen ranking), trained with the BPR loss (Rendle et
+al. 2009) on (user profile, bought item, not-bought item) triplets built from *training*
+baskets only: for every training basket of a user after their first, the profile is the mean
+of the L2-normalised embeddings of the items bought on earlier days, the positives are the
+basket's new items, and a negative is drawn uniformly from items the user never bought in
+training. The score is cos(W m_profile, W e_item), scaled by a fixed temperature. Test
+baskets are never seen (they are not in ``split.train``). A validation set of users is split
+off the training users for early stopping.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..catalogue.splits import Split
+from ..features.embeddings import atomic_save_npz
+from ..evaluation.recommenders import l2_normalize
+from ..core.naming import safe_name
+from ..core.skips import PartSkipped
+
+EMBEDDING_STRATEGIES = ("frozen", "bpr_projection")
+STRATEGIES = EMBEDDING_STRATEGIES + ("partial_bpr", "proxy_metadata", "contrastive")  # the last three: stage_tuning
+
+
+@dataclass(frozen=True)
+class BPRConfig:
+    """Hyper-parameters of ``bpr_projection`` (defaults sized for a 2-core laptop)."""
+
+    epochs: int = 15
+    batch_size: int = 512
+    lr: float = 1e-3
+    temperature: float = 10.0
+    val_fraction: float = 0.1
+    patience: int = 3
+    max_profile: int = 50
+    seed: int = 0
+
+
+@dataclass
+class Events:
+    """Training events: profile means, positives and the items each user bought.
+
+    Attributes:
+        profile_items: per event, int64 item indices of the profile (most recent ``max_profile``).
+        pos: ``(n_triplets,) int64`` positive items; ``event`` maps each to its event.
+        event: ``(n_triplets,) int64`` event index of each positive.
+        user: ``(n_events,) object`` user id of each event.
+        bought: ``{user_id: np.ndarray}`` items bought in training, excluded from negatives.
+    """
+
+    profile_items: list
+    pos: np.ndarray
+    event: np.ndarray
+    user: np.ndarray
+    bought: dict
+
+
+def training_events(train: pd.DataFrame, max_profile: int = 50) -> Events:
+    """Build BPR events from training interactions (``user_id, item_idx, timestamp``).
+
+    Only purchases present in ``train`` are used, so a split's test baskets never enter.
+    """
+    prof, pos, ev, users, bought = [], [], [], [], {}
+    for u, g in train.sort_values("timestamp").groupby("user_id", sort=True):
+        bought[u] = np.unique(g["item_idx"].to_numpy())
+        seen: list[int] = []
+        seen_set: set[int] = set()
+        for _, b in g.groupby("timestamp", sort=True):
+            items = np.unique(b["item_idx"].to_numpy())
+            new = [i for i in items if i not in seen_set]
+            if seen and new:
+                prof.append(np.array(seen[-max_profile:], dtype=np.int64))
+                pos.extend(new)
+                ev.extend([len(prof) - 1] * len(new))
+                users.append(u)
+            for i in items:
+                if i not in seen_set:
+                    seen_set.add(i)
+                    seen.append(int(i))
+    return Events(prof, np.array(pos, dtype=np.int64), np.array(ev, dtype=np.int64),
+                  np.array(users, dtype=object), bought)
+
+
+def require_triplets(train: pd.DataFrame, max_profile: int = 50) -> Events:
+    """The training events of :func:`training_events`, when there are enough to train on.
+
+    Raises:
+        PartSkipped: no training triplet (no user has a training basket after an earlier one),
+            or all of them come from one user (one user is held out for validation, so at
+            least two are needed).
+    """
+    ev = training_events(train, max_profile)
+    if len(ev.pos) == 0:
+        raise PartSkipped("no training triplets: no user has a training basket with a new item after an earlier "
+                          "basket, and purchase-based fine-tuning learns from those")
+    n_users = len(set(ev.user.tolist()))
+    if n_users < 2:
+        raise PartSkipped(f"the training triplets come from {n_users} user, and purchase-based fine-tuning needs "
+                          "at least 2 (one is held out for validation)")
+    return ev
+
+
+def projection_inputs(frozen: dict, strategies, split: Split, cfg: BPRConfig = BPRConfig()) -> dict:
+    """The frozen sets ``bpr_projection`` trains on: ``frozen`` itself, when the part can run.
+
+    Raises:
+        PartSkipped: ``bpr_projection`` is not in ``strategies``, ``frozen`` is empty, or the
+            split's training part has too few triplets (:func:`require_triplets`).
+    """
+    if "bpr_projection" not in strategies:
+        raise PartSkipped("bpr_projection is not in strategies")
+    if not frozen:
+        raise PartSkipped("no frozen embedding set to project (models selects none of this study's models)")
+    require_triplets(split.train, cfg.max_profile)
+    return frozen
+
+
+def comparison_sets(frozen: dict, tuned: dict) -> dict:
+    """Every fine-tuned set and the frozen set of each model that has one, ``{(model, strategy): emb}``.
+
+    Raises:
+        PartSkipped: no fine-tuned set (every strategy was left out or skipped).
+    """
+    if not tuned:
+        raise PartSkipped("no fine-tuned embedding set to compare with the frozen features (every strategy "
+                          "was left out of strategies or skipped above)")
+    trained = {m for m, _ in tuned}
+    return {**{k: v for k, v in frozen.items() if k[0] in trained}, **tuned}
+
+
+def sample_training_negatives(events: Events, rng, n_items: int) -> np.ndarray:
+    neg = rng.integers(0, n_items, size=len(events.pos))
+    for t in range(len(neg)):  # resample the rare draw that the user bought
+        bought = events.bought[events.user[events.event[t]]]
+        while np.isin(neg[t], bought):
+            neg[t] = rng.integers(0, n_items)
+    return neg
+
+
+def train_bpr_projection(embeddings: np.ndarray, split: Split, cfg: BPRConfig = BPRConfig(),
+                         progress: bool = True):
+    """Train the ``bpr_projection`` strategy.
+
+    Args:
+        embeddings: frozen ``(n_items, dim) float32``.
+        split: the split whose ``train`` interactions provide the triplets.
+        cfg: hyper-parameters.
+        progress: tqdm bar over epochs.
+
+    Returns:
+        (projected embeddings ``(n_items, dim) float32``, history DataFrame with one row per
+        epoch: ``epoch, train_loss, val_loss, val_acc, seconds``; ``val_acc`` is the share of
+        validation triplets with s_pos > s_neg, epoch 0 is the identity/frozen start).
+
+    Raises:
+        PartSkipped: (a ``ValueError``) the training data yields too few triplets
+            (:func:`require_triplets`).
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    assert_no_test_purchases(split.train, split)
+    ev = require_triplets(split.train, cfg.max_profile)
+    base = l2_normalize(embeddings)
+    prof_mean = np.stack([base[p].mean(0) for p in ev.profile_items]).astype(np.float32)
+    users = np.unique(ev.user)
+    val_users = set(rng.choice(users, size=max(1, int(len(users) * cfg.val_fraction)), replace=False))
+    is_val_event = np.array([u in val_users for u in ev.user])
+    is_val = is_val_event[ev.event]
+    val_neg = sample_training_negatives(ev, rng, split.n_items)[is_val]
+    E = torch.from_numpy(base)
+    M = torch.from_numpy(prof_mean)
+    d = base.shape[1]
+    W = torch.nn.Parameter(torch.eye(d))
+    opt = torch.optim.Adam([W], lr=cfg.lr)
+
+    def scores(ev_idx, items):
+        u = torch.nn.functional.normalize(M[ev_idx] @ W, dim=1)
+        v = torch.nn.functional.normalize(E[items] @ W, dim=1)
+        return (u * v).sum(1)
+
+    def val_stats():
+        with torch.no_grad():
+            e_idx = torch.from_numpy(ev.event[is_val])
+            diff = cfg.temperature * (scores(e_idx, torch.from_numpy(ev.pos[is_val]))
+                                      - scores(e_idx, torch.from_numpy(val_neg)))
+            return float(-torch.nn.functional.logsigmoid(diff).mean()), float((diff > 0).float().mean())
+
+    tr_idx = np.flatnonzero(~is_val)
+    history = []
+    vl, va = val_stats()
+    history.append({"epoch": 0, "train_loss": np.nan, "val_loss": vl, "val_acc": va, "seconds": 0.0})
+    best = (vl, W.detach().clone())
+    bad = 0
+    t0 = time.perf_counter()
+    for epoch in tqdm(range(1, cfg.epochs + 1), desc="bpr_projection", disable=not progress):
+        neg_all = sample_training_negatives(ev, rng, split.n_items)
+        order = rng.permutation(tr_idx)
+        losses = []
+        for s in range(0, len(order), cfg.batch_size):
+            b = order[s:s + cfg.batch_size]
+            e_idx = torch.from_numpy(ev.event[b])
+            diff = cfg.temperature * (scores(e_idx, torch.from_numpy(ev.pos[b]))
+                                      - scores(e_idx, torch.from_numpy(neg_all[b])))
+            loss = -torch.nn.functional.logsigmoid(diff).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+        vl, va = val_stats()
+        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": vl,
+                        "val_acc": va, "seconds": time.perf_counter() - t0})
+        if vl < best[0] - 1e-4:
+            best, bad = (vl, W.detach().clone()), 0
+        else:
+            bad += 1
+            if bad >= cfg.patience:
+                break
+    with torch.no_grad():
+        projected = (E @ best[1]).numpy().astype(np.float32)
+    return projected, pd.DataFrame(history)
+
+
+def assert_no_test_purchases(train: pd.DataFrame, split: Split) -> None:
+    """Refuse training data that holds a test purchase: a (user, truth item) row at or after
+    that test point's time.
+
+    Raises:
+        ValueError: naming the first leaked purchases and what to pass instead (``split.train``).
+    """
+    pts = pd.DataFrame({"user_id": np.repeat(split.users, [len(t) for t in split.truth]),
+                        "item_idx": np.concatenate(split.truth) if split.n_users else np.zeros(0, np.int64),
+                        "test_day": np.repeat(split.test_day, [len(t) for t in split.truth])})
+    hit = train.merge(pts, on=["user_id", "item_idx"])
+    leaked = hit[hit["timestamp"] >= hit["test_day"]]
+    if len(leaked):
+        ex = "; ".join(f"{r.user_id} bought item {r.item_idx} on {r.timestamp}" for r in leaked.head(3).itertuples())
+        raise ValueError(f"training data holds {len(leaked)} test purchases ({ex}); train on split.train, "
+                         "which leaves every test point out")
+
+
+def split_fingerprint(split: Split) -> str:
+    """Content hash of the training interactions (values only, independent of pandas dtypes)."""
+    h = hashlib.sha256()
+    tr = split.train
+    h.update("\n".join(tr["user_id"].astype(str).tolist()).encode())
+    h.update(tr["item_idx"].to_numpy(dtype=np.int64).tobytes())
+    h.update(tr["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64).tobytes())
+    h.update(str(split.n_items).encode())
+    return h.hexdigest()
+
+
+def apply_strategy(strategy: str, embeddings: np.ndarray, split: Split, cache_dir: str | os.PathLike,
+                   cfg: BPRConfig = BPRConfig(), progress: bool = True):
+    """Embeddings of one fine-tuning strategy, cached by (strategy, parameters, inputs).
+
+    Args:
+        strategy: one of :data:`STRATEGIES`.
+        embeddings: frozen ``(n_items, dim) float32``.
+        split: training data source.
+        cache_dir: folder for cached results (``finetune/<key>.npz``).
+        cfg: hyper-parameters for ``bpr_projection``.
+
+    Returns:
+        (embeddings ``(n_items, dim) float32``, history DataFrame (empty for ``frozen``), info dict)
+
+    Raises:
+        KeyError: unknown strategy, naming the valid ones.
+    """
+    if strategy == "frozen":
+        return embeddings, pd.DataFrame(), {"hit": True, "seconds": 0.0}
+    if strategy in STRATEGIES and strategy not in EMBEDDING_STRATEGIES:
+        raise KeyError(f"{strategy!r} trains CNN stages: use visrec_utils.tuning.stage_tuning.run_stage_strategy")
+    if strategy != "bpr_projection":
+        raise KeyError(f"Unknown fine-tuning strategy {strategy!r}; choose from {list(STRATEGIES)}")
+    key_src = hashlib.sha256()
+    key_src.update(np.ascontiguousarray(embeddings, dtype=np.float32).tobytes())
+    key_src.update(split_fingerprint(split).encode())
+    key_src.update(json.dumps({"strategy": strategy, **asdict(cfg)}, sort_keys=True).encode())
+    path = Path(cache_dir) / "finetune" / f"{safe_name(strategy)}-{key_src.hexdigest()[:24]}.npz"
+    t0 = time.perf_counter()
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            hist = pd.DataFrame({c: z[f"h_{c}"] for c in ("epoch", "train_loss", "val_loss", "val_acc", "seconds")})
+            return z["embeddings"], hist, {"hit": True, "seconds": time.perf_counter() - t0, "path": str(path)}
+    emb, hist = train_bpr_projection(embeddings, split, cfg, progress=progress)
+    atomic_save_npz(path, embeddings=emb, **{f"h_{c}": hist[c].to_numpy() for c in hist.columns})
+    return emb, hist, {"hit": False, "seconds": time.perf_counter() - t0, "path": str(path)}
