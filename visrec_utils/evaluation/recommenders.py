@@ -18,12 +18,7 @@ import numba
 import numpy as np
 
 from ..catalogue.splits import Split
-
-
-def l2_normalize(emb: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """Rows scaled to unit L2 norm, ``(n, d) float32`` (zero rows stay zero)."""
-    emb = np.asarray(emb, dtype=np.float32)
-    return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), eps)
+from ..core.linalg import l2_normalize  # noqa: F401 (re-exported)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)

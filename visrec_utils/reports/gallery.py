@@ -15,7 +15,8 @@ import pandas as pd
 
 from .plots import pyplot, save_figure
 from ..core.skips import PartSkipped
-from ..evaluation.recommenders import VisRank, l2_normalize
+from ..core.linalg import l2_normalize
+from ..evaluation.recommenders import VisRank
 
 
 def _wrap(label: str, width: int = 12) -> str:

@@ -26,7 +26,7 @@ import pandas as pd
 
 from ..catalogue.splits import Split
 from ..features.embeddings import atomic_save_npz
-from ..evaluation.recommenders import l2_normalize
+from ..core.linalg import l2_normalize
 from ..core.naming import safe_name
 from ..core.skips import PartSkipped
 
