@@ -1,4 +1,4 @@
-"""Evaluation speed and memory, printed as measured figures (issue 4). Not a test.
+"""Evaluation speed and memory, logged as measured figures (issue 4). Not a test.
 
     python benchmarks/evaluation.py hm         # one embedding set on the H&M sample (needs `make study`)
     python benchmarks/evaluation.py cornac     # same scores through Cornac's ranking_eval: equality + speed ratio
@@ -10,6 +10,7 @@ case under 4 GiB peak memory; visrec at least 20x faster than Cornac on identica
 from __future__ import annotations
 
 import argparse
+import logging
 import resource
 import sys
 import time
@@ -21,9 +22,11 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from visrec_utils.catalogue import data, splits
+from visrec_utils.catalogue import data, protocols, splits
 from visrec_utils.features import embeddings
 from visrec_utils.evaluation import metrics, recommenders  # noqa: E402
+
+log = logging.getLogger("benchmarks.evaluation")
 
 
 def _peak_rss_gib() -> float:
@@ -53,11 +56,11 @@ def _matmul_gflops(dim: int, n: int = 17_000) -> float:
 def bench_hm(out_dir: Path, models: list[str]) -> None:
     for model in models:
         cat, emb = _load(out_dir, model)
-        split = splits.leave_last_basket_out(cat)
+        split = protocols.leave_last_basket_out(cat)
         metrics.evaluate_many({"warm-up": lambda pos: np.zeros((len(pos), split.n_items))}, split)  # numba, caches
         t0 = time.perf_counter()
         shared = recommenders.SharedSimilarities(emb, split)
-        fns = {n: recommenders.make_recommender(n).fit(split, emb, shared=shared).score
+        fns = {n: recommenders.create_recommender(n).fit(split, emb, shared=shared).score
                for n in ("visrank_max", "visrank_mean", "visrank_top3")}
         shared._whole_split()
         t_sims = time.perf_counter() - t0
@@ -71,13 +74,13 @@ def bench_hm(out_dir: Path, models: list[str]) -> None:
         distinct = len(np.unique(np.concatenate(split.profiles)))
         flop = 2.0 * distinct * split.n_items * emb.shape[1]
         peak = _matmul_gflops(emb.shape[1], split.n_items)
-        print(f"H&M sample, {model} ({emb.shape[1]} dims): {split.n_users} test users x {split.n_items} items")
-        print(f"  similarities of the {distinct:,} distinct profile items (of {profile_rows:,} profile rows) to the "
+        log.info(f"H&M sample, {model} ({emb.shape[1]} dims): {split.n_users} test users x {split.n_items} items")
+        log.info(f"  similarities of the {distinct:,} distinct profile items (of {profile_rows:,} profile rows) to the "
               f"catalogue: {flop / 1e9:.0f} GFLOP in {t_sims:.2f} s ({flop / 1e9 / t_sims:.0f} GFLOP/s; this "
               f"machine's measured matmul peak {peak:.0f} GFLOP/s -> at least {flop / 1e9 / peak:.2f} s)")
-        print(f"  whole evaluation of VisRank-max (similarities + every accuracy metric, full ranking): "
+        log.info(f"  whole evaluation of VisRank-max (similarities + every accuracy metric, full ranking): "
               f"{t_sims + t_max:.2f} s (target < 2 s)")
-        print(f"  then all 3 VisRank aggregates with every metric, novelty included: {t_all:.2f} s")
+        log.info(f"  then all 3 VisRank aggregates with every metric, novelty included: {t_all:.2f} s")
 
 
 def bench_synthetic(n_users: int, n_items: int, dim: int, chunk: int) -> None:
@@ -93,7 +96,7 @@ def bench_synthetic(n_users: int, n_items: int, dim: int, chunk: int) -> None:
     t0 = time.perf_counter()
     per_user = metrics.evaluate_many({"dot": lambda pos: users[pos] @ items.T}, split, chunk=chunk)["dot"]
     dt = time.perf_counter() - t0
-    print(f"synthetic {n_users:,} users x {n_items:,} items x {dim} dims, full ranking, every metric "
+    log.info(f"synthetic {n_users:,} users x {n_items:,} items x {dim} dims, full ranking, every metric "
           f"(chunk {chunk}): {dt:.1f} s, {n_users / dt:.0f} users/s, peak RSS {_peak_rss_gib():.2f} GiB "
           f"(target < 4 GiB); mean AUC {per_user['auc'].mean():.4f} (random scores: about 0.5)")
 
@@ -104,7 +107,7 @@ def bench_cornac(out_dir: Path, model: str, ks=(10, 20, 50)) -> None:
     from cornac.metrics import AUC, MRR, NDCG, Precision, Recall
 
     cat, emb = _load(out_dir, model)
-    split = splits.leave_last_basket_out(cat, availability="catalogue")
+    split = protocols.leave_last_basket_out(cat, availability="catalogue")
     scores = recommenders.VisRank("max").fit(split, emb).score(np.arange(split.n_users))
     full = metrics.evaluate_many({"s": lambda pos: scores[pos]}, split, ks=ks)["s"]
 
@@ -143,7 +146,7 @@ def bench_cornac(out_dir: Path, model: str, ks=(10, 20, 50)) -> None:
     known = np.zeros(split.n_items, bool)
     known[ours_of] = True
     keep = [p for p in range(split.n_users) if known[split.truth[p]].any() and split.users[p] in train_set.uid_map]
-    warm = splits._subset(split, np.array(keep), [split.truth[p][known[split.truth[p]]] for p in keep])
+    warm = splits.subset_split(split, np.array(keep), [split.truth[p][known[split.truth[p]]] for p in keep])
     warm.available_from = np.where(known, np.datetime64("NaT", "ns"), np.datetime64("2262-01-01", "ns"))
     warm_scores = scores[keep]
     metrics.evaluate_many({"s": lambda pos: warm_scores[pos[0]:pos[-1] + 1]}, warm, ks=ks, novelty=False)  # compiled kernel warm
@@ -162,14 +165,14 @@ def bench_cornac(out_dir: Path, model: str, ks=(10, 20, 50)) -> None:
     table = pd.DataFrame(rows)
     table["warm_only_over_full"] = table["visrec_warm_only"] / table["visrec_full_candidates"]
     n_cold = sum(int((~known[t]).sum()) for t in split.truth)
-    print(f"Cornac {cornac.__version__} vs visrec, {model} VisRank-max, {len(keep)} users; Cornac ranks only the "
+    log.info(f"Cornac {cornac.__version__} vs visrec, {model} VisRank-max, {len(keep)} users; Cornac ranks only the "
           f"{known.sum():,} items seen in training and drops {n_cold:,} of {sum(len(t) for t in split.truth):,} "
           "test items (cold)")
     with pd.option_context("display.width", 200, "display.float_format", "{:.6f}".format):
-        print(table.to_string(index=False))
-    print("  MRR differs when a user's first hit is below the top max(k): Cornac's rank() sorts only the top "
+        log.info(table.to_string(index=False))
+    log.info("  MRR differs when a user's first hit is below the top max(k): Cornac's rank() sorts only the top "
           "max(k) and leaves the rest in argpartition order; visrec ranks the full list.")
-    print(f"  time (best of 3; the same metrics, no novelty): Cornac {t_cornac:.3f} s, visrec {t_ours:.3f} s -> visrec {t_cornac / t_ours:.1f}x faster "
+    log.info(f"  time (best of 3; the same metrics, no novelty): Cornac {t_cornac:.3f} s, visrec {t_ours:.3f} s -> visrec {t_cornac / t_ours:.1f}x faster "
           "(target >= 20x)")
 
 
@@ -183,6 +186,7 @@ def main(argv=None) -> None:
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--chunk", type=int, default=32)
     a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     if a.what == "hm":
         bench_hm(a.out, a.model)
     elif a.what == "cornac":

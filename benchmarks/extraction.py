@@ -16,6 +16,7 @@ The images are the first ``--n`` of the H&M sample (``$VISREC_DATA`` or ``../sha
 from __future__ import annotations
 
 import argparse
+import copy
 import re
 import resource
 import subprocess
@@ -184,7 +185,7 @@ def bench_device(names: list[str], n: int, device: str, batch_size: int = 64) ->
 def bench_rss(name: str, n: int) -> None:
     """Peak RSS of extracting n images into an empty cache, in a fresh process."""
     code = (f"import sys, resource, tempfile; sys.path.insert(0, {str(ROOT)!r}); "
-            "sys.argv=['x']; import benchmarks.extraction as b; from visrec_utils import embeddings, models; "
+            "sys.argv=['x']; import benchmarks.extraction as b; from visrec_utils.features import embeddings, models; "
             f"ids, paths = b._paths({n}); m = models.load_model({name!r}); "
             "d = tempfile.mkdtemp(); embeddings.cached_embeddings(m, ids, paths, cache_dir=d, progress=False); "
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
@@ -205,7 +206,7 @@ def bench_runtimes(name: str) -> None:
     with torch.inference_mode():
         ref = pooled(x).numpy()
     paths = {"eager NCHW": pooled,
-             "channels_last": lambda a: extract.copy.deepcopy(pooled).to(memory_format=torch.channels_last)(
+             "channels_last": lambda a: copy.deepcopy(pooled).to(memory_format=torch.channels_last)(
                  a.contiguous(memory_format=torch.channels_last))}
     try:
         paths["openvino (f32)"] = extract.openvino_forward(pooled, x)

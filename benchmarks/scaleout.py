@@ -17,7 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from visrec_utils.catalogue import data, splits
+from visrec_utils.catalogue import data, protocols, splits
 from visrec_utils.features import embeddings, models
 from visrec_utils.evaluation import experiment
 from visrec_utils.core import backends  # noqa: E402
@@ -46,7 +46,7 @@ def main(argv=None) -> None:
     print(f"extraction of {a.n} images, {a.model} (Ray started in {t_init:.1f} s): local {a.n / times['local']:.1f} img/s, "
           f"ray {a.n / times['ray']:.1f} img/s; max abs diff {np.nanmax(np.abs(embs['ray'] - embs['local'])):.1e}")
     sub = data.slice_catalogue(cat, max_users=400, seed=0)
-    split = splits.leave_last_basket_out(sub)
+    split = protocols.leave_last_basket_out(sub)
     emb = np.random.default_rng(0).normal(size=(len(sub.items), 256)).astype(np.float32)
     res = {}
     for backend in ("local", "ray"):

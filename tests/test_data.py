@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from visrec_utils.catalogue import data, splits
+from visrec_utils.catalogue import data, protocols, splits
 
 
 def test_real_sample_matches_its_readme(hm_catalogue):
@@ -21,7 +21,7 @@ def test_real_sample_matches_its_readme(hm_catalogue):
 
 
 def test_real_split_users(hm_catalogue):
-    split = splits.leave_last_basket_out(hm_catalogue)
+    split = protocols.leave_last_basket_out(hm_catalogue)
     n_days = hm_catalogue.interactions.groupby("user_id")["timestamp"].nunique()
     assert split.n_users + split.dropped_repeat_only == int((n_days >= 2).sum())
     # no test item is in the profile; test baskets are not in the training interactions
@@ -53,7 +53,7 @@ def test_leave_last_basket_out_by_hand(tmp_path):
     ]
     cat = data.load_hm(_tiny_catalogue(tmp_path, rows, int_ids=True))
     assert cat.items["item_id"].tolist() == ["0000000001", "0000000002", "0000000003", "0000000004"]
-    split = splits.leave_last_basket_out(cat)
+    split = protocols.leave_last_basket_out(cat)
     assert split.users.tolist() == ["u1"]
     assert split.profiles[0].tolist() == [0, 1]
     assert split.truth[0].tolist() == [2]  # item 1 was re-bought: not a truth item
@@ -111,13 +111,13 @@ def test_availability_from_items_table_dates():
     inter = pd.DataFrame({"user_id": ["u"] * 3, "item_id": ["a", "b", "d"],
                           "timestamp": pd.to_datetime(["2020-01-05", "2020-01-05", "2020-02-15"])})
     cat = data.Catalogue(items, inter)
-    split = splits.leave_last_basket_out(cat)  # auto: the items table has dates
+    split = protocols.leave_last_basket_out(cat)  # auto: the items table has dates
     assert split.availability == "items table dates"
     # c was available (Feb 1 <= Feb 15); d is the truth and stays a candidate although dated Mar 1
     assert split.candidate_mask(0).tolist() == [False, False, True, True]
-    assert splits.leave_last_basket_out(cat, availability="catalogue").candidate_mask(0).tolist() == [False, False, True, True]
+    assert protocols.leave_last_basket_out(cat, availability="catalogue").candidate_mask(0).tolist() == [False, False, True, True]
     late = cat.items.assign(available_from=pd.to_datetime(["2020-01-01", None, "2020-03-01", "2020-03-01"]))
-    split = splits.leave_last_basket_out(data.Catalogue(late, inter))
+    split = protocols.leave_last_basket_out(data.Catalogue(late, inter))
     assert split.candidate_mask(0).tolist() == [False, False, False, True]  # c not yet available
     with pytest.raises(ValueError, match="availability"):
-        splits.leave_last_basket_out(cat, availability="first_sold")
+        protocols.leave_last_basket_out(cat, availability="first_sold")

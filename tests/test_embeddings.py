@@ -53,8 +53,9 @@ def test_openvino_runtime_equals_plain_forward_and_its_conversion_is_cached(mobi
     first = extract_embeddings(mobilenet, paths, batch_size=5, progress=False, runtime="openvino", runtime_cache=tmp_path)
     assert first.path.startswith("openvino")
     assert np.abs(plain.embeddings - first.embeddings).max() < embeddings.FAST_PATH_ATOL
-    (xml,) = (tmp_path / "openvino").glob("mobilenetv1_025_keras-*-224x224-*.xml")
+    (xml,) = (tmp_path / "openvino").glob("mobilenetv1_025_keras-*.xml")
     assert xml.with_suffix(".bin").stat().st_size > 4 * 200_000  # float32 weights (~220k parameters), not fp16
+    assert sorted(p.name for p in xml.parent.iterdir()) == [xml.with_suffix(".bin").name, xml.name]  # no temporaries
     mtime = xml.stat().st_mtime_ns
     again = extract_embeddings(mobilenet, paths, batch_size=5, progress=False, runtime="openvino", runtime_cache=tmp_path)
     np.testing.assert_array_equal(first.embeddings, again.embeddings)
@@ -184,7 +185,7 @@ def test_micro_batch_is_measured_once_and_pinned(tmp_path):
 
     assert extract.pinned_micro_batch(must_not_run, shape, "m", tmp_path) == max(extract.MICRO_BATCHES)
     x = torch.randn(37, 3, 8, 8)
-    np.testing.assert_array_equal(extract._micro(per_call_overhead, 8)(x).numpy(), x.mean((2, 3)).numpy())
+    np.testing.assert_array_equal(extract.micro_batched(per_call_overhead, 8)(x).numpy(), x.mean((2, 3)).numpy())
 
 
 def test_uint8_transfer_is_bitwise_the_model_transform(mobilenet, images):
@@ -210,3 +211,35 @@ def test_uint8_transfer_is_bitwise_the_model_transform(mobilenet, images):
     float_path = extract_embeddings(mobilenet, paths, batch_size=5, fast=False, progress=False, transform=whole,
                                     num_workers=0)
     np.testing.assert_array_equal(split.embeddings, float_path.embeddings)
+
+
+def test_frozen_sets_written_by_embed_catalogue_carry_their_provenance(mobilenet, hm_catalogue, tmp_path):
+    from datetime import datetime
+
+    from visrec_utils.catalogue import data
+
+    cat = data.Catalogue(hm_catalogue.items.iloc[:6].reset_index(drop=True),
+                         hm_catalogue.interactions.iloc[:0], name="six", source="test")
+    out = tmp_path / "study"
+    layer = "mobilenetv1_025_keras@stage2"
+    table, unreadable = embeddings.embed_catalogue(["mobilenetv1_025_keras", layer], cat, out,
+                                                   cache_dir=tmp_path / "cache", progress=False)
+    assert table["status"].tolist() == ["ok", "ok"] and unreadable.empty
+    assert not (out / "data").exists()  # notebook 01's prepared files are not embed_catalogue's to write
+    rows = embeddings.read_manifest(out).set_index("model")
+    ids, paths = cat.items["item_id"].tolist(), cat.items["image_path"].tolist()
+    row = rows.loc["mobilenetv1_025_keras"]
+    assert row["strategy"] == "frozen" and (row["n_items"], row["dim"]) == (6, 256)
+    assert (row["arch"], row["weights_sha256"], row["layer"], row["pooling"]) == (
+        mobilenet.spec.arch, mobilenet.weights_sha256, "", "avg")
+    assert row["preprocessing"] == embeddings.data_config_json(mobilenet.data_config)
+    assert row["preprocessing"] == table.set_index("model").loc["mobilenetv1_025_keras", "data_config"]
+    assert row["image_set"] == embeddings.image_set_sha256(ids, paths)
+    assert row["strategy_params"] == {} and row["uses_purchases"] is not None and not row["uses_purchases"]
+    assert embeddings.load_item_ids(out, row) == ids
+    assert set(row["versions"]) == {"torch", "timm", "numpy", "visrec_utils"} and row["versions"]["torch"]
+    datetime.fromisoformat(row["created"])
+    assert (rows.loc[layer, "layer"], rows.loc[layer, "pooling"], rows.loc[layer, "image_set"]) == (
+        "stage2", "avg", row["image_set"])
+    assert rows.loc[layer, "items"] == row["items"]  # one list file for both sets
+    assert [p.name for p in (out / "embeddings").glob("items-*.txt")] == [row["items"]]

@@ -38,16 +38,29 @@ def test_points_are_averaged_per_user_before_intervals():
 
 def test_fine_tuned_sets_are_kept_out_of_other_protocols():
     sets = {("m", "frozen"): 1, ("m", "bpr_projection"): 2, ("u", "precomputed"): 3}
-    assert experiment.leak_free_sets(sets, "leave_last_basket_out") == sets
-    assert set(experiment.leak_free_sets(sets, "temporal")) == {("m", "frozen"), ("u", "precomputed")}
-    assert ("m", "contrastive") in experiment.leak_free_sets({("m", "contrastive"): 4}, "replay_all")
+    uses = {("m", "frozen"): False, ("m", "bpr_projection"): True, ("u", "precomputed"): False,
+            ("m", "contrastive"): False}
+    assert experiment.leak_free_sets(sets, "leave_last_basket_out", uses) == sets
+    assert set(experiment.leak_free_sets(sets, "temporal", uses)) == {("m", "frozen"), ("u", "precomputed")}
+    assert ("m", "contrastive") in experiment.leak_free_sets({("m", "contrastive"): 4}, "replay_all", uses)
+    with pytest.raises(ValueError) as e:
+        experiment.leak_free_sets({("m", "partial_bpr"): 5, **sets}, "temporal", uses)
+    assert str(e.value) == ("uses_purchases has no entry for the embedding set m/partial_bpr (1 set(s) missing); "
+                            "pass the manifest's uses_purchases for every set")
+
+
+def test_study_params_leave_the_random_holdout_on_the_whole_catalogue():
+    assert experiment.study_params("temporal", availability="first_seen", one_of_a_kind=True, seed=2, cut=0.5) == \
+        {"seed": 2, "cut": 0.5, "availability": "first_seen", "one_of_a_kind": True}
+    assert experiment.study_params("random_holdout", availability="first_seen", one_of_a_kind=True, seed=2) == \
+        {"seed": 2, "cut": 0.8}
 
 
 def test_evaluations_are_cached_by_content(hm_catalogue, tmp_path, monkeypatch):
-    from visrec_utils.catalogue import data, splits
+    from visrec_utils.catalogue import data, protocols, splits
 
     cat = data.slice_catalogue(hm_catalogue, max_users=40, max_items=300, seed=5)
-    split = splits.leave_last_basket_out(cat)
+    split = protocols.leave_last_basket_out(cat)
     emb = np.random.default_rng(0).normal(size=(len(cat.items), 8)).astype(np.float32)
     kw = dict(recommenders=["visrank_max"], baselines=["popularity"], n_resamples=20, progress=False,
               cache_dir=tmp_path)
@@ -66,6 +79,19 @@ def test_evaluations_are_cached_by_content(hm_catalogue, tmp_path, monkeypatch):
     emb2[0, 0] += 1.0  # other embedding bytes: recomputed
     with pytest.raises(AssertionError, match="recomputed"):
         experiment.run_experiment(split, {("x", "frozen"): emb2}, **kw)
-    other = splits.leave_last_basket_out(cat, availability="first_seen")  # other candidates: another key
+    other = protocols.leave_last_basket_out(cat, availability="first_seen")  # other candidates: another key
     assert splits.split_digest(other) != splits.split_digest(split)
-    assert splits.split_digest(splits.leave_last_basket_out(cat)) == splits.split_digest(split)
+    assert splits.split_digest(protocols.leave_last_basket_out(cat)) == splits.split_digest(split)
+
+
+def test_run_protocols_takes_plain_split_settings(hm_catalogue):
+    from visrec_utils.catalogue import data, protocols, splits
+
+    cat = data.slice_catalogue(hm_catalogue, max_users=40, max_items=300, seed=5)
+    kw = dict(recommenders=[], baselines=["popularity"], n_resamples=20, progress=False, seed=1)
+    m, _, described = experiment.run_protocols(cat, {}, ["temporal", "random_holdout"], availability="catalogue",
+                                               cut=0.7, reference=("-", "-", "popularity"), **kw)
+    assert set(described) == {"temporal", "random_holdout"}
+    for name, split_kw in [("temporal", dict(cut=0.7, availability="catalogue")), ("random_holdout", dict(seed=1))]:
+        want, _ = experiment.run_experiment(protocols.make_split(cat, name, **split_kw), {}, **kw)
+        pd.testing.assert_frame_equal(m[m["protocol"] == name].reset_index(drop=True), want)

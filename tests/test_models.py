@@ -82,3 +82,27 @@ def test_a_checkpoint_needs_a_timm_architecture_name(tmp_path):
                                        r"timm architecture, and a checkpoint is loaded into one"):
         models.get_spec(f"mobilenetv1_025_keras={w}")
     assert models.get_spec(f"tf_efficientnet_lite0={w}").arch == "tf_efficientnet_lite0"
+
+
+def test_timm_model_offline_loads_from_the_local_hub_cache(tmp_path, monkeypatch):
+    """Offline (HF_HUB_OFFLINE), weights come from the hub cache ($HF_HUB_CACHE) without a network call."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    cfg = timm.models.get_pretrained_cfg("resnet18")
+    snapshot = tmp_path / f"models--{cfg.hf_hub_id.replace('/', '--')}" / "snapshots" / "0123abc"
+    snapshot.mkdir(parents=True)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("0123abc")
+    torch.manual_seed(3)
+    weights = timm.create_model("resnet18", pretrained=False).state_dict()
+    save_file(weights, str(snapshot / "model.safetensors"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    assert models.hub_offline()
+    assert models.cached_hub_weights("resnet18") == str(snapshot / "model.safetensors")
+    loaded = models.load_model("resnet18")
+    for k, v in loaded.model.state_dict().items():
+        assert torch.equal(v, weights[k]), k
+    assert models.cached_hub_weights("resnet34") is None

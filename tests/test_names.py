@@ -1,5 +1,7 @@
 """Identifiers that become file names: safe, distinct, stable; names as given stay in the data."""
 import json
+import re
+import shutil
 import subprocess
 import sys
 
@@ -80,7 +82,10 @@ def test_embedding_sets_round_trip_under_any_name(tmp_path):
     for k, e in sets.items():
         np.testing.assert_array_equal(back[k], e)
     rows = embeddings.read_manifest(tmp_path)
-    assert {(r["model"], r["strategy"], r["n_items"], r["dim"]) for r in rows} == {(m, s, 7, 4) for m, s in sets}
+    assert list(rows.columns) == list(embeddings.MANIFEST_COLUMNS) and rows["file"].is_monotonic_increasing
+    assert set(zip(rows["model"], rows["strategy"], rows["n_items"], rows["dim"])) == {(m, s, 7, 4) for m, s in sets}
+    assert (rows["items"] == "").all() and rows["uses_purchases"].tolist() == [
+        False if s == "frozen" else None for s in rows["strategy"]]
     # filters and order as before: given model order, frozen first
     sel = embeddings.load_embedding_sets(tmp_path, models=["resnet50=../../x.pth", "a"])
     assert list(sel) == [("resnet50=../../x.pth", "bpr_projection"), ("a", "b__c")]
@@ -90,54 +95,127 @@ def test_embedding_sets_round_trip_under_any_name(tmp_path):
     assert embeddings.load_embedding_sets(tmp_path)[("a", "b__c")].shape == (3, 2)
 
 
-def test_output_folder_without_manifest_stays_readable(tmp_path):
+def test_only_arrays_with_a_manifest_row_are_sets_and_a_bad_row_is_named(tmp_path):
     d = tmp_path / "embeddings"
     d.mkdir()
-    np.save(d / "mobilenetv1_025_keras__frozen.npy", np.ones((5, 3), np.float32))
-    np.save(d / "mobilenetv1_025_keras__bpr_projection.npy", np.zeros((5, 2), np.float32))
+    assert embeddings.read_manifest(tmp_path).empty and embeddings.load_embedding_sets(tmp_path) == {}
+    np.save(d / "mobilenetv1_025_keras__frozen.npy", np.ones((5, 3), np.float32))  # no row: file names are not parsed
     np.save(d / ".mobilenetv1_025_keras__frozen.tmp.npy", np.zeros((1, 1), np.float32))  # a crashed write
-    assert list(embeddings.load_embedding_sets(tmp_path)) == [("mobilenetv1_025_keras", "frozen"),
-                                                               ("mobilenetv1_025_keras", "bpr_projection")]
-    # a new set beside them carries its own row; the older ones are still read by their file names
     embeddings.save_embedding_set(tmp_path, "hand crafted/v1", "frozen", np.ones((5, 9)))
     back = embeddings.load_embedding_sets(tmp_path)
-    assert len(back) == 3 and back[("mobilenetv1_025_keras", "frozen")].sum() == 15
-    assert back[("hand crafted/v1", "frozen")].shape == (5, 9)
-    row = d / f"{safe_stem('hand crafted/v1', 'frozen')}.json"
-    row.write_text("{not json")
-    with pytest.raises(ValueError, match=f"{row} is not a visrec embedding-set manifest row"):
-        embeddings.read_manifest(tmp_path)
+    assert list(back) == [("hand crafted/v1", "frozen")] and back[("hand crafted/v1", "frozen")].shape == (5, 9)
+    # a row written before the provenance columns existed is read with their defaults
+    old = d / "old__frozen.json"
+    np.save(d / "old__frozen.npy", np.ones((2, 2), np.float32))
+    old.write_text(json.dumps({"model": "old", "strategy": "frozen", "file": "old__frozen.npy", "n_items": 2, "dim": 2}))
+    row = embeddings.read_manifest(tmp_path).set_index("model").loc["old"]
+    assert (row["arch"], row["items"], row["strategy_params"], row["uses_purchases"]) == ("", "", {}, False)
+    assert embeddings.load_item_ids(tmp_path, row) is None
+    row_file = d / f"{safe_stem('hand crafted/v1', 'frozen')}.json"
+    for bad in ("{not json", "[1, 2]", json.dumps({"model": "m"})):
+        row_file.write_text(bad)
+        with pytest.raises(ValueError, match=f"^{re.escape(str(row_file))} is not a visrec embedding-set manifest row") as e:
+            embeddings.read_manifest(tmp_path)
+        assert "\n" not in str(e.value)
+
+
+def test_item_ids_round_trip_and_are_written_once_per_list(tmp_path):
+    ids = ["0108775015", "a b", "modèle", "", "x" * 300]
+    embeddings.save_embedding_set(tmp_path, "m1", "frozen", np.zeros((5, 2)), item_ids=ids)
+    embeddings.save_embedding_set(tmp_path, "m2", "frozen", np.ones((5, 3)), item_ids=np.array(ids))
+    embeddings.save_embedding_set(tmp_path, "m2", "bpr", np.ones((2, 3)), item_ids=ids[:2],
+                                  provenance={"strategy_params": {"lr": 0.01, "epochs": 3}, "uses_purchases": True})
+    rows = embeddings.read_manifest(tmp_path).set_index(["model", "strategy"])
+    assert len(list((tmp_path / "embeddings").glob("items-*.txt"))) == 2  # one file per distinct list
+    assert rows.loc[("m1", "frozen"), "items"] == rows.loc[("m2", "frozen"), "items"]
+    for key, want in [(("m1", "frozen"), ids), (("m2", "frozen"), ids), (("m2", "bpr"), ids[:2])]:
+        assert embeddings.load_item_ids(tmp_path, rows.loc[key]) == want
+    assert rows.loc[("m2", "bpr"), "strategy_params"] == {"lr": 0.01, "epochs": 3}
+    assert rows.loc[("m2", "bpr"), "uses_purchases"] and not rows.loc[("m1", "frozen"), "uses_purchases"]
+    assert set(rows.loc[("m1", "frozen"), "versions"]) == {"torch", "timm", "numpy", "visrec_utils"}
+    with pytest.raises(ValueError, match="2 item ids for an embedding set of 3 rows"):
+        embeddings.save_embedding_set(tmp_path, "m3", "frozen", np.ones((3, 2)), item_ids=["a", "b"])
+    with pytest.raises(ValueError, match="line break"):
+        embeddings.save_embedding_set(tmp_path, "m3", "frozen", np.ones((1, 2)), item_ids=["a\nb"])
+    with pytest.raises(ValueError, match="provenance columns"):
+        embeddings.save_embedding_set(tmp_path, "m3", "frozen", np.ones((1, 2)), provenance={"n_items": 3})
+    # a list file that does not hold its list is an error, not wrong ids
+    f = tmp_path / "embeddings" / rows.loc[("m2", "bpr"), "items"]
+    f.write_text("other\n")
+    with pytest.raises(ValueError, match="does not hold the item-id list"):
+        embeddings.load_item_ids(tmp_path, rows.loc[("m2", "bpr")])
+
+
+def _same_catalogue(a, b):
+    for part in ("items", "interactions", "report"):
+        pd.testing.assert_frame_equal(getattr(a, part), getattr(b, part))
+    assert (a.name, a.source, a.notes, a.synthetic) == (b.name, b.source, b.notes, b.synthetic)
+    assert list(a.precomputed) == list(b.precomputed)
+    for k in a.precomputed:
+        np.testing.assert_array_equal(a.precomputed[k], b.precomputed[k])
 
 
 def test_embed_catalogue_drops_unreadable_rows_from_every_frozen_set_by_manifest(tmp_path, monkeypatch):
-    """Unreadable images: the sets listed in the manifest lose their rows, whatever their names."""
+    """Unreadable images: the sets listed in the manifest lose their rows, whatever their names; the
+    prepared catalogue stays as notebook 01 wrote it, and load_study_catalogue leaves those items out."""
     from visrec_utils.catalogue import data
 
-    items = pd.DataFrame({"item_id": ["i0", "i1", "i2", "i3"], "image_path": ["a", "b", "c", "d"]})
+    ids = ["0100", "0101", "0102", "0103"]  # leading zeros, as H&M's article ids
+    items = pd.DataFrame({"item_id": ids, "image_path": ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]})
     inter = pd.DataFrame({"user_id": ["u"] * 4, "item_id": items["item_id"], "timestamp": pd.Timestamp("2024-01-01")})
-    cat = data.Catalogue(items, inter, name="t", source="test")
+    report = pd.DataFrame([{"check": "duplicate rows", "count": 2, "action": "dropped", "examples": "",
+                            "what_to_do": "nothing"}])
+    cat = data.Catalogue(items, inter, name="t", source="test", report=report, notes=["sliced"],
+                         precomputed={"shop resnet": np.arange(12, dtype=np.float32).reshape(4, 3)})
+    data.save_prepared(cat, tmp_path)  # notebook 01
+    prepared = {p.name: p.read_bytes() for p in (tmp_path / "data").iterdir()}
     odd = "tf_efficientnet_lite0=/data/my weights/w.pth"
     embeddings.save_embedding_set(tmp_path, odd, "frozen", np.arange(8, dtype=np.float32).reshape(4, 2))
     embeddings.save_embedding_set(tmp_path, "other", "frozen", np.ones((3, 2)))  # not this catalogue's: left alone
+    embeddings.save_embedding_set(tmp_path, "ids differ", "frozen", np.ones((4, 2)), item_ids=list("abcd"))
     monkeypatch.setattr(embeddings, "image_set_sha256", lambda ids, paths: "x")
 
     class Spec:
         name, arch, family, published_top1, top1_source, weights = "m/1", "a", "f", None, "", ""
 
     class Loaded:
-        spec, dim, weights_sha256, data_config, model = Spec, 2, "w", {}, None
+        spec, dim, weights_sha256, data_config, model = Spec, 2, "w", {"crop_pct": 0.875}, None
 
     monkeypatch.setattr("visrec_utils.features.models.load_model", lambda name: Loaded)
     monkeypatch.setattr(embeddings, "cached_embeddings", lambda *a, **k: (
         np.array([[0, 0], [1, 1], [np.nan, np.nan], [3, 3]], np.float32),
-        {"failed": {"i2": "corrupt"}, "hit": True, "seconds": 0.0, "fast_path": "cache"}))
+        {"failed": {"0102": "corrupt"}, "hit": True, "seconds": 0.0, "fast_path": "cache"}))
     table, unreadable = embeddings.embed_catalogue(["m/1"], cat, tmp_path, progress=False)
     sets = embeddings.load_embedding_sets(tmp_path)
     np.testing.assert_array_equal(sets[(odd, "frozen")], [[0, 1], [2, 3], [6, 7]])
     np.testing.assert_array_equal(sets[("m/1", "frozen")], [[0, 0], [1, 1], [3, 3]])
-    assert sets[("other", "frozen")].shape == (3, 2)
-    assert table["model"].tolist() == ["m/1"] and unreadable["item_id"].tolist() == ["i2"]
-    assert pd.read_csv(tmp_path / "results" / "models.csv")["model"].tolist() == ["m/1"]
+    np.testing.assert_array_equal(sets[("shop resnet", "frozen")], cat.precomputed["shop resnet"][[0, 1, 3]])
+    assert sets[("other", "frozen")].shape == (3, 2) and sets[("ids differ", "frozen")].shape == (4, 2)
+    assert table["model"].tolist() == ["shop resnet", "m/1"] and unreadable["item_id"].tolist() == ["0102"]
+    assert pd.read_csv(tmp_path / "results" / "models.csv")["model"].tolist() == ["shop resnet", "m/1"]
+    # the frozen sets' provenance, kept through the re-save without the unreadable row
+    rows = embeddings.read_manifest(tmp_path).set_index("model")
+    row = rows.loc["m/1"]
+    assert (row["arch"], row["weights_sha256"], row["layer"], row["pooling"], row["image_set"]) == ("a", "w", "", "", "x")
+    assert json.loads(row["preprocessing"]) == {"crop_pct": 0.875} and row["n_items"] == 3
+    assert row["uses_purchases"] is not None and not row["uses_purchases"] and row["strategy_params"] == {}
+    for model in ("m/1", odd, "shop resnet"):
+        assert embeddings.load_item_ids(tmp_path, rows.loc[model]) == ["0100", "0101", "0103"]
+    # notebook 01's files are untouched; the study's catalogue is what notebook 02 used to re-save
+    assert {p.name: p.read_bytes() for p in (tmp_path / "data").iterdir()} == prepared
+    _same_catalogue(data.load_prepared(tmp_path), cat)
+    old = data.drop_items(cat, {"0102"}, check="unreadable images", examples=["c.jpg: corrupt"])
+    data.save_prepared(old, tmp_path / "old")
+    _same_catalogue(data.load_study_catalogue(tmp_path), data.load_prepared(tmp_path / "old"))
+    # an output folder whose data/ notebook 02 reduced itself (before load_study_catalogue): read as it is
+    (tmp_path / "old" / "results").mkdir()
+    shutil.copy(tmp_path / "results" / "unreadable_images.csv", tmp_path / "old" / "results")
+    _same_catalogue(data.load_study_catalogue(tmp_path / "old"), data.load_prepared(tmp_path / "old"))
+    # a run with every image readable writes an empty list: the study's catalogue is the prepared one
+    monkeypatch.setattr(embeddings, "cached_embeddings", lambda *a, **k: (
+        np.zeros((4, 2), np.float32), {"failed": {}, "hit": True, "seconds": 0.0, "fast_path": "cache"}))
+    embeddings.embed_catalogue(["m/1"], cat, tmp_path, progress=False)
+    _same_catalogue(data.load_study_catalogue(tmp_path), data.load_prepared(tmp_path))
 
 
 def test_precomputed_sets_keep_their_names_through_prepared_files(tmp_path):

@@ -296,12 +296,18 @@ def test_generic_catalogue_with_bad_images_completes(generic_run):
     assert set(bad["item_id"]) == set(expected)  # one reported reason per bad file
     for row in bad.itertuples():
         assert expected[row.item_id] in row.reason
-    report = pd.read_csv(out / "data" / "validation.csv").set_index("check")
+    from visrec_utils.catalogue.data import load_study_catalogue
+    from visrec_utils.features.embeddings import load_embedding_sets
+
+    prepared = pd.read_parquet(out / "data" / "items.parquet")  # notebook 01's output, never rewritten later
+    assert set(expected) <= set(prepared["item_id"])
+    cat = load_study_catalogue(out)  # what notebooks 03-05 read: without the unreadable images' items
+    report = cat.report.set_index("check")
     assert report.loc["unreadable images", "count"] == 3
     assert report.loc["duplicate rows (same user, item, timestamp)", "count"] == 2
-    items = pd.read_parquet(out / "data" / "items.parquet")
+    items = cat.items
     assert not set(expected) & set(items["item_id"])
-    emb = np.load(out / "embeddings" / "mobilenetv1_025_keras__frozen.npy")
+    emb = load_embedding_sets(out)[("mobilenetv1_025_keras", "frozen")]
     assert emb.shape == (len(items), 256) and np.isfinite(emb).all()
     m = pd.read_csv(out / "results" / "metrics.csv")
     assert {"frozen", "bpr_projection"} <= set(m["strategy"]) and m["value"].notna().all()

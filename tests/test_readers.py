@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from catalogues import EPOCH_FACTOR, write_csv_catalogue, write_generic, write_hm_generic, write_ugallery
-from visrec_utils.catalogue import data, demo, readers, splits, tables
+from visrec_utils.catalogue import data, demo, protocols, readers, splits, tables
 
 
 def _count(cat, check):
@@ -62,7 +62,7 @@ def test_ugallery_layout(tmp_path):
     assert cat.items["image_path"].isna().all()
     assert cat.items["artist_id"].notna().all() and cat.items["available_from"].notna().all()
     # baskets = same user and timestamp
-    split = splits.leave_last_basket_out(cat)
+    split = protocols.leave_last_basket_out(cat)
     assert split.n_users > 20
     # rows of the precomputed matrix follow the items table
     raw = np.load(tmp_path / "ugallery_resnet50_embeddings.npy", allow_pickle=True)

@@ -1,4 +1,6 @@
 """Recommenders on hand-built cases."""
+from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -44,8 +46,13 @@ def test_random_is_reproducible_and_chunk_independent():
 
 
 def test_registry_errors_are_helpful():
-    with pytest.raises(KeyError, match="did you mean 'visrank_max'"):
+    with pytest.raises(ValueError, match="did you mean 'visrank_max'"):
         recommenders.make_recommender("visrank_maxx")
+    with pytest.raises(ValueError) as e:
+        recommenders.create_recommender("visrank_maxx")
+    assert str(e.value) == ("unknown recommender 'visrank_maxx'; choose from visrank_max, visrank_mean, visrank_top3, "
+                            "random, popularity, popularity_30d, itemknn, hybrid_itemknn_visrank "
+                            "(did you mean 'visrank_max'?)")
     with pytest.raises(ValueError, match="rows"):
         recommenders.VisRank().fit(_split([[0]], [[1]], ["2020-01-02"]), np.zeros((3, 2)))
 
@@ -120,3 +127,89 @@ def test_hybrid_blends_standardised_scores():
     z = lambda x: (x - x.mean()) / x.std()
     got = recommenders.Hybrid(alpha=0.3).fit(split, emb).score(np.array([0]))
     np.testing.assert_allclose(got, 0.3 * z(knn) + 0.7 * z(vis), atol=1e-5)
+
+
+def test_names_of_configured_objects_are_todays_names():
+    assert recommenders.list_recommenders() == ["visrank_max", "visrank_mean", "visrank_top3", "random", "popularity",
+                                                "popularity_30d", "itemknn", "hybrid_itemknn_visrank"]
+    for name in recommenders.list_recommenders():
+        assert recommenders.create_recommender(name).name == name
+    assert recommenders.CONTENT_RECOMMENDERS == ["visrank_max", "visrank_mean", "visrank_top3", "hybrid_itemknn_visrank"]
+    assert recommenders.BASELINES == ["random", "popularity", "popularity_30d", "itemknn"]
+    assert [recommenders.VisRank("max").name, recommenders.Popularity(window_days=7).name,
+            recommenders.ItemKNN(k=20).name, recommenders.Hybrid(alpha=0.3).name] == \
+        ["visrank_max", "popularity_7d", "itemknn_k20_refit30d", "hybrid_itemknn_visrank_a0.3"]
+    assert recommenders.create_recommender("visrank_top3", k=5).name == "visrank_top5"
+    assert recommenders.make_recommender("random", seed=4).seed == 4
+
+
+
+def test_baselines_live_in_their_module_and_in_the_one_registry():
+    from visrec_utils.evaluation import baselines
+
+    for cls in (baselines.RandomRec, baselines.Popularity, baselines.ItemKNN, baselines.Recommender):
+        assert getattr(recommenders, cls.__name__) is cls
+    assert [type(recommenders.create_recommender(n)) for n in recommenders.BASELINES] == \
+        [baselines.RandomRec, baselines.Popularity, baselines.Popularity, baselines.ItemKNN]
+    assert not any(getattr(baselines, c).content_based for c in ("RandomRec", "Popularity", "ItemKNN"))
+
+
+def test_create_recommender_by_name_equals_the_configured_object():
+    rng = np.random.default_rng(0)
+    split = _split([[0, 1, 2], [3, 4]], [[5], [6]], ["2020-01-02"] * 2, n_items=10)
+    emb = rng.normal(size=(10, 4)).astype(np.float32)
+    by_name = recommenders.create_recommender("visrank_top3")
+    obj = recommenders.VisRank(aggregate="topk", k=3)
+    assert by_name.name == obj.name == "visrank_top3" and by_name == obj
+    np.testing.assert_array_equal(by_name.fit(split, emb).score(np.arange(2)), obj.fit(split, emb).score(np.arange(2)))
+    # objects are accepted wherever names are, and give the same scores
+    a = recommenders.make_score_fns(split, emb, ["visrank_top3", "visrank_max"])
+    b = recommenders.make_score_fns(split, emb, [obj, recommenders.VisRank()])
+    assert list(a) == list(b) == ["visrank_top3", "visrank_max"]
+    for n in a:
+        np.testing.assert_array_equal(a[n](np.arange(2)), b[n](np.arange(2)))
+    with pytest.raises(ValueError, match="two recommenders are named 'visrank_max'"):
+        recommenders.make_score_fns(split, emb, ["visrank_max", recommenders.VisRank("max", k=5)])
+
+
+@dataclass
+class _FirstItem(recommenders.Recommender):
+    """Toy content-based recommender: cosine similarity to the profile's first item."""
+
+    content_based = True
+    _emb: np.ndarray = field(default=None, init=False, repr=False)
+    _split: Split = field(default=None, init=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        return "first_item"
+
+    def fit(self, split, embeddings=None, shared=None):
+        self._emb, self._split = recommenders.l2_normalize(embeddings), split
+        return self
+
+    def score(self, users):
+        first = [self._split.profiles[u][0] for u in users]
+        return (self._emb[first] @ self._emb.T).astype(np.float32)
+
+
+def test_a_registered_toy_recommender_runs():
+    from visrec_utils.evaluation import experiment
+
+    inter = pd.DataFrame({"user_id": ["a", "b", "c"], "item_idx": [0, 1, 2],
+                          "timestamp": pd.to_datetime(["2020-01-01"] * 3)})
+    split = _split([[0], [1], [2]], [[3], [4], [5]], ["2020-01-02"] * 3, inter, n_items=8)
+    emb = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
+    recommenders.register_recommender("first_item", _FirstItem)
+    try:
+        assert "first_item" in recommenders.list_recommenders(content_based=True)
+        m, pu = experiment.run_experiment(split, {("toy", "frozen"): emb}, ["first_item", "visrank_max"], ["random"],
+                                          ks=(2,), n_resamples=20, progress=False, cache_dir=False)
+        assert set(m["recommender"]) == {"first_item", "visrank_max", "random"}
+        # a one-item profile: the toy scores are VisRank-max's
+        toy = pu[pu["recommender"] == "first_item"].drop(columns="recommender").reset_index(drop=True)
+        vis = pu[pu["recommender"] == "visrank_max"].drop(columns="recommender").reset_index(drop=True)
+        pd.testing.assert_frame_equal(toy, vis)
+    finally:
+        recommenders.unregister_recommender("first_item")
+    assert "first_item" not in recommenders.list_recommenders()

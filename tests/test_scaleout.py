@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from visrec_utils.catalogue import data, splits
+from visrec_utils.catalogue import data, protocols, splits
 from visrec_utils.features import embeddings, models
 from visrec_utils.evaluation import experiment, metrics, recommenders
 from visrec_utils.core import backends
@@ -16,7 +16,7 @@ from visrec_utils.core import backends
 @pytest.fixture(scope="module")
 def hm_slice(hm_catalogue):
     cat = data.slice_catalogue(hm_catalogue, max_users=80, max_items=400, seed=3)
-    return cat, splits.leave_last_basket_out(cat)
+    return cat, protocols.leave_last_basket_out(cat)
 
 
 def _sets(cat):

@@ -19,7 +19,7 @@ import pytest
 from visrec_utils.evaluation import experiment, stats
 from visrec_utils.pipeline import preflight, runner
 from visrec_utils.core import skips
-from visrec_utils.catalogue import splits
+from visrec_utils.catalogue import protocols, splits
 
 FAST = {"max_users": 20, "models": ["mobilenetv1_025_keras"], "stage_models": ["mobilenetv1_025_keras"],
         "imagenet_dir": "", "n_resamples": 50, "max_steps": 4, "contrastive_images": 40}
@@ -201,7 +201,7 @@ def _tiny_split():
     inter = pd.DataFrame({"user_id": ["a", "a", "b", "b", "c"], "item_id": ["i0", "i1", "i2", "i3", "i4"],
                           "timestamp": pd.to_datetime(["2020-01-01", "2020-01-05", "2020-01-01", "2020-01-09",
                                                        "2020-01-03"])})
-    return splits.leave_last_basket_out(Catalogue(name="tiny", items=items, interactions=inter))
+    return protocols.leave_last_basket_out(Catalogue(name="tiny", items=items, interactions=inter))
 
 
 def test_empty_lists_raise_part_skipped_with_one_sentence():

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from visrec_utils.catalogue import data, splits
+from visrec_utils.catalogue import data, protocols, splits
 
 
 def _cat(rows, n_items=5, available_from=None):
@@ -21,34 +21,34 @@ ROWS = [("2020-01-01", "a", 0), ("2020-01-05", "a", 1), ("2020-01-09", "a", 2),
 
 
 def test_replay_all_and_last_by_hand():
-    s = splits.replay(_cat(ROWS), "all")
+    s = protocols.replay(_cat(ROWS), "all")
     # points in time order: a@Jan5 (profile {0}, truth {1}), a@Jan9 ({0,1} -> {2}), b@Jan9 ({1} -> {3})
     assert s.users.tolist() == ["a", "a", "b"]
     assert [p.tolist() for p in s.profiles] == [[0], [0, 1], [1]]
     assert [t.tolist() for t in s.truth] == [[1], [2], [3]]
     assert s.train["user_id"].tolist() == ["a", "b", "c"]  # first baskets only
-    last = splits.replay(_cat(ROWS), "last")
+    last = protocols.replay(_cat(ROWS), "last")
     assert last.users.tolist() == ["a", "b"] and [t.tolist() for t in last.truth] == [[2], [3]]
 
 
 def test_temporal_cut_by_date_and_quantile():
-    s = splits.temporal(_cat(ROWS), cut="2020-01-04")
+    s = protocols.temporal(_cat(ROWS), cut="2020-01-04")
     assert s.users.tolist() == ["a", "b"]
     assert [p.tolist() for p in s.profiles] == [[0], [1]]
     assert [t.tolist() for t in s.truth] == [[1, 2], [3]]
     assert (s.train["timestamp"] < pd.Timestamp("2020-01-04")).all() and len(s.train) == 3
     # popularity sees only the training period, availability is judged at the end
     assert (s.test_day == np.datetime64("2020-01-04")).all() and (s.avail_time == np.datetime64("2020-01-09")).all()
-    q = splits.temporal(_cat(ROWS), cut=0.5)  # median of the 6 timestamps is Jan 4 -> first day >= it: Jan 5
+    q = protocols.temporal(_cat(ROWS), cut=0.5)  # median of the 6 timestamps is Jan 4 -> first day >= it: Jan 5
     assert q.test_day[0] == np.datetime64("2020-01-05")
     with pytest.raises(ValueError, match="no user"):
-        splits.temporal(_cat(ROWS), cut="2021-01-01")
+        protocols.temporal(_cat(ROWS), cut="2021-01-01")
     with pytest.raises(ValueError, match="quantile"):
-        splits.temporal(_cat(ROWS), cut=1.5)
+        protocols.temporal(_cat(ROWS), cut=1.5)
 
 
 def test_random_holdout_is_labelled_leaky_and_hides_its_truth_from_training():
-    s = splits.random_holdout(_cat(ROWS), fraction=0.5, seed=1)
+    s = protocols.random_holdout(_cat(ROWS), fraction=0.5, seed=1)
     assert s.leaky and "LEAKY" in s.describe()
     for u, p, t in zip(s.users, s.profiles, s.truth):
         bought = {int(i[1:]) for i in _cat(ROWS).interactions.query("user_id == @u")["item_id"]}
@@ -59,36 +59,36 @@ def test_random_holdout_is_labelled_leaky_and_hides_its_truth_from_training():
 def test_first_seen_availability_and_its_leak():
     # item 3's only sale is b's test purchase: a candidate only because it was bought
     cat = _cat(ROWS)
-    leaky = splits.leave_last_basket_out(cat, availability="first_seen_leaky")
+    leaky = protocols.leave_last_basket_out(cat, availability="first_seen_leaky")
     assert leaky.leaky and [t.tolist() for t in leaky.truth] == [[2], [3]]
     # at a's test time (Jan 9), items 0, 1, 4 (and 2, 3, bought that day) have been seen
     assert leaky.candidate_mask(0).tolist() == [False, False, True, True, True]
-    fair = splits.leave_last_basket_out(cat, availability="first_seen")
+    fair = protocols.leave_last_basket_out(cat, availability="first_seen")
     # item 2 too was bought only by its test user: both points lose their truth
     assert fair.n_users == 0 and fair.dropped_unavailable == 2
     rows = ROWS + [("2020-01-09", "c", 3)]  # c buys item 3 on b's test day: each saw the other's sale
-    fair = splits.leave_last_basket_out(_cat(rows), availability="first_seen")
+    fair = protocols.leave_last_basket_out(_cat(rows), availability="first_seen")
     assert fair.users.tolist() == ["b", "c"] and [t.tolist() for t in fair.truth] == [[3], [3]]
     assert not fair.leaky
 
 
 def test_items_table_and_one_of_a_kind_availability():
     cat = _cat(ROWS, available_from=["2020-01-01", "2020-01-01", "2020-01-01", "2020-01-01", "2020-02-01"])
-    s = splits.leave_last_basket_out(cat)  # auto -> items table
+    s = protocols.leave_last_basket_out(cat)  # auto -> items table
     assert s.availability == "items table dates"
     assert s.candidate_mask(0).tolist() == [False, False, True, True, False]  # item 4 not yet launched
-    sold = splits.leave_last_basket_out(cat, availability="catalogue", one_of_a_kind=True)
+    sold = protocols.leave_last_basket_out(cat, availability="catalogue", one_of_a_kind=True)
     # for a (Jan 9): item 4 was sold on Jan 3 (gone); item 3 is sold on Jan 9 itself (still there)
     assert sold.candidate_mask(0).tolist() == [False, False, True, True, False]
     with pytest.raises(ValueError, match="availability must be one of"):
-        splits.leave_last_basket_out(cat, availability="first_sold")
+        protocols.leave_last_basket_out(cat, availability="first_sold")
     with pytest.raises(ValueError, match="needs an 'available_from'"):
-        splits.leave_last_basket_out(_cat(ROWS), availability="items_table")
+        protocols.leave_last_basket_out(_cat(ROWS), availability="items_table")
 
 
 def test_cold_warm_breakdown_and_sampled_negatives():
     rows = ROWS + [("2020-01-09", "a", 3), ("2020-01-01", "d", 2)]  # a's truth: 2 (warm: d bought it), 3 (cold)
-    s = splits.leave_last_basket_out(_cat(rows))
+    s = protocols.leave_last_basket_out(_cat(rows))
     a = s.users.tolist().index("a")
     assert s.truth[a].tolist() == [2, 3] and s.cold_truth(a).tolist() == [False, True]
     cold = splits.restrict_truth(s, "cold")
@@ -105,7 +105,7 @@ def test_cold_warm_breakdown_and_sampled_negatives():
 @pytest.mark.parametrize("protocol", ["leave_last_basket_out", "temporal", "replay_all"])
 def test_no_protocol_lets_a_test_purchase_into_the_past(hm_catalogue, protocol):
     """Every profile item was bought before its test point, and no training row is a test purchase."""
-    s = splits.make_split(hm_catalogue, protocol)
+    s = protocols.make_split(hm_catalogue, protocol)
     inter = s.interactions
     first_buy = inter.groupby(["user_id", "item_idx"])["timestamp"].min()
     for p in range(0, s.n_users, 7):
@@ -118,5 +118,68 @@ def test_no_protocol_lets_a_test_purchase_into_the_past(hm_catalogue, protocol):
     if protocol != "replay_all":  # replay tests every later basket; its train holds first baskets only
         assert not any((u, i) in test_keys and ts >= s.test_day[s.users.tolist().index(u)]
                        for u, i, ts in train_after[["user_id", "item_idx", "timestamp"]].itertuples(index=False))
-    with pytest.raises(KeyError, match="choose from"):
-        splits.make_split(hm_catalogue, "leave_one_out")
+    with pytest.raises(ValueError, match="choose from"):
+        protocols.make_split(hm_catalogue, "leave_one_out")
+
+
+def test_unknown_protocol_message():
+    with pytest.raises(ValueError) as e:
+        protocols.make_split(_cat(ROWS), "temporl")
+    assert str(e.value) == ("unknown protocol 'temporl'; choose from leave_last_basket_out, temporal, replay_last, "
+                            "replay_all, random_holdout (did you mean 'temporal'?)")
+    with pytest.raises(ValueError) as e:
+        protocols.get_protocol("zzz")
+    assert str(e.value) == ("unknown protocol 'zzz'; choose from leave_last_basket_out, temporal, replay_last, "
+                            "replay_all, random_holdout")
+
+
+@pytest.mark.parametrize("name", protocols.list_protocols())
+def test_every_protocol_accepts_the_common_keywords(name):
+    rows = ROWS + [("2020-01-10", "c", 0), ("2020-01-11", "b", 2)]
+    s = protocols.make_split(_cat(rows), name, availability="auto", one_of_a_kind=False, seed=0, cut=0.5)
+    assert s.protocol == name and s.n_users > 0
+    assert isinstance(protocols.PROTOCOLS[name], protocols.Protocol) and protocols.PROTOCOLS[name].description
+    with pytest.raises(TypeError, match="takes no keyword"):
+        protocols.make_split(_cat(rows), name, cutoff=0.5)
+
+
+def test_make_split_equals_the_protocol_functions():
+    cat = _cat(ROWS + [("2020-01-10", "c", 0)], available_from=["2020-01-01"] * 4 + ["2020-02-01"])
+    pairs = [(protocols.make_split(cat, "leave_last_basket_out", cut=0.3, seed=4), protocols.leave_last_basket_out(cat)),
+             (protocols.make_split(cat, "temporal", cut=0.5, one_of_a_kind=True), protocols.temporal(cat, 0.5, one_of_a_kind=True)),
+             (protocols.make_split(cat, "replay_last"), protocols.replay(cat, "last")),
+             (protocols.make_split(cat, "random_holdout", seed=3, fraction=0.5), protocols.random_holdout(cat, 0.5, seed=3))]
+    for a, b in pairs:
+        assert splits.split_digest(a) == splits.split_digest(b)
+    # random hold-out: the defaults give the whole catalogue (as before), time-based rules are refused
+    rh = protocols.make_split(cat, "random_holdout")
+    assert rh.availability == "whole catalogue" and rh.available_from is None
+    rh_catalogue = protocols.make_split(cat, "random_holdout", availability="catalogue")
+    assert splits.split_digest(rh) == splits.split_digest(rh_catalogue)
+    with pytest.raises(ValueError, match=r"^random_holdout ignores time, so availability='first_seen' cannot apply"):
+        protocols.make_split(cat, "random_holdout", availability="first_seen")
+    with pytest.raises(ValueError, match=r"^random_holdout ignores time, so one_of_a_kind=True cannot apply"):
+        protocols.make_split(cat, "random_holdout", one_of_a_kind=True)
+
+
+def test_a_registered_protocol_is_built_by_name():
+    first = protocols.Protocol("first_basket_only", "test: leave-last-basket-out by another name", ("availability",),
+                            lambda cat, availability="auto": protocols.leave_last_basket_out(cat, availability))
+    protocols.register_protocol(first)
+    try:
+        assert "first_basket_only" in protocols.list_protocols()
+        s = protocols.make_split(_cat(ROWS), "first_basket_only", availability="catalogue", seed=9, cut=0.1)
+        assert s.users.tolist() == ["a", "b"] and s.availability == "whole catalogue"
+        with pytest.raises(ValueError, match="already registered"):
+            protocols.register_protocol(first)
+    finally:
+        protocols.unregister_protocol("first_basket_only")
+    assert "first_basket_only" not in protocols.list_protocols()
+
+
+def test_subset_split_keeps_the_chosen_points():
+    s = protocols.replay(_cat(ROWS), "all")
+    sub = splits.subset_split(s, np.array([2, 0]), [s.truth[2], s.truth[0][:1]], notes=["picked"])
+    assert sub.users.tolist() == ["b", "a"] and [p.tolist() for p in sub.profiles] == [[1], [0]]
+    assert [t.tolist() for t in sub.truth] == [[3], [1]] and sub.test_day.tolist() == s.test_day[[2, 0]].tolist()
+    assert sub.notes == ["picked"] and s.n_users == 3

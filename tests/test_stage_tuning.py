@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from visrec_utils.catalogue import data, splits
+from visrec_utils.catalogue import data, protocols, splits
 from visrec_utils.tuning import finetune, stage_tuning
 from visrec_utils.features import models
 
@@ -67,7 +67,7 @@ def test_nt_xent_by_hand():
 @pytest.fixture(scope="module")
 def small(hm_catalogue):
     cat = data.slice_catalogue(hm_catalogue, 150, 1500, seed=0)
-    return cat, splits.leave_last_basket_out(cat)
+    return cat, protocols.leave_last_basket_out(cat)
 
 
 def test_a_leaked_test_purchase_is_refused(small):
@@ -99,7 +99,7 @@ def test_each_stage_strategy_learns_on_a_real_slice(small, mobilenet, tmp_path_f
 def test_a_checkpoint_name_never_becomes_a_cache_path(hm_catalogue, mobilenet, tmp_path):
     """A local checkpoint's name (a path, with spaces and '..') stays out of the cache's file names."""
     cat = data.slice_catalogue(hm_catalogue, 30, 120, seed=0)
-    split = splits.leave_last_basket_out(cat)
+    split = protocols.leave_last_basket_out(cat)
     odd = replace(mobilenet, spec=replace(mobilenet.spec, name="mobilenetv1_025_keras=/x/../my weights/w.pth"))
     cfg = stage_tuning.StageConfig(max_steps=2, eval_every=1, patience=10, min_class_items=2)
     emb, _, info = stage_tuning.run_stage_strategy("proxy_metadata", odd, cat, split, cfg, tmp_path, progress=False)
@@ -129,3 +129,67 @@ def test_training_a_head_leaves_the_model_as_loaded(mobilenet):
     opt.step()
     assert models.state_dict_sha256(mobilenet.model) == before == mobilenet.weights_sha256
     assert models.state_dict_sha256(staged.head) != models.state_dict_sha256(stage_tuning.StagedModel(mobilenet.model, 1).head)
+
+
+def test_trained_weights_are_written_atomically(tmp_path, monkeypatch):
+    """A torch.save that fails half-way leaves neither a .pt nor a temporary file behind."""
+    from visrec_utils.core.store import Store
+
+    store = Store(tmp_path)
+    head = torch.nn.Linear(3, 2)
+    path = stage_tuning.save_weights(store, "k1", "partial_bpr-m", head)
+    assert path == store.path("finetune", "k1", ".pt", name="partial_bpr-m") and path.is_file()
+    torch.testing.assert_close(torch.load(path)["weight"], head.weight)
+
+    def broken_save(obj, f):
+        Path(f).write_bytes(b"half a checkpoint")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="No space left"):
+        stage_tuning.save_weights(store, "k2", "partial_bpr-m", head)
+    assert sorted(p.name for p in (tmp_path / "finetune").iterdir()) == [path.name]
+
+
+def test_stage_data_is_checked_before_any_image_is_read(small):
+    cat, split = small
+    with pytest.raises(ValueError, match="no 'colour' column"):
+        stage_tuning.require_stage_data("proxy_metadata", cat, split, stage_tuning.StageConfig(proxy_column="colour"))
+    with pytest.raises(KeyError, match="choose from"):
+        stage_tuning.require_stage_data("bpr_projection", cat, split)
+    stage_tuning.require_stage_data("partial_bpr", cat, split)
+
+
+def test_tune_passes_the_loaded_backbone_to_a_registered_stage_strategy(tmp_path, small):
+    import pandas as pd
+
+    from visrec_utils.core.skips import SkipLog
+    from visrec_utils.tuning import strategies as S
+
+    cat, split = small
+
+    class ToyStage(S.Strategy):
+        name, uses_purchases, needs_backbone = "toy_stage", False, True
+
+        def fit(self, model_name, frozen_embeddings, cat, split, store, loaded=None, progress=True):
+            assert loaded == f"loaded {model_name}" and store.root == tmp_path
+            return frozen_embeddings + 1, pd.DataFrame({"step": [0, 3], "val_loss": [1.0, 0.5]}), {
+                "hit": True, "seconds": 0.0, "activation_seconds": 1.04, "train_seconds": 2.0}
+
+        def budget(self, history):
+            return f"{int(history['step'].max())} steps"
+
+    S.register_strategy(ToyStage)
+    try:
+        frozen = {("m1", "frozen"): np.zeros((4, 2), np.float32)}
+        log = SkipLog(tmp_path, "03_fine_tuning")
+        tuned, prov, _, stage_hist, cost = S.tune(frozen, cat, split, ["toy_stage"], ["m1", "m2"], tmp_path, log=log,
+                                                  load_model=lambda name: f"loaded {name}")
+    finally:
+        S.unregister_strategy("toy_stage")
+    assert list(tuned) == [("m1", "toy_stage")] and (tuned[("m1", "toy_stage")] == 1).all()
+    assert stage_hist[["model", "strategy"]].drop_duplicates().values.tolist() == [["m1", "toy_stage"]]
+    assert cost[["budget", "activation_seconds", "train_seconds", "cache_hit"]].values.tolist() == [["3 steps", 1.0, 2.0, True]]
+    skipped = pd.read_csv(log.path)
+    assert skipped["part"].tolist() == ["bpr_projection", "stage strategies: m2"]
+    assert skipped["reason"].iloc[1] == "m2 has no frozen embeddings in this study (add it to models)."

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.naming import safe_name
+from ..core.store import atomic_write, write_json
 
 LAYOUTS_HELP = (
     "visrec reads three layouts. (1) Generic: 'interactions.csv' or '.parquet' with columns "
@@ -205,29 +206,43 @@ def drop_items(cat: Catalogue, item_ids: set, check: str, examples=()) -> Catalo
 
 
 def save_prepared(cat: Catalogue, out_dir: str | os.PathLike) -> Path:
-    """Write a catalogue to ``<out_dir>/data/`` (items.parquet, interactions.parquet, catalogue.json)."""
-    import json
+    """Write a catalogue to ``<out_dir>/data/``: items.parquet, interactions.parquet,
+    validation.csv (the report; removed when there is none), ``precomputed__<safe name>.npy`` per
+    shipped embedding set, and catalogue.json (name, source, notes, summary, the precomputed
+    sets' names as given -> file names), written last.
 
+    Every file is written atomically (:func:`visrec_utils.core.store.atomic_write`): a reader
+    sees the old file or the new one, never half of one.
+
+    Returns:
+        the ``data`` folder.
+    """
     d = Path(out_dir) / "data"
-    d.mkdir(parents=True, exist_ok=True)
-    cat.items.to_parquet(d / "items.parquet", index=False)
-    cat.interactions.to_parquet(d / "interactions.parquet", index=False)
+    atomic_write(d / "items.parquet", lambda tmp: cat.items.to_parquet(tmp, index=False))
+    atomic_write(d / "interactions.parquet", lambda tmp: cat.interactions.to_parquet(tmp, index=False))
     if cat.report is not None:
-        cat.report.to_csv(d / "validation.csv", index=False)
-    for old in d.glob("precomputed__*.npy"):
-        old.unlink()
+        atomic_write(d / "validation.csv", lambda tmp: cat.report.to_csv(tmp, index=False))
+    elif (d / "validation.csv").is_file():  # an earlier catalogue's report
+        (d / "validation.csv").unlink()
     files = {}  # name as given -> safe file name (names never become paths: visrec_utils.core.naming)
     for name, emb in cat.precomputed.items():
         files[name] = f"precomputed__{safe_name(name)}.npy"
-        np.save(d / files[name], np.asarray(emb, dtype=np.float32))
+        arr = np.asarray(emb, dtype=np.float32)
+        atomic_write(d / files[name], lambda tmp: np.save(tmp, arr))
     meta = {"name": cat.name, "source": cat.source, "notes": cat.notes, "summary": cat.summary(),
             "synthetic": cat.synthetic, "precomputed": files}
-    (d / "catalogue.json").write_text(json.dumps(meta, indent=2))
+    write_json(d / "catalogue.json", meta, indent=2)
+    for old in d.glob("precomputed__*.npy"):  # sets of an earlier catalogue
+        if old.name not in files.values():
+            old.unlink()
     return d
 
 
 def load_prepared(out_dir: str | os.PathLike) -> Catalogue:
-    """Read the catalogue written by :func:`save_prepared` (notebook 01).
+    """Read the catalogue written by :func:`save_prepared` (notebook 01), as it was prepared.
+
+    Later notebooks read :func:`load_study_catalogue` instead (the same catalogue without the
+    items whose images could not be read).
 
     Raises:
         DataError: when ``<out_dir>/data`` is missing (run notebook 01 first).
@@ -246,6 +261,37 @@ def load_prepared(out_dir: str | os.PathLike) -> Catalogue:
     return Catalogue(pd.read_parquet(d / "items.parquet"), pd.read_parquet(d / "interactions.parquet"),
                      name=meta["name"], source=meta["source"], notes=meta["notes"], report=report,
                      precomputed=pre, synthetic=bool(meta.get("synthetic", False)))
+
+
+#: Written by notebook 02 (:func:`visrec_utils.features.embeddings.embed_catalogue`):
+#: ``item_id, reason, image_path`` of the images that could not be read.
+UNREADABLE_CSV = Path("results") / "unreadable_images.csv"
+
+
+def load_study_catalogue(out_dir: str | os.PathLike) -> Catalogue:
+    """The catalogue the study's embeddings describe: :func:`load_prepared`, without the items
+    whose images could not be read (``<out_dir>/results/unreadable_images.csv``, written by
+    notebook 02), dropped with :func:`drop_items` (check ``"unreadable images"``, the first
+    offenders as ``"<image_path>: <reason>"`` examples in the report). Without that file, with
+    an empty one, or when none of its items is in the prepared catalogue (an output folder from
+    before this function, whose ``data/`` notebook 02 had already reduced), it is the prepared
+    catalogue itself.
+
+    Returns:
+        :class:`Catalogue`; its rows align with every frozen embedding set of the study.
+
+    Raises:
+        DataError: no prepared catalogue (run notebook 01 first).
+    """
+    cat = load_prepared(out_dir)
+    path = Path(out_dir) / UNREADABLE_CSV
+    if not path.is_file() or path.stat().st_size == 0:
+        return cat
+    bad = pd.read_csv(path, dtype=str, keep_default_na=False)  # ids stay strings ("0108775015")
+    if not cat.items["item_id"].isin(set(bad["item_id"])).any():  # none, or a folder whose data/ has none of them
+        return cat
+    return drop_items(cat, set(bad["item_id"]), check="unreadable images",
+                      examples=[f"{r.image_path}: {r.reason}" for r in bad.itertuples()])
 
 
 def banner(cat: Catalogue) -> str:

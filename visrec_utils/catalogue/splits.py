@@ -4,19 +4,10 @@ A :class:`Split` is a list of *test points*: a user, their profile (items bought
 test point), the truth (items bought at the test point that are not in the profile) and the
 test time. Every protocol returns one; recommenders and metrics only see a Split.
 
-Protocols (:data:`PROTOCOLS`, chosen by name in notebook 04):
-
-* ``leave_last_basket_out`` (default): each user's last basket is the truth, all earlier
-  baskets the profile. A *basket* is one user's purchases at one timestamp (one day for H&M).
-* ``temporal``: one global cut (a date, or a quantile of the interaction times); the profile is
-  everything before the cut, the truth every later purchase; test users are those with a profile
-  before and a purchase after the cut (a cut that leaves none raises :class:`PartSkipped`).
-* ``replay_last`` / ``replay_all``: time replay as in the UGallery studies of Messina,
-  Dominguez, Parra et al. (2018/2019): purchases are walked in time order and every basket of
-  a user who already has a profile is a test point (``replay_all``), or only each user's last
-  such basket (``replay_last``); candidates are the items available at that moment.
-* ``random_holdout``: a random 20% of each user's items is the truth, ignoring time. It lets
-  the future leak into profiles and popularity, kept only for comparison: every report labels it *leaky*.
+The protocols that build a Split from a catalogue, and their registry (``make_split``), live in
+:mod:`visrec_utils.catalogue.protocols`; this module holds the :class:`Split` itself, the
+availability rules (:func:`apply_availability`) and the transforms of a split
+(:func:`subset_split`, :func:`restrict_truth`, :func:`sample_negatives`, :func:`split_digest`).
 
 Availability (which items are candidates at a test point; the report states the choice):
 
@@ -42,8 +33,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-
-from ..core.skips import PartSkipped
 
 if TYPE_CHECKING:  # pragma: no cover
     from .data import Catalogue
@@ -85,7 +74,7 @@ class Split:
         available_from: per item, when it became a candidate, ``(n_items,) datetime64[ns]``
             (NaT: always), or None (whole catalogue).
         availability: the availability rule in words.
-        protocol: protocol name (:data:`PROTOCOLS`).
+        protocol: protocol name (:data:`visrec_utils.catalogue.protocols.PROTOCOLS`).
         leaky: True when the protocol or the availability lets test information leak.
         avail_time: per test point, the time availability is judged at (default ``test_day``;
             the end of the test period for ``temporal``).
@@ -196,171 +185,22 @@ class Split:
         return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=cols)
 
 
-def _indexed(cat: "Catalogue") -> pd.DataFrame:
-    inter = cat.interactions.copy()
-    inter["item_idx"] = cat.item_index().loc[inter["item_id"].to_numpy()].to_numpy()
-    return inter.sort_values(["timestamp", "user_id"], kind="stable").reset_index(drop=True)
+def apply_availability(split: Split, cat: "Catalogue", availability: str, one_of_a_kind: bool) -> Split:
+    """Attach the availability rule (module docstring) and, for first-seen, drop unavailable truth.
 
-
-def _points_from_baskets(inter: pd.DataFrame, test_rows: np.ndarray, profile_rule) -> dict:
-    """Test points from the rows flagged in ``test_rows``, grouped by (user, timestamp).
-
-    ``profile_rule(user_rows, t)`` gives the profile item indices of a point.
-    """
-    users, profiles, truth, days, dropped = [], [], [], [], 0
-    by_user = {u: g for u, g in inter.groupby("user_id", sort=False)}
-    for (u, t), g in inter[test_rows].groupby(["user_id", "timestamp"], sort=False):
-        prof = np.unique(profile_rule(by_user[u], t)).astype(np.int64)
-        tr = np.setdiff1d(np.unique(g["item_idx"].to_numpy()), prof).astype(np.int64)
-        if tr.size == 0:
-            dropped += 1
-            continue
-        users.append(u), profiles.append(prof), truth.append(tr), days.append(t)
-    order = np.lexsort((np.array(users, dtype=str), np.array(days, dtype="datetime64[ns]"))) if users else []
-    return dict(users=np.array(users, dtype=object)[order], profiles=[profiles[i] for i in order],
-                truth=[truth[i] for i in order], test_day=np.array(days, dtype="datetime64[ns]")[order],
-                dropped_repeat_only=dropped)
-
-
-def _before(rows: pd.DataFrame, t) -> np.ndarray:
-    return rows.loc[rows["timestamp"] < t, "item_idx"].to_numpy()
-
-
-def leave_last_basket_out(cat: "Catalogue", availability: str = "auto", one_of_a_kind: bool = False) -> Split:
-    """Leave-last-basket-out: each user's last basket is the truth, earlier baskets the profile.
-
-    Users with a single basket are not tested; a last basket that only repeats profile items
-    is counted in ``dropped_repeat_only``. ``train`` is every purchase outside the test baskets.
+    What every protocol does last (:mod:`visrec_utils.catalogue.protocols`). Sets
+    ``available_from`` / ``availability`` / ``leaky`` / ``sold_from`` of ``split`` (in place) and
+    returns it, or, for ``"first_seen"``, a new split without the points left with no truth.
 
     Args:
-        cat: catalogue.
-        availability: see the module docstring (:data:`AVAILABILITY`).
-        one_of_a_kind: items already sold before the test time leave the candidates.
+        split: a protocol's split, before availability.
+        cat: its catalogue (``available_from`` of the items table).
+        availability: :data:`AVAILABILITY`.
+        one_of_a_kind: items sold before the test time leave the candidates.
 
     Raises:
-        ValueError: unknown ``availability``, or ``"items_table"`` without ``available_from``.
+        ValueError: unknown ``availability``, or ``"items_table"`` without ``available_from`` dates.
     """
-    inter = _indexed(cat)
-    last = inter.groupby("user_id")["timestamp"].transform("max")
-    is_test = ((inter["timestamp"] == last) & (inter.groupby("user_id")["timestamp"].transform("nunique") >= 2)).to_numpy()
-    pts = _points_from_baskets(inter, is_test, _before)
-    split = Split(**pts, train=inter[~is_test].reset_index(drop=True), n_items=cat.n_items, interactions=inter,
-                  protocol="leave_last_basket_out")
-    return _with_availability(split, cat, availability, one_of_a_kind)
-
-
-def replay(cat: "Catalogue", variant: str = "all", availability: str = "auto", one_of_a_kind: bool = False) -> Split:
-    """Time replay: every basket of a user who already has a profile is a test point.
-
-    Args:
-        cat: catalogue.
-        variant: ``"all"`` (every such basket; a user may have several test points, averaged
-            per user before any interval is computed) or ``"last"`` (each user's last basket
-            that has a new item; it differs from leave-last-basket-out in that a last basket
-            of re-purchases falls back to the user's previous basket).
-        availability, one_of_a_kind: see :func:`leave_last_basket_out`.
-
-    Returns:
-        Split sorted by test time; ``train`` holds each user's first basket only (every later
-        basket is tested), so fitted models should use ``interactions`` before ``test_day``.
-
-    Raises:
-        ValueError: unknown variant or availability.
-    """
-    if variant not in ("all", "last"):
-        raise ValueError(f"variant must be 'all' or 'last', not {variant!r}")
-    inter = _indexed(cat)
-    first = inter.groupby("user_id")["timestamp"].transform("min")
-    is_test = (inter["timestamp"] > first).to_numpy()
-    pts = _points_from_baskets(inter, is_test, _before)
-    if variant == "last" and len(pts["users"]):
-        keep = pd.Series(np.arange(len(pts["users"]))).groupby(pts["users"]).max().sort_values().to_numpy()
-        pts = dict(users=pts["users"][keep], profiles=[pts["profiles"][i] for i in keep],
-                   truth=[pts["truth"][i] for i in keep], test_day=pts["test_day"][keep],
-                   dropped_repeat_only=pts["dropped_repeat_only"])
-    split = Split(**pts, train=inter[~is_test].reset_index(drop=True), n_items=cat.n_items, interactions=inter,
-                  protocol=f"replay_{variant}")
-    return _with_availability(split, cat, availability, one_of_a_kind)
-
-
-def temporal(cat: "Catalogue", cut: str | float = 0.8, availability: str = "auto", one_of_a_kind: bool = False) -> Split:
-    """Global temporal split: train before ``cut``, test on every purchase at or after it.
-
-    Args:
-        cat: catalogue.
-        cut: a date (``"2020-06-01"``) or a quantile in (0, 1) of the interaction timestamps.
-        availability, one_of_a_kind: see :func:`leave_last_basket_out`; availability is judged
-            at the end of the test period.
-
-    Raises:
-        ValueError: a quantile outside (0, 1); PartSkipped (a ValueError): a cut that leaves no test user.
-    """
-    inter = _indexed(cat)
-    if isinstance(cut, (float, int)) and not isinstance(cut, bool):
-        if not 0 < float(cut) < 1:
-            raise ValueError(f"a quantile cut must be in (0, 1), not {cut}")
-        t_cut = inter["timestamp"].quantile(float(cut))
-        t_cut = inter["timestamp"][inter["timestamp"] >= t_cut].min()
-    else:
-        t_cut = pd.Timestamp(cut)
-    after = (inter["timestamp"] >= t_cut).to_numpy()
-    has_prof = inter["user_id"].isin(set(inter.loc[~after, "user_id"])).to_numpy()
-    users, profiles, truth, dropped = [], [], [], 0
-    prof_map = {u: np.unique(g.to_numpy()) for u, g in inter[~after].groupby("user_id")["item_idx"]}
-    for u, g in inter[after & has_prof].groupby("user_id"):
-        prof = prof_map[u].astype(np.int64)
-        tr = np.setdiff1d(np.unique(g["item_idx"].to_numpy()), prof).astype(np.int64)
-        if tr.size == 0:
-            dropped += 1
-            continue
-        users.append(u), profiles.append(prof), truth.append(tr)
-    if not users:
-        raise PartSkipped(f"the cut {t_cut} leaves no user with purchases on both sides; choose an earlier cut")
-    n = len(users)
-    split = Split(users=np.array(users, dtype=object), profiles=profiles, truth=truth,
-                  test_day=np.full(n, np.datetime64(t_cut, "ns")), train=inter[~after].reset_index(drop=True),
-                  n_items=cat.n_items, interactions=inter, dropped_repeat_only=dropped, protocol="temporal",
-                  avail_time=np.full(n, inter["timestamp"].max().to_datetime64()).astype("datetime64[ns]"),
-                  notes=[f"temporal cut at {t_cut.date()}"])
-    return _with_availability(split, cat, availability, one_of_a_kind)
-
-
-def random_holdout(cat: "Catalogue", fraction: float = 0.2, seed: int = 0, availability: str = "catalogue") -> Split:
-    """Random hold-out of ``fraction`` of each user's distinct items (at least 1, at most all but 1).
-
-    Time is ignored: the profile may hold purchases made after the held-out ones and popularity
-    is counted over the whole training part. Labelled leaky in every report; kept only to show
-    how far it is from the time-aware protocols.
-
-    Raises:
-        ValueError: ``fraction`` outside (0, 1).
-    """
-    if not 0 < fraction < 1:
-        raise ValueError(f"fraction must be in (0, 1), not {fraction}")
-    inter = _indexed(cat)
-    rng = np.random.default_rng(seed)
-    users, profiles, truth, held = [], [], [], []
-    for u, g in inter.groupby("user_id"):
-        items = np.unique(g["item_idx"].to_numpy())
-        if items.size < 2:
-            continue
-        n_test = int(min(max(1, round(fraction * items.size)), items.size - 1))
-        perm = rng.permutation(items)
-        users.append(u), truth.append(np.sort(perm[:n_test]).astype(np.int64))
-        profiles.append(np.sort(perm[n_test:]).astype(np.int64))
-        held.append(pd.DataFrame({"user_id": u, "item_idx": perm[:n_test]}))
-    held_df = pd.concat(held) if held else pd.DataFrame(columns=["user_id", "item_idx"])
-    is_held = pd.MultiIndex.from_frame(inter[["user_id", "item_idx"]]).isin(pd.MultiIndex.from_frame(held_df))
-    train = inter[~is_held].reset_index(drop=True)
-    end = inter["timestamp"].max() + pd.Timedelta(days=1)
-    split = Split(users=np.array(users, dtype=object), profiles=profiles, truth=truth,
-                  test_day=np.full(len(users), end.to_datetime64()).astype("datetime64[ns]"), train=train,
-                  n_items=cat.n_items, interactions=train, protocol="random_holdout", leaky=True)
-    return _with_availability(split, cat, availability, False)
-
-
-def _with_availability(split: Split, cat: "Catalogue", availability: str, one_of_a_kind: bool) -> Split:
-    """Attach the availability rule (module docstring) and, for first-seen, drop unavailable truth."""
     has_dates = "available_from" in cat.items and cat.items["available_from"].notna().any()
     if availability == "auto":
         availability = "items_table" if has_dates else "catalogue"
@@ -396,11 +236,11 @@ def _drop_unavailable_truth(split: Split) -> Split:
               if i in by_item and np.any(by_item[i][1][by_item[i][0] <= t] != u)]
         if tr:
             keep.append(p), truth.append(np.array(tr, dtype=np.int64))
-    return _subset(split, np.array(keep, dtype=np.int64), truth,
+    return subset_split(split, np.array(keep, dtype=np.int64), truth,
                    dropped_unavailable=split.dropped_unavailable + split.n_users - len(keep))
 
 
-def _subset(split: Split, keep: np.ndarray, truth: list[np.ndarray], **changes) -> Split:
+def subset_split(split: Split, keep: np.ndarray, truth: list[np.ndarray], **changes) -> Split:
     per_point = {}
     for name in ("excluded", "candidates"):
         v = getattr(split, name)
@@ -432,7 +272,7 @@ def restrict_truth(split: Split, which: str) -> Split:
             prev = split.excluded[p] if split.excluded is not None else np.empty(0, np.int64)
             excluded.append(np.concatenate([prev, other]).astype(np.int64))
     keep = np.array(keep, dtype=np.int64)
-    out = _subset(split, keep, truth, notes=split.notes + [f"{which} truth items only"])
+    out = subset_split(split, keep, truth, notes=split.notes + [f"{which} truth items only"])
     out.excluded = excluded
     return out
 
@@ -461,26 +301,6 @@ def sample_negatives(split: Split, n_negatives: int = 100, seed: int = 0) -> Spl
         neg = rng.choice(pool, size=min(n_negatives, pool.size), replace=False)
         cands.append(np.sort(np.concatenate([split.truth[p], neg])).astype(np.int64))
     return replace(split, candidates=cands, notes=split.notes + [f"{n_negatives} sampled negatives per point"])
-
-
-PROTOCOLS = {
-    "leave_last_basket_out": leave_last_basket_out,
-    "temporal": temporal,
-    "replay_last": lambda cat, **kw: replay(cat, variant="last", **kw),
-    "replay_all": lambda cat, **kw: replay(cat, variant="all", **kw),
-    "random_holdout": random_holdout,
-}
-
-
-def make_split(cat: "Catalogue", protocol: str = "leave_last_basket_out", **kwargs) -> Split:
-    """Build a split by protocol name (:data:`PROTOCOLS`), passing ``kwargs`` on.
-
-    Raises:
-        KeyError: unknown protocol, listing the valid names.
-    """
-    if protocol not in PROTOCOLS:
-        raise KeyError(f"Unknown protocol {protocol!r}; choose from {list(PROTOCOLS)}")
-    return PROTOCOLS[protocol](cat, **kwargs)
 
 
 def split_digest(split: Split) -> str:

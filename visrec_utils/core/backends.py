@@ -6,10 +6,13 @@ inference) and :mod:`visrec_utils.evaluation.ray_evaluate` (evaluation sharded b
 """
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
 
+#: The backend names, the default first.
+BACKENDS = ("local", "ray")
 
 
 def check_backend(backend: str) -> str:
@@ -38,12 +41,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None):
         import atexit
 
         atexit.register(ray.shutdown)  # a clean stop when the notebook kernel exits
-    import logging
-
     for name in ("ray", "ray.data"):  # Ray Data's per-run INFO lines are noise in the reports
         logging.getLogger(name).setLevel(logging.WARNING)
     return ray
-
 
 
 def shard_points(n_points: int, n_shards: int) -> list[np.ndarray]:

@@ -10,23 +10,27 @@ configuration, without an interval (:func:`visrec_utils.evaluation.metrics.cover
 """
 from __future__ import annotations
 
-import hashlib
+import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..features.embeddings import atomic_save_npz, default_cache_dir
-from .metrics import DEFAULT_KS, EVAL_VERSION, coverage, evaluate_many, summarize
-from .recommenders import BASELINES, CONTENT_RECOMMENDERS, make_score_fns
-from ..core.skips import PartSkipped
-from ..core.backends import check_backend
+from ..catalogue.protocols import get_protocol, make_split, study_params  # noqa: F401 (study_params re-exported)
 from ..catalogue.splits import Split, restrict_truth, split_digest
+from ..core.backends import check_backend
+from ..core.skips import PartSkipped
+from ..core.store import Store, content_key
+from .metrics import DEFAULT_KS, EVAL_VERSION, coverage, evaluate_many, summarize
+from .recommenders import BASELINES, CONTENT_RECOMMENDERS, make_recommender, make_score_fns
 from .stats import PAIRED_COLUMNS
+
+log = logging.getLogger(__name__)
 
 METRIC_COLUMNS = ["model", "strategy", "recommender", "metric", "k", "value", "ci_low", "ci_high", "n_users"]
 SPLIT_COLUMNS = ["protocol", "availability", "leaky"]
-PURCHASE_FREE = ("frozen", "precomputed", "proxy_metadata", "contrastive")
+#: Store kind of the cached per-point evaluations.
+EVALUATIONS = "evaluations"
 
 
 def per_user_means(per_point: pd.DataFrame) -> pd.DataFrame:
@@ -43,32 +47,31 @@ def per_user_means(per_point: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _evaluation_key(digest: str, emb, names, ks, seed) -> str:
-    h = hashlib.sha256(f"{EVAL_VERSION}|{digest}|{list(names)}|{list(ks)}|{seed}".encode())
+def _evaluation_key(digest: str, emb, configs, ks, seed) -> str:
+    """Content key of one group's evaluation: metric version, split digest, the recommenders'
+    configurations (``repr`` of each object: its class and parameters), ks, seed, embedding bytes."""
+    parts = [EVAL_VERSION, digest, [repr(c) for c in configs], list(ks), seed]
     if emb is not None:
         a = np.ascontiguousarray(emb)
-        h.update(f"{a.dtype}{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()[:32]
+        parts += [f"{a.dtype}{a.shape}", a.tobytes()]
+    return content_key(*parts, length=32)
 
 
-def _load_evaluation(cache: Path, key: str, names):
-    f, t = cache / f"{key}.parquet", cache / f"{key}.npz"
-    if not (f.is_file() and t.is_file()):
+def _load_evaluation(store: Store, key: str, names):
+    if not store.has(EVALUATIONS, key, ".parquet"):  # written last: present only when complete
         return None
-    df = pd.read_parquet(f)
-    with np.load(t, allow_pickle=False) as z:
-        tops = {n: z[n] for n in names}
+    tops = store.get_arrays(EVALUATIONS, key)
+    if tops is None or not set(names) <= set(tops):
+        return None
+    df = store.get_table(EVALUATIONS, key)
     per_point = {n: g.drop(columns="recommender").reset_index(drop=True) for n, g in df.groupby("recommender", sort=False)}
-    return per_point, tops
+    return per_point, {n: tops[n] for n in names}
 
 
-def _save_evaluation(cache: Path, key: str, per_point: dict, tops: dict) -> None:
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = cache / f"{key}.tmp.parquet"
-    pd.concat([pp.assign(recommender=n) for n, pp in per_point.items()], ignore_index=True).to_parquet(tmp, index=False)
-    atomic_save_npz(cache / f"{key}.npz", **tops)
-    tmp.replace(cache / f"{key}.parquet")  # the parquet last: both exist only when complete
+def _save_evaluation(store: Store, key: str, per_point: dict, tops: dict) -> None:
+    store.put_arrays(EVALUATIONS, key, **tops)
+    table = pd.concat([pp.assign(recommender=n) for n, pp in per_point.items()], ignore_index=True)
+    store.put_table(EVALUATIONS, key, table)  # the parquet last: both exist only when complete
 
 
 def run_experiment(
@@ -89,19 +92,22 @@ def run_experiment(
     Args:
         split: any protocol's split (:mod:`visrec_utils.catalogue.splits`).
         embedding_sets: ``{(model, strategy): (n_items, dim) float32}``.
-        recommenders: content-based recommender names (registry of
-            :mod:`visrec_utils.evaluation.recommenders`).
-        baselines: non-visual recommender names.
+        recommenders: content-based recommenders, names and/or objects (registry of
+            :mod:`visrec_utils.evaluation.recommenders`); rows are labelled with their ``name``.
+        baselines: non-visual recommenders, names and/or objects.
         ks: cut-offs for the @k metrics.
         seed: seed of tie-breaking, random baseline and bootstrap.
         n_resamples: bootstrap resamples.
         backend: ``"local"``, or ``"ray"`` to shard the test points over a Ray cluster
-            (:func:`visrec_utils.scaleout.ray_evaluate`; the same numbers).
+            (:func:`visrec_utils.evaluation.ray_evaluate.ray_evaluate`; the same numbers).
         ray_address: Ray cluster address (default ``$RAY_ADDRESS``, else a local Ray).
-        cache_dir: per-point results are cached under ``<cache_dir>/evaluations``, keyed by the
-            split's content (:func:`visrec_utils.catalogue.splits.split_digest`), the embedding bytes, the
-            recommenders, ks, seed and :data:`visrec_utils.evaluation.metrics.EVAL_VERSION`; default
-            ``$VISREC_CACHE`` or ``~/.cache/visrec``; False disables it.
+        cache_dir: per-point results are cached in the :class:`visrec_utils.core.store.Store` at
+            ``cache_dir`` (kind ``"evaluations"``: a parquet of per-point metrics and an npz of
+            top lists), keyed by the split's content
+            (:func:`visrec_utils.catalogue.splits.split_digest`), the embedding bytes, the
+            recommenders' configurations, ks, seed and
+            :data:`visrec_utils.evaluation.metrics.EVAL_VERSION`; default ``$VISREC_CACHE`` or
+            ``~/.cache/visrec``; False disables it.
 
     Returns:
         (metrics: tidy DataFrame with :data:`METRIC_COLUMNS` plus :data:`SPLIT_COLUMNS`, one
@@ -111,35 +117,40 @@ def run_experiment(
     Raises:
         PartSkipped: the split has no test point, or there is nothing to evaluate (no
             embedding set or no content-based recommender, and no baseline).
+        ValueError: an unknown recommender name, or two recommenders with the same name.
     """
     from tqdm.auto import tqdm
 
     if split.n_users == 0:
         raise PartSkipped(f"no test user under {split.protocol} ({split.describe()})")
     require_rankable(split)
-    groups = [((m, s), list(recommenders)) for (m, s) in embedding_sets] + [(("-", "-"), list(baselines))]
-    if not any(names for _, names in groups):
+    content = [make_recommender(r, seed=seed) for r in recommenders]  # configured objects
+    plain = [make_recommender(r, seed=seed) for r in baselines]
+    groups = [((m, s), content) for (m, s) in embedding_sets] + [(("-", "-"), plain)]
+    if not any(configs for _, configs in groups):
         raise PartSkipped(nothing_to_evaluate(embedding_sets, recommenders, baselines))
-    cache = None if cache_dir is False else Path(cache_dir or default_cache_dir()) / "evaluations"
-    digest = split_digest(split) if cache else ""
+    store = None if cache_dir is False else Store(cache_dir or None)
+    digest = split_digest(split) if store else ""
     summaries, per_users = [], []
-    for (model, strategy), names in tqdm(groups, desc=f"evaluate {split.protocol}", disable=not progress):
-        if not names:
+    for (model, strategy), configs in tqdm(groups, desc=f"evaluate {split.protocol}", disable=not progress):
+        if not configs:
             continue
+        names = [c.name for c in configs]
         emb = embedding_sets.get((model, strategy))
-        key = _evaluation_key(digest, emb, names, ks, seed)
-        cached = _load_evaluation(cache, key, names) if cache else None
+        key = _evaluation_key(digest, emb, configs, ks, seed)
+        cached = _load_evaluation(store, key, names) if store else None
         if cached is not None:
+            log.debug("evaluation of %s/%s under %s: cached (%s)", model, strategy, split.protocol, key)
             per_point, tops = cached
         elif check_backend(backend) == "ray":
             from .ray_evaluate import ray_evaluate
 
-            per_point, tops = ray_evaluate(split, emb, names, ks=ks, seed=seed, address=ray_address)
+            per_point, tops = ray_evaluate(split, emb, configs, ks=ks, seed=seed, address=ray_address)
         else:
-            per_point, tops = evaluate_many(make_score_fns(split, emb, names, seed=seed), split, ks=ks, seed=seed,
+            per_point, tops = evaluate_many(make_score_fns(split, emb, configs, seed=seed), split, ks=ks, seed=seed,
                                             return_top=True)
-        if cache and cached is None:
-            _save_evaluation(cache, key, per_point, tops)
+        if store and cached is None:
+            _save_evaluation(store, key, per_point, tops)
         for rec, pp in per_point.items():
             labels = {"model": model, "strategy": strategy, "recommender": rec}
             pu = per_user_means(pp)
@@ -253,17 +264,33 @@ def cold_warm_breakdown(split: Split, embedding_sets: dict, recommenders=("visra
     return pd.concat(parts, ignore_index=True)
 
 
-def leak_free_sets(embedding_sets: dict, protocol: str) -> dict:
+def leak_free_sets(embedding_sets: dict, protocol: str, uses_purchases) -> dict:
     """Embedding sets that may be evaluated under ``protocol`` without leaking test purchases.
 
-    Sets trained on purchases (``bpr_projection``, ``partial_bpr``) saw the leave-last-basket-out
-    training part; under another protocol some of those purchases are test purchases, so only
-    sets that never saw a purchase are kept there: frozen, shipped (precomputed), and those
-    trained on metadata or images alone (``proxy_metadata``, ``contrastive``).
+    Sets trained on purchases (e.g. ``bpr_projection``, ``partial_bpr``) saw the
+    leave-last-basket-out training part; under another protocol some of those purchases are
+    test purchases, so only sets that never saw a purchase are kept there.
+
+    Args:
+        embedding_sets: ``{(model, strategy): (n_items, dim)}``.
+        protocol: protocol name.
+        uses_purchases: ``{(model, strategy): bool}``, whether each set's training saw purchases
+            (the embedding-set manifest's ``uses_purchases`` column); every set needs an entry.
+
+    Returns:
+        The kept sets, in their order (all of them under ``leave_last_basket_out``).
+
+    Raises:
+        ValueError: a set without an entry in ``uses_purchases`` (named).
     """
+    uses_purchases = uses_purchases if uses_purchases is not None else {}
+    missing = [k for k in embedding_sets if tuple(k) not in uses_purchases]
+    if missing:
+        raise ValueError(f"uses_purchases has no entry for the embedding set {'/'.join(missing[0])} "
+                         f"({len(missing)} set(s) missing); pass the manifest's uses_purchases for every set")
     if protocol == "leave_last_basket_out":
         return dict(embedding_sets)
-    return {k: v for k, v in embedding_sets.items() if k[1] in PURCHASE_FREE}
+    return {k: v for k, v in embedding_sets.items() if not uses_purchases[tuple(k)]}
 
 
 def study_protocols(protocol: str, other_protocols) -> list[str]:
@@ -280,18 +307,23 @@ def study_protocols(protocol: str, other_protocols) -> list[str]:
 
 
 def run_protocols(cat, embedding_sets: dict, protocols, recommenders=("visrank_max", "hybrid_itemknn_visrank"),
-                  baselines=BASELINES, reference=("-", "-", "random"), split_kwargs: dict | None = None,
-                  ks=DEFAULT_KS, seed: int = 0, n_resamples: int = 1000, progress: bool = True,
-                  backend: str = "local", ray_address: str | None = None, on_skip=None):
+                  baselines=BASELINES, reference=("-", "-", "random"), *, uses_purchases=None,
+                  availability: str = "auto", one_of_a_kind: bool = False, cut: str | float = 0.8,
+                  split_kwargs: dict | None = None, ks=DEFAULT_KS, seed: int = 0, n_resamples: int = 1000,
+                  progress: bool = True, backend: str = "local", ray_address: str | None = None, on_skip=None):
     """The same configurations under several protocols, with paired tests per protocol.
 
     Args:
         cat: catalogue.
         embedding_sets: ``{(model, strategy): (n_items, dim)}``; filtered per protocol by
-            :func:`leak_free_sets`.
-        protocols: names from :data:`visrec_utils.catalogue.splits.PROTOCOLS`.
-        split_kwargs: ``{protocol: kwargs}`` for :func:`visrec_utils.catalogue.splits.make_split`.
+            :func:`leak_free_sets` with ``uses_purchases``.
+        protocols: names from :func:`visrec_utils.catalogue.protocols.list_protocols`.
+        recommenders, baselines: names and/or objects (:func:`run_experiment`).
         reference: configuration every other one is compared to, within each protocol.
+        uses_purchases: ``{(model, strategy): bool}`` for every embedding set (:func:`leak_free_sets`).
+        availability, one_of_a_kind, cut: the split settings of every protocol (see
+            :func:`visrec_utils.catalogue.protocols.study_params`; ``seed`` also seeds the random hold-out).
+        split_kwargs: optional ``{protocol: kwargs}`` overriding those settings per protocol.
         on_skip: called ``on_skip(part, reason)`` for a protocol with no test user or nothing to
             evaluate, and for a protocol's paired tests without the reference.
 
@@ -302,20 +334,21 @@ def run_protocols(cat, embedding_sets: dict, protocols, recommenders=("visrank_m
 
     Raises:
         PartSkipped: no protocol has a test user and something to evaluate.
+        ValueError: an unknown protocol, an invalid setting, or a set missing from ``uses_purchases``.
     """
-    from ..catalogue.splits import make_split
     from .stats import paired_comparison
 
     split_kwargs = split_kwargs or {}
     skip = _skipper(on_skip)
     metrics, paired, described = [], [], {}
     for name in protocols:
+        kw = study_params(name, availability=availability, one_of_a_kind=one_of_a_kind, seed=seed, cut=cut)
         try:
-            split = make_split(cat, name, **split_kwargs.get(name, {}))
+            split = make_split(cat, name, **{**kw, **split_kwargs.get(name, {})})
             described[name] = split.describe()
-            m, pu = run_experiment(split, leak_free_sets(embedding_sets, name), recommenders, baselines, ks=ks,
-                                   seed=seed, n_resamples=n_resamples, progress=progress, backend=backend,
-                                   ray_address=ray_address)
+            m, pu = run_experiment(split, leak_free_sets(embedding_sets, name, uses_purchases), recommenders,
+                                   baselines, ks=ks, seed=seed, n_resamples=n_resamples, progress=progress,
+                                   backend=backend, ray_address=ray_address)
         except PartSkipped as e:
             skip(f"every protocol: {name}", e)
             continue
@@ -331,13 +364,20 @@ def run_protocols(cat, embedding_sets: dict, protocols, recommenders=("visrank_m
 
 
 def availability_sensitivity(cat, embedding_sets: dict, modes, protocol: str = "leave_last_basket_out",
-                             recommenders=("visrank_max",), baselines=("random", "popularity"),
+                             recommenders=("visrank_max",), baselines=("random", "popularity"), *,
+                             uses_purchases=None, one_of_a_kind: bool = False, cut: str | float = 0.8,
                              ks=DEFAULT_KS, seed: int = 0, n_resamples: int = 1000, progress: bool = False,
                              backend: str = "local", ray_address: str | None = None, on_skip=None) -> pd.DataFrame:
     """The main metrics under each availability rule.
 
     Args:
+        cat: catalogue.
+        embedding_sets: ``{(model, strategy): (n_items, dim)}``, filtered by :func:`leak_free_sets`.
         modes: availability rules (:data:`visrec_utils.catalogue.splits.AVAILABILITY`).
+        protocol: a time-aware protocol (availability rules judge items at a test time).
+        recommenders, baselines: names and/or objects (:func:`run_experiment`).
+        uses_purchases: ``{(model, strategy): bool}`` for every embedding set.
+        one_of_a_kind, cut, seed: the split settings (:func:`visrec_utils.catalogue.protocols.make_split`).
         on_skip: called ``on_skip(part, reason)`` for a rule the catalogue cannot support
             (``items_table`` without dates) or that leaves no test user or nothing to evaluate.
 
@@ -346,21 +386,25 @@ def availability_sensitivity(cat, embedding_sets: dict, modes, protocol: str = "
 
     Raises:
         PartSkipped: ``modes`` is empty, or no rule could be evaluated.
+        ValueError: a protocol that ignores time (``random_holdout``), or a set missing from
+            ``uses_purchases``.
     """
-    from ..catalogue.splits import make_split
-
     if not len(modes):
         raise PartSkipped("sensitivity names no availability rule to compare")
+    if not get_protocol(protocol).time_aware:
+        raise ValueError(f"{protocol} ignores time, so availability rules do not apply to it; "
+                         "compare them under a time-aware protocol (e.g. leave_last_basket_out)")
+    sets = leak_free_sets(embedding_sets, protocol, uses_purchases)
     has_dates = "available_from" in cat.items and cat.items["available_from"].notna().any()
     parts = []
     for mode in modes:
         try:
             if mode == "items_table" and not has_dates:
                 raise PartSkipped("the items table has no available_from dates")
-            split = make_split(cat, protocol, availability=mode)
-            parts.append(run_experiment(split, leak_free_sets(embedding_sets, protocol), recommenders, baselines,
-                                        ks=ks, seed=seed, n_resamples=n_resamples, progress=progress,
-                                        backend=backend, ray_address=ray_address)[0]
+            split = make_split(cat, protocol, availability=mode, one_of_a_kind=one_of_a_kind, seed=seed, cut=cut)
+            parts.append(run_experiment(split, sets, recommenders, baselines, ks=ks, seed=seed,
+                                        n_resamples=n_resamples, progress=progress, backend=backend,
+                                        ray_address=ray_address)[0]
                          .assign(test_points=split.n_users))
         except PartSkipped as e:
             _skipper(on_skip)(f"availability sensitivity: {mode}", e)

@@ -25,7 +25,6 @@ Conventions (stated once, used everywhere):
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 import pandas as pd
 
@@ -44,7 +43,21 @@ def _as_float(scores, copy: bool = False) -> np.ndarray:
     return np.array(scores, dtype=dtype, copy=True) if copy else scores.astype(dtype, copy=False)
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+_KERNELS: dict = {}
+prange = range  # numba.prange once the kernel is compiled (see _kernel)
+
+
+def _kernel(fn):
+    """``fn`` compiled with numba (parallel, cached on disk) at its first use, so importing this
+    module (and :mod:`visrec_utils.evaluation.stats`) does not import numba."""
+    if fn.__name__ not in _KERNELS:
+        import numba
+
+        globals()["prange"] = numba.prange
+        _KERNELS[fn.__name__] = numba.njit(parallel=True, cache=True, nogil=True)(fn)
+    return _KERNELS[fn.__name__]
+
+
 def _count_above(scores, mask, truth_flat, truth_ptr):  # pragma: no cover (compiled)
     """Per truth item, the candidates scoring above / equal to it, rows in parallel.
 
@@ -58,7 +71,7 @@ def _count_above(scores, mask, truth_flat, truth_ptr):  # pragma: no cover (comp
     equal = np.zeros(truth_flat.size, np.int64)
     n_cand = np.zeros(n_b, np.int64)
     ok = np.ones(n_b, np.bool_)
-    for r in numba.prange(n_b):
+    for r in prange(n_b):
         row, mrow = scores[r], mask[r]
         c = 0
         for i in range(n_items):
@@ -103,7 +116,7 @@ def _block_ranks(scores: np.ndarray, truth: list[np.ndarray], rngs, mask: np.nda
     flat = np.concatenate(truth).astype(np.int64) if n_b else np.empty(0, np.int64)
     mask = np.ones((1, 1), bool) if mask is None else mask
     mask = np.broadcast_to(mask, scores.shape) if mask.shape != scores.shape else mask
-    g_flat, e_flat, n_cand, ok = _count_above(scores, mask, flat, ptr)
+    g_flat, e_flat, n_cand, ok = _kernel(_count_above)(scores, mask, flat, ptr)
     if not ok.all():
         raise ValueError(f"every truth item must be a candidate (finite score); block row {int(np.argmin(ok))} "
                          "has one that is not")

@@ -1,32 +1,86 @@
-"""Recommenders: VisRank (content-based, from image embeddings) and non-visual baselines.
+"""Recommenders: VisRank (content-based, from image embeddings), the hybrid, and the one registry.
 
-Every recommender is built by name from :data:`RECOMMENDERS`, fitted on a split (and, for
-content-based ones, an embedding matrix), and scores the whole catalogue for a block of test
-users: ``score(user_positions) -> (n_users_in_block, n_items) float32``. Masking of profile
-items happens in evaluation, not here.
+The non-visual baselines (random, popularity, item-kNN) and the :class:`Recommender` base live in
+:mod:`visrec_utils.evaluation.baselines`; they are registered here and re-exported.
+
+A recommender is a configured object (``VisRank(aggregate="topk", k=3)``, ``Popularity(window_days=30)``)
+with a ``name`` (the label of its rows in every result table), a ``content_based`` flag (True:
+it needs an embedding matrix, and runs once per embedding set; False: a baseline, run once),
+``fit(split, embeddings=None, ...)`` returning itself, and ``score(user_positions) ->
+(n_users_in_block, n_items) float32`` over the whole catalogue. Masking of profile and
+non-candidate items happens in evaluation, not here.
+
+One registry maps names to configurations: :func:`register_recommender`,
+:func:`create_recommender` (a name with optional parameters, or an object), :func:`list_recommenders`.
+Names and objects are accepted wherever recommenders are chosen (:func:`make_score_fns`,
+:func:`visrec_utils.evaluation.experiment.run_experiment` ``recommenders=`` / ``baselines=``).
 
 VisRank (Messina, Dominguez, Parra et al., "Content-based artwork recommendation", 2018):
 score(u, i) = aggregate over the user's profile items j of cos(e_i, e_j); aggregate is the
 maximum, the mean, or the mean of the k largest similarities.
+
+Adding a recommender (three steps):
+
+1. A class: a dataclass whose fields are its parameters (state that fitting fills in is a
+   ``field(init=False, repr=False)``, so a copy of a configured object starts unfitted), with
+   ``name`` (a property built from its parameters; a new name for every configuration that
+   scores differently), ``content_based``, ``fit`` and ``score`` as above. A content-based
+   ``fit`` takes ``fit(split, embeddings, shared=None)`` (``shared``: the
+   :class:`SharedSimilarities` of this embedding set, reuse it or ignore it); a baseline's
+   takes ``fit(split, embeddings=None)`` and may use only ``split.interactions`` strictly
+   before each ``split.test_day`` (no leak). A ``seed`` field receives the evaluation seed when
+   the recommender is created by name.
+2. Register it: ``register_recommender("my_rec", MyRec, **default_params)`` (after the class,
+   in this module or in your own code).
+3. A test in ``tests/test_recommenders.py``: scores on a hand-built :class:`Split` checked by
+   hand, and the name through ``run_experiment`` (see ``test_a_registered_toy_recommender_runs``).
+
+Example::
+
+    @dataclass
+    class FirstItemSimilarity(Recommender):  # cosine similarity to the profile's first item
+        content_based = True
+        _emb: np.ndarray = field(default=None, init=False, repr=False)
+        _split: Split = field(default=None, init=False, repr=False)
+
+        @property
+        def name(self) -> str:
+            return "first_item_similarity"
+
+        def fit(self, split, embeddings=None, shared=None):
+            self._emb, self._split = l2_normalize(embeddings), split
+            return self
+
+        def score(self, users):
+            first = [self._split.profiles[u][0] for u in users]
+            return (self._emb[first] @ self._emb.T).astype(np.float32)
+
+    register_recommender("first_item_similarity", FirstItemSimilarity)
+    run_experiment(split, sets, recommenders=["visrank_max", "first_item_similarity"])
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import difflib
+import inspect
 from dataclasses import dataclass, field
 
-import numba
 import numpy as np
 
 from ..catalogue.splits import Split
 from ..core.linalg import l2_normalize  # noqa: F401 (re-exported)
+from .baselines import ItemKNN, Popularity, RandomRec, Recommender  # noqa: F401 (re-exported)
+
+_KERNELS: dict = {}
+prange = range  # numba.prange once the kernel is compiled (see _kernel)
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
-def _aggregate(sims, rows, ptr, use_max, out):  # pragma: no cover (compiled)
+def _aggregate_py(sims, rows, ptr, use_max, out):  # pragma: no cover (compiled)
     """``out[u] = max`` (or mean) over ``sims[rows[ptr[u]:ptr[u+1]]]``, users in parallel, without
     gathering the rows into a copy. ``sims (n_rows, n_items) float32``, ``out (B, n_items)``."""
     n_items = sims.shape[1]
-    for u in numba.prange(len(ptr) - 1):
+    for u in prange(len(ptr) - 1):
         a, b = ptr[u], ptr[u + 1]
         acc = out[u]
         acc[:] = sims[rows[a]]
@@ -36,6 +90,17 @@ def _aggregate(sims, rows, ptr, use_max, out):  # pragma: no cover (compiled)
                 acc[i] = max(acc[i], src[i]) if use_max else acc[i] + src[i]
         if not use_max:
             acc /= b - a
+
+
+def _kernel(fn):
+    """``fn`` compiled with numba (parallel, cached on disk) at its first use, so importing this
+    module does not import numba."""
+    if fn.__name__ not in _KERNELS:
+        import numba
+
+        globals()["prange"] = numba.prange
+        _KERNELS[fn.__name__] = numba.njit(parallel=True, cache=True, nogil=True)(fn)
+    return _KERNELS[fn.__name__]
 
 
 class SharedSimilarities:
@@ -118,25 +183,31 @@ class SharedSimilarities:
         if sel:
             ptr = np.concatenate([[0], np.cumsum([len(s) for s in sel])]).astype(np.int64)
             block = np.empty((len(sel), len(self.emb)), dtype=np.float32)
-            _aggregate(self._all, np.concatenate(sel), ptr, how == "max", block)
+            _kernel(_aggregate_py)(self._all, np.concatenate(sel), ptr, how == "max", block)
             out[has] = block
         return out
 
 
 @dataclass
-class VisRank:
+class VisRank(Recommender):
     """Content-based recommender over L2-normalised embeddings.
 
     Args:
         aggregate: ``"max"``, ``"mean"`` or ``"topk"`` (mean of the ``k`` largest similarities).
         k: profile items averaged by ``"topk"``.
+
+    ``name``: ``visrank_max``, ``visrank_mean`` or ``visrank_top<k>``.
     """
 
     aggregate: str = "max"
     k: int = 3
     content_based = True
-    _split: Split = field(default=None, repr=False)
-    _shared: SharedSimilarities = field(default=None, repr=False)
+    _split: Split = field(default=None, init=False, repr=False)
+    _shared: SharedSimilarities = field(default=None, init=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        return f"visrank_top{self.k}" if self.aggregate == "topk" else f"visrank_{self.aggregate}"
 
     def fit(self, split: Split, embeddings: np.ndarray | None = None,
             shared: SharedSimilarities | None = None) -> "VisRank":
@@ -174,137 +245,30 @@ class VisRank:
         return out
 
 
-@dataclass
-class RandomRec:
-    """Uniform random scores, reproducible per (seed, user position)."""
-
-    seed: int = 0
-    content_based = False
-    _n: int = 0
-
-    def fit(self, split: Split, embeddings=None) -> "RandomRec":
-        self._n = split.n_items
-        return self
-
-    def score(self, users: np.ndarray) -> np.ndarray:
-        return np.stack([np.random.default_rng([self.seed, int(u)]).random(self._n, dtype=np.float32)
-                         for u in users]) if len(users) else np.empty((0, self._n), np.float32)
-
-
-@dataclass
-class Popularity:
-    """Purchase counts of each item strictly before the test point (all users' purchases in
-    ``split.interactions``), over all time or over the last ``window_days`` days.
-
-    Args:
-        window_days: None (all-time popularity) or the length of the recent window in days.
-    """
-
-    window_days: int | None = None
-    content_based = False
-    _split: Split = field(default=None, repr=False)
-    _by_day: dict = field(default_factory=dict, repr=False)
-
-    def fit(self, split: Split, embeddings=None) -> "Popularity":
-        self._split = split
-        inter = split.interactions.sort_values("timestamp", kind="stable")
-        ts = inter["timestamp"].to_numpy("datetime64[ns]")
-        items = inter["item_idx"].to_numpy(dtype=np.int64)
-        for day in np.unique(split.test_day):
-            hi = np.searchsorted(ts, day, side="left")
-            lo = 0 if self.window_days is None else np.searchsorted(ts, day - np.timedelta64(self.window_days, "D"), side="left")
-            self._by_day[day] = np.bincount(items[lo:hi], minlength=split.n_items).astype(np.float32)
-        return self
-
-    def score(self, users: np.ndarray) -> np.ndarray:
-        return np.stack([self._by_day[self._split.test_day[u]] for u in users]) if len(users) \
-            else np.empty((0, self._split.n_items), np.float32)
-
-
-@dataclass
-class ItemKNN:
-    """Item-based collaborative filtering from co-purchases (Sarwar et al., WWW 2001;
-    Deshpande & Karypis, ACM TOIS 2004), with the item-item cosine similarities and their
-    ``k`` nearest neighbours computed by the ``implicit`` library (``CosineRecommender``).
-
-    score(u, i) = sum over profile items j of sim(j, i), where sim keeps each item's ``k``
-    nearest neighbours. Time-aware and leak-free: the similarities used for a test point come
-    from interactions strictly before an anchor day on or before its test day; anchors are
-    at most ``refit_days`` apart, so the model is refitted about monthly (it can be up to
-    ``refit_days`` stale, never ahead of the test point). Items never co-purchased score 0.
-
-    Args:
-        k: neighbours kept per item.
-        refit_days: longest gap between refits, days.
-    """
-
-    k: int = 100
-    refit_days: int = 30
-    content_based = False
-    _split: Split = field(default=None, repr=False)
-    _anchor_of: dict = field(default_factory=dict, repr=False)
-    _sims: dict = field(default_factory=dict, repr=False)
-
-    def fit(self, split: Split, embeddings=None) -> "ItemKNN":
-        import warnings
-
-        import scipy.sparse as sp
-        from implicit.nearest_neighbours import CosineRecommender
-
-        self._split = split
-        memo = split.__dict__.setdefault("_memo", {})
-        key = ("itemknn", self.k, self.refit_days)
-        if key in memo:  # one fit per split and parameters, shared with the hybrid
-            self._anchor_of, self._sims = memo[key]
-            return self
-        days = np.unique(split.test_day)
-        anchor = None
-        for d in days:
-            if anchor is None or d >= anchor + np.timedelta64(self.refit_days, "D"):
-                anchor = d
-            self._anchor_of[d] = anchor
-        inter = split.interactions
-        for a in sorted(set(self._anchor_of.values())):
-            past = inter[inter["timestamp"] < a]
-            codes = past["user_id"].astype("category").cat.codes.to_numpy()
-            x = sp.csr_matrix((np.ones(len(past), np.float32), (codes, past["item_idx"].to_numpy())),
-                              shape=(int(codes.max()) + 1 if len(codes) else 1, split.n_items))
-            x.data[:] = 1.0  # bought or not
-            model = CosineRecommender(K=self.k)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                model.fit(x, show_progress=False)
-            self._sims[a] = sp.csr_matrix(model.similarity)
-        memo[key] = (self._anchor_of, self._sims)
-        return self
-
-    def score(self, users: np.ndarray) -> np.ndarray:
-        """Scores ``(len(users), n_items) float32`` for test-point positions ``users``."""
-        out = np.zeros((len(users), self._split.n_items), dtype=np.float32)
-        for r, u in enumerate(users):
-            sim = self._sims[self._anchor_of[self._split.test_day[u]]]
-            out[r] = np.asarray(sim[self._split.profiles[u]].sum(0)).ravel()
-        return out
-
-
 def _zscore(x: np.ndarray) -> np.ndarray:
     return (x - x.mean(1, keepdims=True)) / np.maximum(x.std(1, keepdims=True), 1e-12)
 
 
 @dataclass
-class Hybrid:
+class Hybrid(Recommender):
     """Score-level blend of item-kNN and VisRank-max: ``alpha * z(itemknn) + (1 - alpha) * z(visrank)``,
     each score row standardised over the catalogue. Collaborative signal where an item has
     co-purchases, visual similarity for the rest (cold items score 0 in item-kNN).
 
     Args:
         alpha: weight of item-kNN (fixed, not tuned on test data).
+
+    ``name``: ``hybrid_itemknn_visrank`` with ``alpha=0.5``, else ``hybrid_itemknn_visrank_a<alpha>``.
     """
 
     alpha: float = 0.5
     content_based = True
-    _knn: ItemKNN = field(default=None, repr=False)
-    _vis: VisRank = field(default=None, repr=False)
+    _knn: ItemKNN = field(default=None, init=False, repr=False)
+    _vis: VisRank = field(default=None, init=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        return "hybrid_itemknn_visrank" + ("" if self.alpha == 0.5 else f"_a{self.alpha:g}")
 
     def fit(self, split: Split, embeddings: np.ndarray | None = None,
             shared: SharedSimilarities | None = None) -> "Hybrid":
@@ -318,45 +282,138 @@ class Hybrid:
                 + (1 - self.alpha) * _zscore(self._vis.score(users))).astype(np.float32)
 
 
-RECOMMENDERS = {
-    "visrank_max": lambda seed=0: VisRank("max"),
-    "visrank_mean": lambda seed=0: VisRank("mean"),
-    "visrank_top3": lambda seed=0: VisRank("topk", k=3),
-    "random": lambda seed=0: RandomRec(seed),
-    "popularity": lambda seed=0: Popularity(),
-    "popularity_30d": lambda seed=0: Popularity(window_days=30),
-    "itemknn": lambda seed=0: ItemKNN(),
-    "hybrid_itemknn_visrank": lambda seed=0: Hybrid(),
-}
-CONTENT_RECOMMENDERS = ["visrank_max", "visrank_mean", "visrank_top3", "hybrid_itemknn_visrank"]
-BASELINES = ["random", "popularity", "popularity_30d", "itemknn"]
+@dataclass(frozen=True)
+class _Entry:
+    cls: type
+    defaults: dict
+
+
+#: The recommender registry, ``{name: entry}`` in registration order (:func:`register_recommender`).
+RECOMMENDERS: dict[str, _Entry] = {}
+
+
+def register_recommender(name: str, cls: type, replace: bool = False, **defaults) -> None:
+    """Register ``cls(**defaults)`` under ``name`` for :func:`create_recommender`.
+
+    Args:
+        name: registry name; must equal ``cls(**defaults).name`` (the label in result tables).
+        cls: a recommender class (module docstring: how to add one).
+        replace: replace an entry of the same name.
+        **defaults: the configuration's parameters.
+
+    Raises:
+        ValueError: the name is taken (without ``replace``), or differs from the object's ``name``.
+    """
+    if name in RECOMMENDERS and not replace:
+        raise ValueError(f"a recommender named {name!r} is already registered; pass replace=True")
+    made = cls(**defaults).name
+    if made != name:
+        raise ValueError(f"{cls.__name__}(**{defaults}).name is {made!r}, not {name!r}: register it under its name")
+    RECOMMENDERS[name] = _Entry(cls, dict(defaults))
+
+
+def unregister_recommender(name: str) -> None:
+    """Remove ``name`` from the registry (e.g. after a test); unknown names are ignored."""
+    RECOMMENDERS.pop(name, None)
+
+
+def list_recommenders(content_based: bool | None = None) -> list[str]:
+    """Registered names in registration order; only content-based (True) or baselines (False)
+    when ``content_based`` is given."""
+    return [n for n, e in RECOMMENDERS.items()
+            if content_based is None or bool(getattr(e.cls, "content_based", False)) == content_based]
+
+
+def _takes(cls, param: str) -> bool:
+    try:
+        return param in inspect.signature(cls).parameters
+    except (TypeError, ValueError):  # pragma: no cover
+        return False
+
+
+def create_recommender(name_or_object, **params):
+    """A configured, unfitted recommender.
+
+    Args:
+        name_or_object: a registered name (:func:`list_recommenders`), or a recommender object
+            (an unfitted copy of it is returned, ``params`` applied).
+        **params: parameters overriding the registered defaults, e.g.
+            ``create_recommender("visrank_top3", k=5)`` (named ``visrank_top5``).
+
+    Raises:
+        ValueError: unknown name:
+            ``unknown recommender 'x'; choose from a, b, ... (did you mean 'y'?)``.
+        TypeError: a parameter the class does not take.
+    """
+    if not isinstance(name_or_object, str):
+        obj = name_or_object
+        if dataclasses.is_dataclass(obj):
+            return dataclasses.replace(obj, **params)  # state fields are init=False: a fresh copy
+        obj = copy.deepcopy(obj)
+        for k, v in params.items():
+            setattr(obj, k, v)
+        return obj
+    if name_or_object not in RECOMMENDERS:
+        close = difflib.get_close_matches(name_or_object, list(RECOMMENDERS), n=1)
+        raise ValueError(f"unknown recommender {name_or_object!r}; choose from {', '.join(RECOMMENDERS)}"
+                         + (f" (did you mean {close[0]!r}?)" if close else ""))
+    entry = RECOMMENDERS[name_or_object]
+    return entry.cls(**{**entry.defaults, **params})
+
+
+def make_recommender(name, seed: int = 0):
+    """:func:`create_recommender` with the evaluation ``seed`` given to classes that take one
+    (the random baseline); kept for existing callers.
+
+    Raises:
+        ValueError: unknown name (see :func:`create_recommender`).
+    """
+    if isinstance(name, str) and name in RECOMMENDERS and _takes(RECOMMENDERS[name].cls, "seed"):
+        return create_recommender(name, seed=seed)
+    return create_recommender(name)
+
+
+register_recommender("visrank_max", VisRank, aggregate="max")
+register_recommender("visrank_mean", VisRank, aggregate="mean")
+register_recommender("visrank_top3", VisRank, aggregate="topk", k=3)
+register_recommender("random", RandomRec)
+register_recommender("popularity", Popularity)
+register_recommender("popularity_30d", Popularity, window_days=30)
+register_recommender("itemknn", ItemKNN)
+register_recommender("hybrid_itemknn_visrank", Hybrid)
+#: The default content-based recommenders and baselines (the registered ones at import), derived
+#: from ``content_based``.
+CONTENT_RECOMMENDERS = list_recommenders(content_based=True)
+BASELINES = list_recommenders(content_based=False)
 
 
 def make_score_fns(split: Split, embeddings: np.ndarray | None, names, seed: int = 0,
                    points: np.ndarray | None = None) -> dict:
     """Fitted scoring functions ``{name: score(positions) -> (len, n_items) float32}`` for one
-    embedding set (content-based names share one :class:`SharedSimilarities`) or, with
+    embedding set (content-based recommenders share one :class:`SharedSimilarities`) or, with
     ``embeddings=None``, for baselines.
 
     Args:
+        split: the split.
+        embeddings: ``(n_items, dim)`` or None.
+        names: recommender names and/or objects (:func:`create_recommender`); a name gets the
+            evaluation ``seed`` when its class takes one, an object keeps its own.
+        seed: evaluation seed.
         points: the test points that will be scored (default all; a shard passes its own).
+
+    Raises:
+        ValueError: an unknown name, or two recommenders with the same ``name``.
     """
     shared = SharedSimilarities(embeddings, split, points=points) if embeddings is not None else None
     fns = {}
-    for name in names:
-        r = make_recommender(name, seed=seed)
-        fns[name] = (r.fit(split, embeddings, shared=shared) if r.content_based else r.fit(split, embeddings)).score
+    for n in names:
+        r = make_recommender(n, seed=seed)
+        if r.name in fns:
+            raise ValueError(f"two recommenders are named {r.name!r}; give each configuration its own name")
+        fns[r.name] = (r.fit(split, embeddings, shared=shared) if r.content_based else r.fit(split, embeddings)).score
     return fns
 
 
-def make_recommender(name: str, seed: int = 0):
-    """Build a recommender by registry name.
-
-    Raises:
-        KeyError: unknown name, listing the valid names and the closest match.
-    """
-    if name not in RECOMMENDERS:
-        close = difflib.get_close_matches(name, list(RECOMMENDERS), n=1)
-        raise KeyError(f"Unknown recommender {name!r}; choose from {list(RECOMMENDERS)}"
-                       + (f" (did you mean {close[0]!r}?)" if close else ""))
-    return RECOMMENDERS[name](seed=seed)
+def recommender_names(names) -> list[str]:
+    """The ``name`` of each recommender name or object (the labels of its result rows)."""
+    return [n if isinstance(n, str) else n.name for n in names]

@@ -1,55 +1,49 @@
 """Embeddings of a catalogue: content-keyed, chunked, resumable cache and the study's embedding sets.
 
 The low-level extraction is :mod:`visrec_utils.features.extract`; this module decides what to extract,
-caches it on disk and keeps the study's embedding sets (``<out>/embeddings/*.npy``, listed with the
-model and strategy names as given in a manifest row ``<stem>.json`` beside each array; file names
-are safe keys from :mod:`visrec_utils.core.naming`).
+caches it in the artefact store (:class:`visrec_utils.core.store.Store`, kind ``embeddings``) and
+keeps the study's embedding sets: ``<out>/embeddings/<stem>.npy`` with a manifest row ``<stem>.json``
+beside each array (model and strategy names as given plus the set's provenance: weights, layer,
+pooling, preprocessing, image set, strategy parameters, item ids, library versions), read back as
+one table by :func:`read_manifest`. File names are safe keys (:mod:`visrec_utils.core.naming`) that
+are never parsed back.
 
-Cache: an entry is keyed by the model name, the weights hash, the preprocessing config and the
-sha256 of every image's bytes, so it is invalidated when weights, preprocessing or image bytes
-change and never otherwise (moving the files keeps it). Extraction writes the entry in chunks
-(atomic renames); a run that is killed resumes from its last finished chunk and gives embeddings
-identical to an uninterrupted run.
+Cache: an entry is keyed (:func:`cache_key`) by the model name, the weights hash, the
+preprocessing config and the sha256 of every image's bytes, so it is invalidated when weights,
+preprocessing or image bytes change and never otherwise (moving the files keeps it). Extraction
+writes the entry in chunks (:meth:`visrec_utils.core.store.Store.chunks`, atomic renames); a run
+that is killed resumes from its last finished chunk and gives embeddings identical to an
+uninterrupted run.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import logging
 import os
-import shutil
-import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..core.backends import check_backend
+from ..core.naming import safe_stem
+from ..core.store import Store, atomic_write, content_key, default_cache_dir, file_sha256, write_json  # noqa: F401
 from .extract import (FAST_PATH_ATOL, Extraction, ImageError, extract_embeddings,  # noqa: F401
                       imagenet_top1, resolve_compile)
 from .models import LoadedModel
-from ..core.naming import safe_name, safe_stem
+
+log = logging.getLogger(__name__)
 
 CACHE_VERSION = "emb-v2"
 MODEL_COLUMNS = ["model", "status", "reason", "arch", "family", "dim", "published_top1", "top1_source",
                  "measured_top1", "measured_top1_stderr", "n_imagenet", "weights", "weights_sha256",
                  "data_config", "cache_hit", "seconds", "images_per_s", "fast_path", "n_unreadable"]
 CHUNK_IMAGES = 1024
-
-
-def default_cache_dir() -> Path:
-    """``$VISREC_CACHE`` or ``~/.cache/visrec``."""
-    return Path(os.environ.get("VISREC_CACHE") or Path.home() / ".cache" / "visrec")
-
-
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def image_set_sha256(item_ids: Sequence[str], paths: Sequence[str]) -> str:
@@ -64,9 +58,21 @@ def image_set_sha256(item_ids: Sequence[str], paths: Sequence[str]) -> str:
     return h.hexdigest()
 
 
+def data_config_json(data_config: Mapping) -> str:
+    """A timm data config as the JSON text the study's tables keep (tuples as lists, keys in
+    the config's order): the ``data_config`` column of ``models.csv`` and the ``preprocessing``
+    column of the embedding-set manifest."""
+    return json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in data_config.items()})
+
+
 def cache_key(loaded: LoadedModel, image_set: str, variant: str = "") -> str:
-    """Cache key of an embedding set: model name, weights hash, preprocessing, image set, and
-    ``variant`` (what else was computed: e.g. the activations entering the last stage)."""
+    """Cache key of an embedding set: :func:`visrec_utils.core.store.content_key` of the model
+    name, weights hash, preprocessing, image set, and ``variant`` (what else was computed: e.g.
+    the activations entering the last stage).
+
+    Returns:
+        24 lower-case hex digits.
+    """
     payload = {
         "version": CACHE_VERSION,
         "model": loaded.spec.name,
@@ -76,30 +82,13 @@ def cache_key(loaded: LoadedModel, image_set: str, variant: str = "") -> str:
     }
     if variant:
         payload["variant"] = variant
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
-
-
-def _atomic_write(path: Path, write) -> None:
-    """``write(tmp_path)`` then rename onto ``path`` (readable by all, never half-written)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp" + path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    return content_key(payload)
 
 
 def atomic_save_npz(path: Path, **arrays) -> None:
-    """``np.savez`` to ``path`` through a temporary file and a rename, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
-
-
-def _chunk_path(parts: Path, start: int) -> Path:
-    return parts / f"chunk_{start:09d}.npz"
+    """``np.savez`` to ``path`` atomically (:func:`visrec_utils.core.store.atomic_write`); new code
+    stores arrays with :meth:`visrec_utils.core.store.Store.put_arrays` instead."""
+    atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
 
 
 def cached_embeddings(
@@ -117,27 +106,28 @@ def cached_embeddings(
 ) -> tuple[np.ndarray, dict]:
     """Embeddings of the given images, computed once, then read from the content-keyed cache.
 
-    Extraction writes ``<entry>.parts/chunk_<start>.npz`` files (atomic renames) every
-    ``chunk_images`` images (rounded to whole batches, so batches are the same in a resumed and
-    an uninterrupted run); when all chunks exist they are joined into ``<entry>.npz`` and the
-    parts are removed. A killed run therefore resumes from its last finished chunk. The entry is
-    ``<cache_dir>/embeddings/<safe model name>[-<safe variant>]-<key>.npz``
-    (:func:`visrec_utils.core.naming.safe_name`: a checkpoint path in the model's name stays out of
-    the path).
+    The entry is ``Store(cache_dir)``'s ``("embeddings", key)`` with ``key`` =
+    :func:`cache_key`: ``<cache_dir>/embeddings/<safe model name[-variant]>-<key>.npz``
+    (:func:`visrec_utils.core.naming.safe_name`: a checkpoint path in the model's name stays out
+    of the path). Extraction writes its parts through
+    :meth:`visrec_utils.core.store.Store.chunks` (``<entry>.parts/chunk_<start>.npz``, atomic
+    renames) every ``chunk_images`` images (rounded to whole batches, so batches are the same in
+    a resumed and an uninterrupted run); when all chunks exist they are joined into the entry
+    and the parts are removed. A killed run therefore resumes from its last finished chunk.
 
     Args:
         loaded: model from :func:`visrec_utils.features.models.load_model`.
         item_ids: ids in row order, ``(n_items,)``.
         paths: image paths aligned with ``item_ids``.
-        cache_dir: cache folder (default :func:`default_cache_dir`).
+        cache_dir: store root (default :func:`visrec_utils.core.store.default_cache_dir`).
         chunk_images: images per chunk file.
         batch_size: images per forward pass.
         image_set: :func:`image_set_sha256` of ``(item_ids, paths)`` when the caller already has
             it (hashing every image once per model is wasted I/O); computed when None.
         variant: names anything that changes the rows besides model and images (a ``module``,
             ``transform`` or ``seeds`` passed on); part of the cache key and file name.
-        backend: ``"local"`` or ``"ray"`` (:func:`visrec_utils.scaleout.ray_extract`; pooled
-            features only); both write the same chunks, so either resumes the other's run.
+        backend: ``"local"`` or ``"ray"`` (:func:`visrec_utils.features.ray_extract.ray_extract`;
+            pooled features only); both write the same chunks, so either resumes the other's run.
         ray_address: Ray cluster address for ``backend="ray"`` (default: ``$RAY_ADDRESS``, else
             a local Ray).
         **extract_kwargs: passed to :func:`visrec_utils.features.extract.extract_embeddings`.
@@ -146,26 +136,32 @@ def cached_embeddings(
         (embeddings ``(n_items, dim) float32`` with NaN rows for unreadable images, info dict:
         ``key, path, hit, seconds, extracted`` (images run through the model in this call),
         ``failed`` ({item_id: reason}), ``fast_path``).
+
+    Raises:
+        ValueError: ``backend="ray"`` with a variant it cannot compute (module, transform,
+            seeds, logits, amp).
     """
-    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    store = Store(cache_dir)
     if extract_kwargs.get("amp"):  # mixed-precision rows are not the float32 rows: their own entry
         variant = f"{variant}+amp" if variant else "amp"
     t0 = time.perf_counter()
     n = len(item_ids)
     key = cache_key(loaded, image_set or image_set_sha256(item_ids, paths), variant)
-    stem = safe_name(loaded.spec.name) + (f"-{safe_name(variant)}" if variant else "")
-    path = cache_dir / "embeddings" / f"{stem}-{key}.npz"
-    if path.is_file():
-        with np.load(path, allow_pickle=False) as z:
-            if z["item_ids"].tolist() == list(item_ids):
-                failed = dict(zip(z["failed_ids"].tolist(), z["failed_reasons"].tolist())) if "failed_ids" in z.files else {}
-                return z["embeddings"], {"key": key, "path": str(path), "hit": True, "extracted": 0,
-                                         "seconds": time.perf_counter() - t0, "failed": failed, "fast_path": "cache"}
+    name = loaded.spec.name + (f"-{variant}" if variant else "")
+    path = store.path("embeddings", key, ".npz", name)
+    hit = store.get_arrays("embeddings", key, name)
+    if hit is not None and hit["item_ids"].tolist() == list(item_ids):
+        failed = dict(zip(hit["failed_ids"].tolist(), hit["failed_reasons"].tolist())) if "failed_ids" in hit else {}
+        log.info("%s: embeddings of %d images read from the cache (%s)", loaded.spec.name, n, path.name)
+        return hit["embeddings"], {"key": key, "path": str(path), "hit": True, "extracted": 0,
+                                   "seconds": time.perf_counter() - t0, "failed": failed, "fast_path": "cache"}
     chunk = max(1, round(chunk_images / batch_size)) * batch_size
-    parts = path.with_suffix(".parts")
-    parts.mkdir(parents=True, exist_ok=True)
+    parts = store.chunks("embeddings", key, name)
     starts = list(range(0, n, chunk))
-    todo = [s for s in starts if not _chunk_path(parts, s).is_file()]
+    todo = parts.missing(starts)
+    if len(todo) < len(starts):
+        log.info("%s: resuming extraction, %d of %d chunks already written", loaded.spec.name,
+                 len(starts) - len(todo), len(starts))
     order = np.concatenate([np.arange(s, min(s + chunk, n)) for s in todo]) if todo else np.zeros(0, int)
     buffers: dict[int, dict] = {}
 
@@ -178,15 +174,15 @@ def cached_embeddings(
             buf["reasons"][g] = reasons[j]
             if len(buf["rows"]) == min(s + chunk, n) - s:
                 idx = sorted(buf["rows"])
-                atomic_save_npz(_chunk_path(parts, s), embeddings=np.stack([buf["rows"][i] for i in idx]),
-                                 reasons=np.array([buf["reasons"][i] for i in idx], dtype=str))
+                parts.put(s, embeddings=np.stack([buf["rows"][i] for i in idx]),
+                          reasons=np.array([buf["reasons"][i] for i in idx], dtype=str))
                 del buffers[s]
 
     run = None
     if len(order):
         # decided on the whole set, so a resumed run takes the same path
         compile_mode = resolve_compile(extract_kwargs.pop("compile", "auto"), n)
-        extract_kwargs.setdefault("runtime_cache", cache_dir)
+        extract_kwargs.setdefault("runtime_cache", store.root)
         if check_backend(backend) == "ray":
             from .ray_extract import ray_extract
 
@@ -195,88 +191,195 @@ def cached_embeddings(
                 raise ValueError(f"backend='ray' extracts float32 pooled features only, not {sorted(plain) or ['logits/amp']}; "
                                  "use backend='local' for this variant")
             run = ray_extract(loaded.spec.name, [paths[i] for i in order], dim=loaded.dim, batch_size=batch_size,
-                              runtime=extract_kwargs.get("runtime", "auto"), runtime_cache=str(cache_dir),
+                              runtime=extract_kwargs.get("runtime", "auto"), runtime_cache=str(store.root),
                               address=ray_address, progress=extract_kwargs.get("progress", True), on_batch=on_batch)
         else:
             run = extract_embeddings(loaded, [paths[i] for i in order], batch_size=batch_size,
                                      compile=compile_mode, on_batch=on_batch, **extract_kwargs)
     embs, reasons = [], []
     for s in starts:
-        with np.load(_chunk_path(parts, s), allow_pickle=False) as z:
-            embs.append(z["embeddings"])
-            reasons.extend(z["reasons"].tolist())
+        z = parts.load(s)
+        embs.append(z["embeddings"])
+        reasons.extend(z["reasons"].tolist())
     emb = np.concatenate(embs) if embs else np.zeros((0, loaded.dim), np.float32)
     bad = [i for i, r in enumerate(reasons) if r]
     failed = {item_ids[i]: reasons[i] for i in bad}
-    atomic_save_npz(path, embeddings=emb, item_ids=np.asarray(item_ids, dtype=str),
-                     failed_ids=np.asarray(list(failed), dtype=str), failed_reasons=np.asarray(list(failed.values()), dtype=str))
-    shutil.rmtree(parts, ignore_errors=True)
+    store.put_arrays("embeddings", key, name=name, embeddings=emb, item_ids=np.asarray(item_ids, dtype=str),
+                     failed_ids=np.asarray(list(failed), dtype=str),
+                     failed_reasons=np.asarray(list(failed.values()), dtype=str))
+    parts.discard()
     return emb, {"key": key, "path": str(path), "hit": False, "extracted": int(len(order)),
                  "seconds": time.perf_counter() - t0, "failed": failed, "fast_path": run.path if run else "resumed chunks"}
 
 
-#: Columns of an embedding set's manifest row (its ``<stem>.json`` beside ``<stem>.npy``).
-MANIFEST_COLUMNS = ("model", "strategy", "file", "n_items", "dim")
+#: Columns of the embedding-set manifest (:func:`read_manifest`), one ``<stem>.json`` row per set.
+MANIFEST_COLUMNS = ("model", "strategy", "file", "n_items", "dim", "arch", "weights_sha256", "layer", "pooling",
+                    "preprocessing", "image_set", "strategy_params", "uses_purchases", "items", "versions", "created")
+#: The columns a caller may set through ``save_embedding_set(..., provenance=...)``.
+PROVENANCE_COLUMNS = ("arch", "weights_sha256", "layer", "pooling", "preprocessing", "image_set",
+                      "strategy_params", "uses_purchases")
+_REQUIRED = MANIFEST_COLUMNS[:5]
 
 
-def read_manifest(out_dir: str | os.PathLike) -> list[dict]:
-    """The study's embedding sets, one row each, read from the ``<stem>.json`` written beside
-    every ``<stem>.npy`` in ``<out_dir>/embeddings/``.
+def _defaults(strategy: str) -> dict:
+    return {"arch": "", "weights_sha256": "", "layer": "", "pooling": "", "preprocessing": "", "image_set": "",
+            "strategy_params": {}, "uses_purchases": False if strategy == "frozen" else None, "items": "",
+            "versions": {}, "created": ""}
 
-    Each set carries its own manifest row, so a notebook that adds sets (03's fine-tuned ones)
-    never rewrites a file that an earlier notebook (02) wrote.
+
+@functools.lru_cache(maxsize=1)
+def library_versions() -> dict:
+    """Versions of the libraries an embedding depends on: ``torch, timm, numpy, visrec_utils``
+    ("" for one that is not installed)."""
+    from importlib import metadata
+
+    from .. import __version__
+
+    def version(pkg):
+        try:
+            return metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            return ""
+    return {"torch": version("torch"), "timm": version("timm"), "numpy": np.__version__, "visrec_utils": __version__}
+
+
+def model_provenance(loaded: LoadedModel) -> dict:
+    """The manifest columns that describe a loaded model: ``arch``, ``weights_sha256``, ``layer``
+    (``"stage<i>"`` for a ``<model>@stage<i>`` layer variant, else ``""``: the final pooled
+    features), ``pooling`` (the timm model's ``global_pool`` type, e.g. ``"avg"``; ``"avg"`` for a
+    layer variant, which averages its stage's output; ``""`` when unknown) and ``preprocessing``
+    (:func:`data_config_json`). Pass it as ``provenance`` to :func:`save_embedding_set`."""
+    from .controls import LAYER_SEP
+
+    _, sep, idx = loaded.spec.name.rpartition(LAYER_SEP)
+    layer = f"stage{idx}" if sep and idx.isdigit() else ""
+    pool = getattr(loaded.model, "global_pool", None)
+    pooling = "avg" if layer else (pool if isinstance(pool, str) else getattr(pool, "pool_type", "")) or ""
+    return {"arch": loaded.spec.arch, "weights_sha256": loaded.weights_sha256 or "", "layer": layer,
+            "pooling": str(pooling), "preprocessing": data_config_json(loaded.data_config or {})}
+
+
+def _save_item_ids(d: Path, item_ids) -> str:
+    """Write an item-id list once (content-addressed, one id per line); returns its file name."""
+    ids = [str(i) for i in item_ids]
+    bad = next((i for i in ids if "\n" in i or "\r" in i), None)
+    if bad is not None:
+        raise ValueError(f"item id {bad!r} contains a line break; item ids are kept one per line")
+    path = d / f"items-{content_key(ids)}.txt"
+    if not path.is_file():
+        text = "".join(f"{i}\n" for i in ids)
+        atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return path.name
+
+
+def load_item_ids(out_dir: str | os.PathLike, row: Mapping) -> list[str] | None:
+    """The item ids of an embedding set, in row order, or None when it was saved without them.
+
+    Args:
+        out_dir: study output folder.
+        row: the set's manifest row (a row of :func:`read_manifest`, or any mapping with ``items``).
 
     Returns:
-        one dict per set, sorted by file: ``model`` and ``strategy`` exactly as given, ``file``
-        (the array's file name inside ``embeddings/``, a :func:`visrec_utils.core.naming.safe_stem`),
-        ``n_items`` and ``dim``. An array written before these rows existed is read from its
-        ``<model>__<strategy>.npy`` file name (``n_items``/``dim`` then None); an empty or
-        missing folder gives ``[]``.
+        ``n_items`` ids (str), the i-th naming the set's i-th row.
 
     Raises:
-        ValueError: a row that is not valid JSON or lacks a column (the message names the file).
+        ValueError: the list file is missing or does not hold the list its name was made from.
+    """
+    name = row.get("items") if hasattr(row, "get") else row["items"]
+    if not isinstance(name, str) or not name:
+        return None
+    path = Path(out_dir) / "embeddings" / name
+    try:
+        ids = path.read_text(encoding="utf-8").split("\n")[:-1]
+    except OSError as e:
+        raise ValueError(f"{path}: the item-id list of embedding set {row['file']} cannot be read ({e}); "
+                         "rerun the notebook that wrote the set") from e
+    if name != f"items-{content_key(ids)}.txt":
+        raise ValueError(f"{path} does not hold the item-id list its name was made from; delete it and rerun "
+                         "the notebook that wrote the set")
+    return ids
+
+
+def read_manifest(out_dir: str | os.PathLike) -> pd.DataFrame:
+    """The study's embedding sets, one row each, read from the ``<stem>.json`` written beside
+    every ``<stem>.npy`` in ``<out_dir>/embeddings/`` by :func:`save_embedding_set`.
+
+    Each set has its own row, so a notebook that adds sets (03) never rewrites a file an earlier
+    one (02) wrote. An array without a row (a crashed write, a file put there by hand) is no set.
+
+    Returns:
+        DataFrame, one row per set sorted by ``file``, columns :data:`MANIFEST_COLUMNS`:
+        ``model`` and ``strategy`` exactly as given; ``file`` (the array's file name inside
+        ``embeddings/``, a :func:`visrec_utils.core.naming.safe_stem`); ``n_items``, ``dim``;
+        ``arch``, ``weights_sha256``, ``layer``, ``pooling``, ``preprocessing`` (data config as
+        JSON text), ``image_set`` ("" when unknown); ``strategy_params`` (dict);
+        ``uses_purchases`` (bool, None when not recorded); ``items`` (its item-id list's file,
+        :func:`load_item_ids`; "" when none); ``versions`` (dict); ``created`` (ISO time). A
+        column missing from an older row gets its default; no folder gives an empty table.
+
+    Raises:
+        ValueError: a row that is not valid JSON or lacks a required column (``model``,
+            ``strategy``, ``file``, ``n_items``, ``dim``); the one-line message names the file.
     """
     d = Path(out_dir) / "embeddings"
     rows = []
     for arr in sorted(d.glob("*.npy")) if d.is_dir() else []:
-        if arr.name.startswith("."):  # a write in progress or a crashed one
-            continue
         side = arr.with_suffix(".json")
-        if not side.is_file():
-            if "__" in arr.stem:  # an output folder from before the rows: names from the file name
-                model, strategy = arr.stem.split("__", 1)
-                rows.append({"model": model, "strategy": strategy, "file": arr.name, "n_items": None, "dim": None})
+        if arr.name.startswith(".") or not side.is_file():  # a write in progress, a crashed one, no row
             continue
         try:
             row = json.loads(side.read_text(encoding="utf-8"))
-            rows.append({k: row[k] for k in MANIFEST_COLUMNS})
+            rows.append({**_defaults(row["strategy"]), **{k: row[k] for k in _REQUIRED},
+                         **{k: row[k] for k in MANIFEST_COLUMNS[5:] if k in row}})
         except (ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"{side} is not a visrec embedding-set manifest row ({type(e).__name__}: {e}); "
+            why = " ".join(f"{type(e).__name__}: {e}".split())  # one line, whatever the parser said
+            raise ValueError(f"{side} is not a visrec embedding-set manifest row ({why}); "
                              "delete it with its .npy and rerun the notebook that wrote it") from e
-    return rows
+    return pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
 
 
-def save_embedding_set(out_dir: str | os.PathLike, model: str, strategy: str, emb: np.ndarray) -> Path:
+def save_embedding_set(out_dir: str | os.PathLike, model: str, strategy: str, emb: np.ndarray,
+                       item_ids: Sequence[str] | None = None, provenance: Mapping | None = None) -> Path:
     """Write one embedding set, ``(n_items, dim) float32``, with its manifest row.
 
     The array goes to ``<out_dir>/embeddings/<safe_stem(model, strategy)>.npy``
     (:func:`visrec_utils.core.naming.safe_stem`: any model or strategy name, with paths, spaces or
     unicode, gives a portable file name, distinct for distinct names); ``<stem>.json`` beside it
-    keeps the names as given (:func:`read_manifest`). Both writes are atomic; the array is
-    written first, so a row never names a missing or partial file.
+    is the set's manifest row (:func:`read_manifest`), and the item ids go to
+    ``embeddings/items-<content_key>.txt`` (written once per distinct list, one id per line,
+    shared by the sets that have that list). Every write is atomic and the row is written last,
+    so a row never names a missing or partial file.
+
+    Args:
+        out_dir: study output folder.
+        model, strategy: names as given (kept verbatim in the row).
+        emb: ``(n_items, dim)`` array (stored as float32).
+        item_ids: ``n_items`` ids naming the rows, or None (the row's ``items`` is then "").
+        provenance: values of :data:`PROVENANCE_COLUMNS` (e.g. :func:`model_provenance` of the
+            model, ``image_set``, ``strategy_params``, ``uses_purchases``); the rest default to
+            "" ({} for ``strategy_params``; ``uses_purchases`` False for ``"frozen"``, else None).
 
     Returns:
         the path of the array.
+
+    Raises:
+        ValueError: ``item_ids`` not of length ``n_items`` or holding a line break, or a
+            ``provenance`` key outside :data:`PROVENANCE_COLUMNS`.
     """
+    provenance = dict(provenance or {})
+    unknown = sorted(set(provenance) - set(PROVENANCE_COLUMNS))
+    if unknown:
+        raise ValueError(f"provenance columns {unknown} are not among {list(PROVENANCE_COLUMNS)}")
     d = Path(out_dir) / "embeddings"
-    d.mkdir(parents=True, exist_ok=True)
     emb = np.asarray(emb, dtype=np.float32)
-    path = d / f"{safe_stem(model, strategy)}.npy"
-    _atomic_write(path, lambda tmp: np.save(tmp, emb))
-    row = {"model": model, "strategy": strategy, "file": path.name, "n_items": int(emb.shape[0]),
-           "dim": int(emb.shape[1]) if emb.ndim == 2 else None}
-    _atomic_write(path.with_suffix(".json"),
-                  lambda tmp: Path(tmp).write_text(json.dumps(row, indent=1, ensure_ascii=False), encoding="utf-8"))
+    if item_ids is not None and len(item_ids) != emb.shape[0]:
+        raise ValueError(f"{len(item_ids)} item ids for an embedding set of {emb.shape[0]} rows ({model}, {strategy})")
+    items = _save_item_ids(d, item_ids) if item_ids is not None else ""
+    path = atomic_write(d / f"{safe_stem(model, strategy)}.npy", lambda tmp: np.save(tmp, emb))
+    row = {**_defaults(strategy), **provenance, "model": model, "strategy": strategy, "file": path.name,
+           "n_items": int(emb.shape[0]), "dim": int(emb.shape[1]) if emb.ndim == 2 else None, "items": items,
+           "versions": dict(library_versions()), "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    write_json(path.with_suffix(".json"), {k: row[k] for k in MANIFEST_COLUMNS})
     return path
 
 
@@ -288,9 +391,12 @@ def load_embedding_sets(out_dir: str | os.PathLike, models=None, strategies=None
 
     Args:
         models, strategies: keep only these (None = all found), in the given order.
+
+    Raises:
+        ValueError: a manifest row that cannot be read (:func:`read_manifest`).
     """
     d = Path(out_dir) / "embeddings"
-    found = {(r["model"], r["strategy"]): d / r["file"] for r in read_manifest(out_dir)}
+    found = {(r["model"], r["strategy"]): d / r["file"] for r in read_manifest(out_dir).to_dict("records")}
     keys = [k for k in found if (models is None or k[0] in models) and (strategies is None or k[1] in strategies)]
     model_order = list(models) if models is not None else sorted({k[0] for k in keys})
     keys.sort(key=lambda k: (model_order.index(k[0]), k[1] != "frozen", k[1]))
@@ -299,24 +405,25 @@ def load_embedding_sets(out_dir: str | os.PathLike, models=None, strategies=None
 
 def cached_imagenet_top1(loaded: LoadedModel, folder, limit: int | None = None, cache_dir=None,
                          **extract_kwargs) -> dict:
-    """:func:`visrec_utils.features.extract.imagenet_top1`, cached by model, weights, preprocessing and
-    the bytes of the labelled images (a rerun with nothing changed costs a hash of the folder).
+    """:func:`visrec_utils.features.extract.imagenet_top1`, cached in the store (kind ``top1``) by
+    model, weights, preprocessing, the bytes of the labelled images and ``limit`` (a rerun with
+    nothing changed costs a hash of the folder).
 
     Returns:
         dict with ``top1`` (percent), ``n_images``, ``stderr`` and ``hit`` (bool).
+
+    Raises:
+        ValueError: as :func:`visrec_utils.features.extract.imagenet_top1`.
     """
     folder = Path(folder)
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpeg", ".jpg", ".png"})
     key = cache_key(loaded, image_set_sha256([f.name for f in files], [str(f) for f in files]) + f"|limit={limit}")
-    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    path = cache_dir / "top1" / f"{safe_name(loaded.spec.name)}-{key}.json"
-    if path.is_file():
-        return {**json.loads(path.read_text()), "hit": True}
+    store = Store(cache_dir)
+    known = store.get_json("top1", key, name=loaded.spec.name)
+    if known is not None:
+        return {**known, "hit": True}
     res = imagenet_top1(loaded, folder, limit=limit, **extract_kwargs)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(res))
-    os.replace(tmp, path)
+    store.put_json("top1", key, res, name=loaded.spec.name)
     return {**res, "hit": False}
 
 
@@ -328,17 +435,19 @@ def embed_catalogue(model_names, cat, out_dir, cache_dir=None, batch_size: int =
 
     For each model: load it (a model whose weights cannot be had is reported as skipped with
     the reason, and the others go on), measure top-1 on ``imagenet_dir`` when given, extract or
-    reuse cached embeddings, and save them as the study's ``frozen`` set. Embeddings that come
-    with the catalogue (``cat.precomputed``, e.g. UGallery's ResNet50) are saved as they are.
-    Images that cannot be read are listed with their reason; their items are left out of the
-    study (catalogue and every embedding set) and counted in the validation report.
+    reuse cached embeddings, and save them as the study's ``frozen`` set with its provenance
+    (:func:`model_provenance`, the image set, the item ids). Embeddings that come with the
+    catalogue (``cat.precomputed``, e.g. UGallery's ResNet50) are saved as they are.
+    Images that cannot be read are listed in ``results/unreadable_images.csv`` and every frozen
+    set aligned with ``cat`` is saved again without their rows; ``<out>/data`` stays as notebook
+    01 wrote it (later steps read :func:`visrec_utils.catalogue.data.load_study_catalogue`).
 
     Args:
         model_names: registry or timm names, controls, checkpoints or preset names
             (:func:`visrec_utils.features.models.get_spec`, :data:`visrec_utils.features.models.PRESETS`).
-        cat: the prepared :class:`visrec_utils.catalogue.data.Catalogue` (re-saved if items are dropped).
+        cat: the prepared :class:`visrec_utils.catalogue.data.Catalogue` (not modified).
         out_dir: study output folder.
-        cache_dir: embedding cache folder.
+        cache_dir: store root for the embedding and top-1 caches.
         imagenet_dir: labelled ImageNet folder for :func:`imagenet_top1`, or None to skip.
         backend: ``"local"`` or ``"ray"`` for the catalogue's embeddings (the top-1 check
             always runs locally); ray_address: the Ray cluster (default ``$RAY_ADDRESS``, else a
@@ -350,9 +459,8 @@ def embed_catalogue(model_names, cat, out_dir, cache_dir=None, batch_size: int =
         (models: one row per model with ``model, status, reason, arch, family, dim,
         published_top1, top1_source, measured_top1, measured_top1_stderr, n_imagenet, weights,
         weights_sha256, data_config, cache_hit, seconds, images_per_s, fast_path, n_unreadable``;
-        unreadable: ``item_id, image_path, reason`` of the images left out)
+        unreadable: ``item_id, reason, image_path`` of the images left out)
     """
-    from ..catalogue.data import drop_items, save_prepared
     from .models import ModelUnavailable, expand_presets, load_model
 
     model_names = expand_presets(model_names)
@@ -363,7 +471,7 @@ def embed_catalogue(model_names, cat, out_dir, cache_dir=None, batch_size: int =
     has_images = cat.items["image_path"].notna().all() and len(ids) > 0
     image_set = image_set_sha256(ids, paths) if has_images and model_names else None  # once, for every model
     for name, emb in cat.precomputed.items():
-        save_embedding_set(out_dir, name, "frozen", emb)
+        save_embedding_set(out_dir, name, "frozen", emb, item_ids=ids)
         rows.append({"model": name, "status": "precomputed", "reason": "embeddings shipped with the catalogue",
                      "dim": emb.shape[1], "published_top1": np.nan, "top1_source": "unknown checkpoint"})
     for name in model_names:
@@ -373,14 +481,14 @@ def embed_catalogue(model_names, cat, out_dir, cache_dir=None, batch_size: int =
         try:
             loaded = load_model(name)
         except ModelUnavailable as e:
+            log.warning("%s skipped: %s", name, e)
             rows.append({"model": name, "status": "skipped", "reason": str(e)})
             continue
         spec = loaded.spec
         row = {"model": name, "status": "ok", "reason": "", "arch": spec.arch, "family": spec.family,
                "dim": loaded.dim, "published_top1": spec.published_top1, "top1_source": spec.top1_source,
                "weights": spec.weights, "weights_sha256": loaded.weights_sha256,
-               "data_config": json.dumps({k: list(v) if isinstance(v, tuple) else v
-                                          for k, v in loaded.data_config.items()})}
+               "data_config": data_config_json(loaded.data_config)}
         if imagenet_dir and getattr(loaded.model, "num_classes", 0):  # controls without a classifier: no check
             chk = cached_imagenet_top1(loaded, imagenet_dir, limit=imagenet_limit, cache_dir=cache_dir,
                                        batch_size=batch_size, progress=progress, compile=False)
@@ -388,7 +496,8 @@ def embed_catalogue(model_names, cat, out_dir, cache_dir=None, batch_size: int =
         emb, info = cached_embeddings(loaded, ids, paths, cache_dir=cache_dir, batch_size=batch_size,
                                       image_set=image_set, progress=progress, backend=backend,
                                       ray_address=ray_address, device=device, amp=amp)
-        save_embedding_set(out_dir, name, "frozen", emb)
+        save_embedding_set(out_dir, name, "frozen", emb, item_ids=ids,
+                           provenance={**model_provenance(loaded), "image_set": image_set})
         failed.update(info["failed"])
         row.update(cache_hit=info["hit"], seconds=round(info["seconds"], 1), n_unreadable=len(info["failed"]),
                    images_per_s=np.nan if info["hit"] else round(len(ids) / max(info["seconds"], 1e-9), 1),
@@ -397,16 +506,19 @@ def embed_catalogue(model_names, cat, out_dir, cache_dir=None, batch_size: int =
     unreadable = pd.DataFrame({"item_id": list(failed), "reason": list(failed.values())})
     unreadable["image_path"] = unreadable["item_id"].map(dict(zip(ids, paths)))
     if failed:
+        log.warning("%d unreadable image(s): their items are left out of the study", len(failed))
         keep = ~cat.items["item_id"].isin(set(failed)).to_numpy()
-        for r in read_manifest(out_dir):  # every frozen set aligned with this catalogue loses the same rows
-            arr = np.load(Path(out_dir) / "embeddings" / r["file"]) if r["strategy"] == "frozen" else None
-            if arr is not None and len(arr) == len(keep):
-                save_embedding_set(out_dir, r["model"], r["strategy"], arr[keep])
-        reduced = drop_items(cat, set(failed), check="unreadable images",
-                             examples=[f"{r.image_path}: {r.reason}" for r in unreadable.itertuples()])
-        save_prepared(reduced, out_dir)
+        kept_ids = [i for i, k in zip(ids, keep) if k]
+        for r in read_manifest(out_dir).to_dict("records"):  # every frozen set of this catalogue loses the same rows
+            if r["strategy"] != "frozen" or r["n_items"] != len(keep):
+                continue
+            if r["items"] and load_item_ids(out_dir, r) != ids:  # the ids say it is another catalogue's
+                continue
+            arr = np.load(Path(out_dir) / "embeddings" / r["file"])
+            save_embedding_set(out_dir, r["model"], r["strategy"], arr[keep], item_ids=kept_ids,
+                               provenance={k: r[k] for k in PROVENANCE_COLUMNS})
     table = pd.DataFrame(rows).reindex(columns=MODEL_COLUMNS)
-    (Path(out_dir) / "results").mkdir(parents=True, exist_ok=True)
-    table.to_csv(Path(out_dir) / "results" / "models.csv", index=False)
-    unreadable.to_csv(Path(out_dir) / "results" / "unreadable_images.csv", index=False)
+    results = Path(out_dir) / "results"
+    atomic_write(results / "models.csv", lambda tmp: table.to_csv(tmp, index=False))
+    atomic_write(results / "unreadable_images.csv", lambda tmp: unreadable.to_csv(tmp, index=False))
     return table, unreadable

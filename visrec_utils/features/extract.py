@@ -18,7 +18,6 @@ An unreadable image does not stop extraction: its row is NaN and its reason is l
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +28,8 @@ import numpy as np
 from .images import ImageError, load_image
 from .models import LoadedModel
 from .runtime import (CHECK_IMAGES, FAST_PATH_ATOL, MICRO_BATCHES, Normalize, fast_forward,  # noqa: F401
-                      _micro, openvino_cache_path, choose_forward, micro_batch_key, normalized, openvino_forward,
-                      pinned_micro_batch, split_normalize)
+                      micro_batched, openvino_cache_path, choose_forward, micro_batch_key, normalized,
+                      openvino_forward, pinned_micro_batch, split_normalize)
 
 log = logging.getLogger(__name__)
 

@@ -321,27 +321,64 @@ def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
     return _HUB[host]
 
 
-class _offline_unless_hub_reachable:
-    """Context: when the hub cannot be reached, put huggingface_hub in offline mode, so timm looks
-    only in its local cache and fails at once instead of retrying every file for a minute."""
+def hub_offline() -> bool:
+    """Whether timm weights must come from the local Hugging Face cache only: huggingface_hub's
+    documented ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) is set (read now, so it counts even
+    when set after ``import timm``), ``huggingface_hub.is_offline_mode()``, or the hub does not
+    answer (:func:`hub_reachable`). Changes no state of huggingface_hub."""
+    if any(os.environ.get(v, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+           for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")):
+        return True
+    try:
+        from huggingface_hub import is_offline_mode
+    except ImportError:  # pragma: no cover - old huggingface_hub
+        return not hub_reachable()
+    return is_offline_mode() or not hub_reachable()
 
-    def __enter__(self):
-        self.saved = None
-        if not hub_reachable():
-            try:
-                import huggingface_hub.constants as hc
 
-                self.saved, hc.HF_HUB_OFFLINE = hc.HF_HUB_OFFLINE, True
-            except (ImportError, AttributeError):  # pragma: no cover - old huggingface_hub
-                pass
-        return self
+def cached_hub_weights(name: str, cache_dir: str | os.PathLike | None = None) -> str | None:
+    """Path of timm model ``name``'s pretrained weights in the local Hugging Face cache, or None.
 
-    def __exit__(self, *exc):
-        if self.saved is not None:
-            import huggingface_hub.constants as hc
+    Asks ``huggingface_hub.try_to_load_from_cache`` (no network) for the files timm downloads, in
+    its order (a ``.safetensors`` file before its ``.bin``), from ``cache_dir``, else
+    ``$HF_HUB_CACHE``, else huggingface_hub's default cache.
 
-            hc.HF_HUB_OFFLINE = self.saved
-        return False
+    Raises:
+        LookupError: the model's weights are not on the hub (a URL-only timm config).
+    """
+    import timm.models
+    from huggingface_hub import try_to_load_from_cache
+
+    cfg = timm.models.get_pretrained_cfg(name)
+    if cfg is None or not cfg.hf_hub_id:
+        raise LookupError(f"timm model {name!r} has no weights on the Hugging Face hub")
+    repo, _, revision = cfg.hf_hub_id.partition("@")
+    filename = cfg.hf_hub_filename or "pytorch_model.bin"
+    safe = {"pytorch_model.bin": "model.safetensors", "open_clip_pytorch_model.bin": "open_clip_model.safetensors"}
+    for f in ([safe[filename]] if filename in safe else []) + [filename]:
+        path = try_to_load_from_cache(repo, f, cache_dir=cache_dir or os.environ.get("HF_HUB_CACHE") or None,
+                                      revision=revision or None)
+        if isinstance(path, str):
+            return path
+    return None
+
+
+def _create_timm_pretrained(name: str):
+    """``timm.create_model(name, pretrained=True)``; offline (:func:`hub_offline`) from the local hub
+    cache (``pretrained_cfg_overlay={"file": ...}``), failing at once when the weights are not
+    cached instead of retrying each file on the network for a minute."""
+    import timm
+
+    if hub_offline():
+        try:
+            file = cached_hub_weights(name)
+        except LookupError:  # URL-hosted weights: timm's own cache, as online
+            return timm.create_model(name, pretrained=True)
+        if file is None:
+            raise ModelUnavailable(f"the hub is offline (unreachable, or HF_HUB_OFFLINE set) and the weights of "
+                                   f"{name!r} are not in the local Hugging Face cache")
+        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": file})
+    return timm.create_model(name, pretrained=True)
 
 
 def _timm_spec(name: str) -> ModelSpec:
@@ -357,8 +394,7 @@ def _timm_spec(name: str) -> ModelSpec:
 
     def build():
         try:
-            with _offline_unless_hub_reachable():
-                return timm.create_model(name, pretrained=True).eval()
+            return _create_timm_pretrained(name).eval()
         except Exception as e:  # hub unreachable, no cached weights
             raise ModelUnavailable(
                 f"Could not load ImageNet weights for timm model {name!r} ({type(e).__name__}: {e}). "

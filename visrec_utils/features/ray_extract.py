@@ -32,7 +32,7 @@ class _EmbedActor:
     def __init__(self, model: str, runtime: str, threads: int, runtime_cache: str | None):
         import torch
 
-        from .extract import PooledFeatures
+        from .extract import PooledFeatures, resolve_device
         from .models import load_model
 
         torch.set_num_threads(threads)
@@ -42,7 +42,7 @@ class _EmbedActor:
         self.runtime = runtime
         self.runtime_cache = runtime_cache
         self.forward = None
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = resolve_device("auto")  # the local path's rule: CUDA, else MPS, else CPU
         self.pooled.to(self.device)
 
     def __call__(self, batch: dict) -> dict:

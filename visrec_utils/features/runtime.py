@@ -6,7 +6,6 @@ micro-batches. :mod:`visrec_utils.features.extract` runs them; this module holds
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import os
 import time
@@ -14,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.store import Store, atomic_write, content_key, read_json, write_json
 from .models import LoadedModel
-from ..core.naming import safe_name
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +101,7 @@ def openvino_forward(pooled, example, cache_xml: Path | None = None, normalize=N
             warnings.simplefilter("ignore", FutureWarning)
             model = ov.convert_model(pooled, example_input=example)
         if cache_xml is not None:
-            cache_xml.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_xml.with_name(cache_xml.stem + ".tmp.xml")
-            ov.save_model(model, str(tmp), compress_to_fp16=False)
-            tmp.with_suffix(".bin").replace(cache_xml.with_suffix(".bin"))
-            tmp.replace(cache_xml)  # the .xml last: present only when both are complete
+            save_ir(model, Path(cache_xml))
     if normalize is not None:
         from openvino.preprocess import PrePostProcessor
 
@@ -121,22 +116,48 @@ def openvino_forward(pooled, example, cache_xml: Path | None = None, normalize=N
     return lambda x: torch.from_numpy(compiled(x.numpy())[0])
 
 
+def save_ir(model, xml: Path) -> None:
+    """Save an OpenVINO model as ``xml`` + its ``.bin`` (float32 weights), each written atomically
+    (:func:`visrec_utils.core.store.atomic_write`) and the ``.xml`` last, so a reader that finds
+    the ``.xml`` finds both files complete; a killed or failed save leaves no partial entry."""
+    import openvino as ov
+
+    def write(tmp_xml: str) -> None:
+        tmp_bin = Path(tmp_xml).with_suffix(".bin")  # where OpenVINO puts the weights of tmp_xml
+        try:
+            ov.save_model(model, tmp_xml, compress_to_fp16=False)
+            atomic_write(xml.with_suffix(".bin"), lambda tmp: os.replace(tmp_bin, tmp))
+        finally:
+            if tmp_bin.exists():
+                tmp_bin.unlink()
+
+    atomic_write(xml, write)
+
+
 def openvino_cache_path(loaded: LoadedModel, shape, folder) -> Path | None:
-    """``<folder>/openvino/<safe model name>-<weights sha>-<H>x<W>-<openvino version>.xml``, or None
-    (the model name through :func:`visrec_utils.core.naming.safe_name`, so a checkpoint path in it
-    stays inside ``folder``)."""
+    """Where the converted model of ``loaded`` for ``shape``'s input size is kept: the store
+    entry ``Store(folder)``'s ``("openvino", key)``, i.e.
+    ``<folder>/openvino/<safe model name>-<key>.xml`` (+ ``.bin``), ``key`` the
+    :func:`visrec_utils.core.store.content_key` of the model name, weights sha256, input
+    ``(H, W)`` and OpenVINO version; None when OpenVINO is not installed or ``folder`` is None."""
     try:
         import openvino as ov
     except ImportError:
         return None
     if folder is None:
         return None
-    version = ov.__version__.split("-")[0]
-    sha = (loaded.weights_sha256 or "noweights")[:16]
-    return Path(folder) / "openvino" / f"{safe_name(loaded.spec.name)}-{sha}-{shape[-2]}x{shape[-1]}-{version}.xml"
+    key = content_key({"model": loaded.spec.name, "weights_sha256": loaded.weights_sha256 or "noweights",
+                       "input": [int(shape[-2]), int(shape[-1])], "openvino": ov.__version__.split("-")[0]})
+    return Store(folder).path("openvino", key, ".xml", name=loaded.spec.name)
 
 
 MICRO_BATCHES = (8, 16, 32)
+
+
+def _pinned(store: Path | None) -> dict:
+    """The pinned sizes in ``store`` ({} when there is none, or it is not a JSON object)."""
+    known = read_json(store, {}) if store is not None else {}
+    return known if isinstance(known, dict) else {}
 
 
 def pinned_micro_batch(forward, shape, key: str, cache: Path | None, seconds: float = 0.9, dtype=None) -> int:
@@ -159,7 +180,7 @@ def pinned_micro_batch(forward, shape, key: str, cache: Path | None, seconds: fl
     import torch
 
     store = Path(cache) / "micro_batch.json" if cache is not None else None
-    known = json.loads(store.read_text()) if store is not None and store.is_file() else {}
+    known = _pinned(store)
     if key in known:
         return int(known[key])
     x = torch.randint(0, 256, (max(MICRO_BATCHES), *shape[1:]), dtype=dtype) if dtype == torch.uint8 \
@@ -176,12 +197,9 @@ def pinned_micro_batch(forward, shape, key: str, cache: Path | None, seconds: fl
                     n += b
                 rates[b] = max(rates[b], n / (time.perf_counter() - t0))
     best = max(rates, key=rates.get)
-    if store is not None:
-        store.parent.mkdir(parents=True, exist_ok=True)
-        known[key] = best
-        tmp = store.with_suffix(".tmp")
-        tmp.write_text(json.dumps(known, indent=1, sort_keys=True))
-        tmp.replace(store)
+    if store is not None:  # read again just before writing: another process may have pinned its own keys
+        known = {**_pinned(store), key: best}
+        write_json(store, dict(sorted(known.items())))
     log.info("micro-batch for %s: %d (%s img/s)", key, best, {b: round(r, 1) for b, r in rates.items()})
     return best
 
@@ -193,8 +211,9 @@ def micro_batch_key(name: str, uint8: bool = False) -> str:
     return f"{name}{'-u8' if uint8 else ''}-{os.cpu_count()}cpu"
 
 
-def _micro(forward, m: int):
-    """``forward`` applied to slices of ``m`` images, concatenated."""
+def micro_batched(forward, m: int):
+    """``forward`` applied to slices of ``m`` images along the batch axis, concatenated (the same
+    rows as one call, ``(B, ...) -> (B, dim)``, in calls of at most ``m`` images)."""
     import torch
 
     return lambda x: forward(x) if len(x) <= m else torch.cat([forward(x[i:i + m]) for i in range(0, len(x), m)])
@@ -276,5 +295,5 @@ def choose_forward(pooled, first_batch, compile_mode: bool, runtime: str = "auto
     if desc.startswith("openvino"):
         key = micro_batch_key(cache_xml.stem if cache_xml is not None else name, uint8=normalize is not None)
         m = pinned_micro_batch(forward, first_batch.shape, key, runtime_cache, dtype=first_batch.dtype)
-        forward, desc = _micro(forward, m), f"{desc}, micro-batch {m}"
+        forward, desc = micro_batched(forward, m), f"{desc}, micro-batch {m}"
     return forward, desc, cl

@@ -61,7 +61,7 @@ def check_study(params: dict) -> list[str]:
             ``baselines`` are both empty; the catalogue or slice has fewer than 2 items.
         DataError: the catalogue cannot be read (as notebook 01 would say).
     """
-    from ..catalogue import data, readers, splits
+    from ..catalogue import data, protocols, readers, splits
 
     p = _with_defaults(params)
     if not len(p["recommenders"]) and not len(p["baselines"]):
@@ -78,11 +78,11 @@ def check_study(params: dict) -> list[str]:
         raise StudyInfeasible(f"{what} has {cat.n_items} item(s): a recommendation ranks at least 2; "
                               "raise --max-items (or leave it out)")
     protocol = p["protocol"]
-    kwargs = {"temporal": {"cut": p["temporal_cut"]}, "random_holdout": {"seed": p["seed"]}}.get(protocol, {})
-    if protocol != "random_holdout":
-        kwargs |= {"availability": p["availability"]} | ({"one_of_a_kind": True} if p["one_of_a_kind"] else {})
+    protocols.get_protocol(protocol)  # an unknown name is its own error, not "no test user"
+    kwargs = protocols.study_params(protocol, availability=p["availability"], one_of_a_kind=p["one_of_a_kind"],
+                                 seed=p["seed"], cut=p["temporal_cut"])
     try:
-        split = splits.make_split(cat, protocol, **kwargs)
+        split = protocols.make_split(cat, protocol, **kwargs)
         described = split.describe() if split.n_users == 0 else ""
     except ValueError as e:  # e.g. a temporal cut with nobody on both sides
         split, described = None, str(e)

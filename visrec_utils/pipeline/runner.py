@@ -9,7 +9,6 @@ notebooks whose inputs did not change).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import shutil
@@ -20,6 +19,9 @@ from pathlib import Path
 from .execution import (HIDE_INPUT_TAGS, NOTEBOOK_DIR, StudyError, StudyInterrupted,  # noqa: F401 (re-exported)
                         notebook_parameters, run_notebook, to_html)
 
+from ..core.store import content_key, file_sha256, write_json
+
+#: The notebooks in order, one per stage (:data:`visrec_utils.pipeline.stages.STAGES`).
 NOTEBOOKS = [
     "01_data_prep",
     "02_embedding_extraction",
@@ -29,10 +31,6 @@ NOTEBOOKS = [
 ]
 #: The repository's own figures (shown by the README); refreshed from the H&M sample only.
 REPO_FIGURES = NOTEBOOK_DIR.parent / "figures"
-
-
-#: Output sub-folders the later notebooks read (figures and reports are never read back).
-STATE_DIRS = ("data", "embeddings", "results")
 
 
 def versions() -> dict:
@@ -95,10 +93,7 @@ def check_parameters(params: dict, notebooks=None) -> None:
 
 
 def _sha(*parts) -> str:
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(p if isinstance(p, bytes) else json.dumps(p, sort_keys=True, default=str).encode())
-    return h.hexdigest()
+    return content_key(*parts, length=64)
 
 
 def _code_digest() -> str:
@@ -117,15 +112,26 @@ def _data_digest(data_dir) -> str:
     return _sha(str(root.resolve()), rows)
 
 
-def _state(out_dir: Path) -> dict:
-    """``{relative path: (size, mtime_ns)}`` of the files under :data:`STATE_DIRS`."""
-    out = {}
-    for d in STATE_DIRS:
-        for f in (out_dir / d).rglob("*"):
-            if f.is_file() and f.name != "run.json":
-                st = f.stat()
-                out[str(f.relative_to(out_dir))] = (st.st_size, st.st_mtime_ns)
-    return out
+def stage_outputs(notebook: str, out_dir: Path) -> list[str]:
+    """The files a notebook's stage wrote for later stages, relative to ``out_dir``, sorted: the
+    stage's declared output patterns (:attr:`visrec_utils.pipeline.stages.Stage.outputs`) and,
+    for ``extract`` and ``tune``, the embedding sets whose manifest rows say they wrote them
+    (frozen, or fine-tuned), with their item lists. Declared, never inferred from file times."""
+    from ..core.store import read_json
+    from .stages import get_stage
+
+    stage = get_stage(notebook)
+    found = {str(f.relative_to(out_dir)) for pattern in stage.outputs for f in out_dir.glob(pattern) if f.is_file()}
+    if stage.embedding_sets:
+        for row_file in sorted((out_dir / "embeddings").glob("*.json")):
+            row = read_json(row_file)
+            if not isinstance(row, dict) or (row.get("strategy") == "frozen") != (stage.embedding_sets == "frozen"):
+                continue
+            found.add(str(row_file.relative_to(out_dir)))
+            for name in (row.get("file"), row.get("items")):
+                if name and (out_dir / "embeddings" / name).is_file():
+                    found.add(f"embeddings/{name}")
+    return sorted(found)
 
 
 #: Columns of result tables that record how a run went, not what it found (wall times, cache
@@ -143,19 +149,16 @@ def _outputs_digest(out_dir: Path, files) -> str | None:
         f = out_dir / rel
         if not f.is_file():
             return None
-        h = hashlib.sha256()
         if f.suffix == ".csv":
             try:
                 table = pd.read_csv(f, keep_default_na=False, dtype=str)
                 volatile = [c for c in table.columns if c in VOLATILE_COLUMNS or str(c).endswith("_seconds")]
-                h.update(table.drop(columns=volatile).to_csv(index=False).encode())
+                digest = content_key(table.drop(columns=volatile).to_csv(index=False).encode(), length=64)
             except (ValueError, pd.errors.ParserError):  # not a table: its bytes
-                h.update(f.read_bytes())
+                digest = file_sha256(f)
         else:
-            with open(f, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 22), b""):
-                    h.update(block)
-        parts.append((rel, h.hexdigest()))
+            digest = file_sha256(f)
+        parts.append((rel, digest))
     return _sha(parts)
 
 
@@ -177,7 +180,7 @@ def run_study(params: dict, out_dir: str | Path, notebooks=None, figures_to: str
 
     A notebook's key is a digest of its file, the parameters it receives, the ``visrec_utils``
     sources, the catalogue folder (path, sizes, times) and the content of every earlier
-    notebook's output files (under :data:`STATE_DIRS`). With ``reuse``, a notebook whose key
+    notebook's declared output files (:func:`stage_outputs`). With ``reuse``, a notebook whose key
     equals the one recorded in ``<out>/results/run.json``, whose reports exist and whose own
     outputs are unchanged on disk is not run again: changing one parameter of notebook 05 reruns
     only 05; changing one of notebook 02 reruns 02, then 03-05 only where 02's outputs changed.
@@ -250,7 +253,6 @@ def run_study(params: dict, out_dir: str | Path, notebooks=None, figures_to: str
             print(f"[visrec] {nb}: inputs unchanged, reusing its run of {rec['seconds']:.0f} s", flush=True)
         else:
             print(f"[visrec] running {nb} ...", flush=True)
-            state = _state(out_dir)
             try:
                 rec = run_notebook(nb, params, out_dir, log_output=log_output, timeout=cell_timeout)
                 if nb == "02_embedding_extraction":
@@ -261,7 +263,7 @@ def run_study(params: dict, out_dir: str | Path, notebooks=None, figures_to: str
                                                                 *later]}
                 _write_json(run_json, failed)
                 raise
-            rec["outputs"] = sorted(f for f, st in _state(out_dir).items() if state.get(f) != st)
+            rec["outputs"] = stage_outputs(nb, out_dir)
             rec["outputs_digest"] = _outputs_digest(out_dir, rec["outputs"])
             rec.update(key=key, reused=False)
             print(f"[visrec] {nb} done in {rec['seconds']:.0f} s (peak memory {rec.get('peak_rss_mib', 0) / 1024:.1f} GiB)",
@@ -279,10 +281,7 @@ def run_study(params: dict, out_dir: str | Path, notebooks=None, figures_to: str
 
 def _write_json(path: Path, obj) -> None:
     """Write JSON atomically (a kill or a full disk never leaves half a run.json)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    tmp.replace(path)
+    write_json(path, obj, indent=2)
 
 
 def is_reference_sample(data_dir) -> bool:

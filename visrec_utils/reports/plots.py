@@ -8,9 +8,12 @@ import numpy as np
 import pandas as pd
 
 from ..core.skips import PartSkipped
+from ..core.store import atomic_write
 
 
 def pyplot():
+    """``matplotlib.pyplot`` with the study's seaborn theme; the Agg backend outside a notebook
+    kernel unless ``$MPLBACKEND`` chooses one."""
     import matplotlib
 
     if not os.environ.get("MPLBACKEND") and "ipykernel" not in str(matplotlib.get_backend()).lower():
@@ -35,9 +38,11 @@ def _rows(metrics: pd.DataFrame, metric: str, k: int) -> pd.DataFrame:
 
 
 def save_figure(fig, path):
+    """Save ``fig`` to ``path`` (format from its suffix, 120 dpi, tight box) atomically
+    (:func:`visrec_utils.core.store.atomic_write`) when ``path`` is given; returns ``fig``."""
     if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+        fmt = Path(path).suffix[1:] or None  # the temporary file's name must not choose the format
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight", format=fmt))
     return fig
 
 

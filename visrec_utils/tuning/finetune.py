@@ -11,27 +11,48 @@ basket's new items, and a negative is drawn uniformly from items the user never 
 training. The score is cos(W m_profile, W e_item), scaled by a fixed temperature. Test
 baskets are never seen (they are not in ``split.train``). A validation set of users is split
 off the training users for early stopping.
+
+The strategies themselves are registered objects (:mod:`visrec_utils.tuning.strategies`);
+:data:`STRATEGIES` is the registry's list of names.
 """
 from __future__ import annotations
 
-import hashlib
-import json
+import logging
 import os
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..catalogue.splits import Split
-from ..features.embeddings import atomic_save_npz
 from ..core.linalg import l2_normalize
-from ..core.naming import safe_name
 from ..core.skips import PartSkipped
+from ..core.store import Store, content_key
+
+logger = logging.getLogger(__name__)
 
 EMBEDDING_STRATEGIES = ("frozen", "bpr_projection")
-STRATEGIES = EMBEDDING_STRATEGIES + ("partial_bpr", "proxy_metadata", "contrastive")  # the last three: stage_tuning
+HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_acc", "seconds"]
+
+
+def __getattr__(name: str):
+    """``STRATEGIES``: every registered strategy's name, in registration order (built-ins:
+    ``frozen, bpr_projection, partial_bpr, proxy_metadata, contrastive``), read from
+    :func:`visrec_utils.tuning.strategies.list_strategies` when asked, so a newly registered
+    strategy is listed too."""
+    if name == "STRATEGIES":
+        from .strategies import list_strategies
+
+        return tuple(list_strategies())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def as_store(where) -> Store:
+    """``where`` as a :class:`~visrec_utils.core.store.Store`: a store as it is, a folder
+    (``str``/``PathLike``) as ``Store(folder)``, None as the default cache (``$VISREC_CACHE``
+    or ``~/.cache/visrec``)."""
+    return where if isinstance(where, Store) else Store(where)
 
 
 @dataclass(frozen=True)
@@ -254,49 +275,59 @@ def assert_no_test_purchases(train: pd.DataFrame, split: Split) -> None:
 
 
 def split_fingerprint(split: Split) -> str:
-    """Content hash of the training interactions (values only, independent of pandas dtypes)."""
-    h = hashlib.sha256()
+    """Content key (64 hex digits, :func:`~visrec_utils.core.store.content_key`) of the training
+    interactions: user ids, item indices, timestamps (ns) and ``n_items``, values only, so it does
+    not depend on pandas dtypes."""
     tr = split.train
-    h.update("\n".join(tr["user_id"].astype(str).tolist()).encode())
-    h.update(tr["item_idx"].to_numpy(dtype=np.int64).tobytes())
-    h.update(tr["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64).tobytes())
-    h.update(str(split.n_items).encode())
-    return h.hexdigest()
+    return content_key("\n".join(tr["user_id"].astype(str).tolist()).encode(),
+                       tr["item_idx"].to_numpy(dtype=np.int64).tobytes(),
+                       tr["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64).tobytes(),
+                       int(split.n_items), length=64)
 
 
-def apply_strategy(strategy: str, embeddings: np.ndarray, split: Split, cache_dir: str | os.PathLike,
+def apply_strategy(strategy: str, embeddings: np.ndarray, split: Split, cache_dir: "str | os.PathLike | Store | None",
                    cfg: BPRConfig = BPRConfig(), progress: bool = True):
-    """Embeddings of one fine-tuning strategy, cached by (strategy, parameters, inputs).
+    """Embeddings of one frozen-embedding strategy (``frozen`` or ``bpr_projection``), cached by
+    (strategy, parameters, inputs).
 
     Args:
-        strategy: one of :data:`STRATEGIES`.
+        strategy: ``frozen`` or ``bpr_projection`` (the stage strategies train CNN stages:
+            :func:`visrec_utils.tuning.stage_tuning.run_stage_strategy`).
         embeddings: frozen ``(n_items, dim) float32``.
         split: training data source.
-        cache_dir: folder for cached results (``finetune/<key>.npz``).
+        cache_dir: a :class:`~visrec_utils.core.store.Store` or its folder (None: the default
+            cache); the result is its entry of kind ``finetune``, named by the strategy, keyed by
+            :func:`~visrec_utils.core.store.content_key` of (embeddings, training data, parameters).
         cfg: hyper-parameters for ``bpr_projection``.
+        progress: tqdm bar over epochs.
 
     Returns:
-        (embeddings ``(n_items, dim) float32``, history DataFrame (empty for ``frozen``), info dict)
+        (embeddings ``(n_items, dim) float32``, history DataFrame (empty for ``frozen``), info dict
+        with ``hit``, ``seconds`` (this call) and, for ``bpr_projection``, ``path``)
 
     Raises:
-        KeyError: unknown strategy, naming the valid ones.
+        KeyError: unknown strategy, naming the valid ones, or a stage strategy.
+        PartSkipped: too few training triplets (:func:`require_triplets`).
     """
     if strategy == "frozen":
         return embeddings, pd.DataFrame(), {"hit": True, "seconds": 0.0}
-    if strategy in STRATEGIES and strategy not in EMBEDDING_STRATEGIES:
+    from .stage_tuning import STAGE_STRATEGIES
+
+    if strategy in STAGE_STRATEGIES:
         raise KeyError(f"{strategy!r} trains CNN stages: use visrec_utils.tuning.stage_tuning.run_stage_strategy")
     if strategy != "bpr_projection":
-        raise KeyError(f"Unknown fine-tuning strategy {strategy!r}; choose from {list(STRATEGIES)}")
-    key_src = hashlib.sha256()
-    key_src.update(np.ascontiguousarray(embeddings, dtype=np.float32).tobytes())
-    key_src.update(split_fingerprint(split).encode())
-    key_src.update(json.dumps({"strategy": strategy, **asdict(cfg)}, sort_keys=True).encode())
-    path = Path(cache_dir) / "finetune" / f"{safe_name(strategy)}-{key_src.hexdigest()[:24]}.npz"
+        raise KeyError(f"Unknown fine-tuning strategy {strategy!r}; choose from {list(__getattr__('STRATEGIES'))}")
+    store = as_store(cache_dir)
+    key = content_key(np.ascontiguousarray(embeddings, dtype=np.float32).tobytes(), split_fingerprint(split),
+                      {"strategy": strategy, **asdict(cfg)})
+    path = store.path("finetune", key, ".npz", name=strategy)
     t0 = time.perf_counter()
-    if path.is_file():
-        with np.load(path, allow_pickle=False) as z:
-            hist = pd.DataFrame({c: z[f"h_{c}"] for c in ("epoch", "train_loss", "val_loss", "val_acc", "seconds")})
-            return z["embeddings"], hist, {"hit": True, "seconds": time.perf_counter() - t0, "path": str(path)}
+    z = store.get_arrays("finetune", key, name=strategy)
+    if z is not None:
+        hist = pd.DataFrame({c: z[f"h_{c}"] for c in HISTORY_COLUMNS})
+        logger.debug("%s: cached result %s", strategy, path)
+        return z["embeddings"], hist, {"hit": True, "seconds": time.perf_counter() - t0, "path": str(path)}
     emb, hist = train_bpr_projection(embeddings, split, cfg, progress=progress)
-    atomic_save_npz(path, embeddings=emb, **{f"h_{c}": hist[c].to_numpy() for c in hist.columns})
+    store.put_arrays("finetune", key, name=strategy, embeddings=emb,
+                     **{f"h_{c}": hist[c].to_numpy() for c in hist.columns})
     return emb, hist, {"hit": False, "seconds": time.perf_counter() - t0, "path": str(path)}

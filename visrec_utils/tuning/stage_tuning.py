@@ -22,14 +22,15 @@ Strategies (names as in :data:`visrec_utils.tuning.finetune.STRATEGIES`):
 
 Each trains for a budget of ``max_steps`` steps (capped by ``seconds``) with validation every ``eval_every`` steps,
 early stopping (``patience``) and the best state restored; embeddings are the fine-tuned pooled
-features of every item. Results (embeddings, learning curve, trained weights) are cached by
+features of every item. Results (embeddings, learning curve, trained weights) are entries of
+kind ``finetune`` in the artefact store (:class:`visrec_utils.core.store.Store`), keyed by
 strategy, parameters, weights and data.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
+import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,8 +38,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core.naming import safe_name
 from ..core.skips import PartSkipped
+from ..core.store import Store, content_key
+
+logger = logging.getLogger(__name__)
 
 STAGE_STRATEGIES = ("partial_bpr", "proxy_metadata", "contrastive")
 
@@ -161,7 +164,11 @@ def cached_activations(loaded, item_ids, paths, n_stages: int, cache_dir=None, i
 
 
 def hash_seed(*parts) -> int:
-    """A 31-bit seed from integers (stable across runs and processes)."""
+    """A 31-bit seed from integers (stable across runs and processes).
+
+    A seed, not a cache key: it stays the sha256 of ``json.dumps(parts)`` (not
+    :func:`~visrec_utils.core.store.content_key`), so the augmented views never change.
+    """
     return int.from_bytes(hashlib.sha256(json.dumps(parts).encode()).digest()[:4], "little") & 0x7FFFFFFF
 
 
@@ -343,15 +350,21 @@ def _contrastive_split(n_images: int, cfg: StageConfig) -> int:
     return n_val
 
 
-def stage_plan(strategies, stage_models) -> list[str]:
+def stage_plan(strategies, stage_models, names=STAGE_STRATEGIES) -> list[str]:
     """The stage strategies to run, in ``strategies`` order.
+
+    Args:
+        strategies: strategy names.
+        stage_models: the models whose stages are trained.
+        names: the stage strategies (default the built-in ones; the registry's
+            :func:`visrec_utils.tuning.strategies.tune` passes every registered one).
 
     Raises:
         PartSkipped: ``strategies`` has no stage strategy, or ``stage_models`` is empty.
     """
-    todo = [s for s in strategies if s in STAGE_STRATEGIES]
+    todo = [s for s in strategies if s in names]
     if not todo:
-        raise PartSkipped(f"strategies names none of the stage strategies {', '.join(STAGE_STRATEGIES)}")
+        raise PartSkipped(f"strategies names none of the stage strategies {', '.join(names)}")
     if not len(stage_models):
         raise PartSkipped(f"stage_models is empty, so {', '.join(todo)} train no model")
     return todo
@@ -405,25 +418,15 @@ def train_contrastive(staged: StagedModel, acts: np.ndarray, view1: np.ndarray, 
     return _embed_all(head, acts, cfg.device), hist
 
 
-def run_stage_strategy(strategy: str, loaded, cat, split, cfg: StageConfig = StageConfig(), cache_dir=None,
-                       image_set: str | None = None, progress: bool = True):
-    """Embeddings of one stage strategy for ``cat``'s items, cached by (strategy, parameters, inputs).
-
-    Returns:
-        (embeddings ``(n_items, dim) float32``, history DataFrame, info dict with ``hit``,
-        ``seconds`` (this call), ``activation_seconds``, ``train_seconds``, ``path``).
+def require_stage_data(strategy: str, cat, split, cfg: StageConfig = StageConfig()) -> None:
+    """Check that ``cat``/``split`` hold enough data for the stage strategy (cheap: no image is read).
 
     Raises:
-        KeyError: unknown strategy.
-        PartSkipped: too little data for the strategy (checked before any activation is
-            computed): too few training triplets for ``partial_bpr``, too few classes for
-            ``proxy_metadata``, too few images for ``contrastive``.
+        KeyError: unknown stage strategy, naming the valid ones.
+        PartSkipped: too few training triplets for ``partial_bpr``
+            (:func:`visrec_utils.tuning.finetune.require_triplets`), too few classes for
+            ``proxy_metadata`` (:func:`proxy_classes`), too few images for ``contrastive``.
     """
-    import torch
-
-    from ..features.embeddings import atomic_save_npz, default_cache_dir, image_set_sha256
-    from .finetune import split_fingerprint
-
     if strategy not in STAGE_STRATEGIES:
         raise KeyError(f"Unknown stage strategy {strategy!r}; choose from {list(STAGE_STRATEGIES)}")
     if strategy == "partial_bpr":
@@ -434,31 +437,86 @@ def run_stage_strategy(strategy: str, loaded, cat, split, cfg: StageConfig = Sta
         proxy_classes(cat.items, cfg)
     else:
         _contrastive_split(min(cfg.contrastive_images, cat.n_items), cfg)
-    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+
+
+def save_weights(store: Store, key: str, name: str, head) -> Path:
+    """Write ``head``'s trained weights (``torch.save`` of its ``state_dict``) as the store entry
+    ``(finetune, key, .pt)`` atomically: a failed or killed write leaves no file.
+
+    Returns:
+        the ``.pt`` path.
+
+    Raises:
+        whatever ``torch.save`` raises (e.g. ``OSError`` on a full disk).
+    """
+    import torch
+
+    state = head.state_dict()
+    return store.put_file("finetune", key, ".pt", lambda tmp: torch.save(state, tmp), name=name)
+
+
+def run_stage_strategy(strategy: str, loaded, cat, split, cfg: StageConfig = StageConfig(), cache_dir=None,
+                       image_set: str | None = None, progress: bool = True):
+    """Embeddings of one stage strategy for ``cat``'s items, cached by (strategy, parameters, inputs).
+
+    Args:
+        strategy: one of :data:`STAGE_STRATEGIES`.
+        loaded: the :class:`~visrec_utils.features.models.LoadedModel` whose stages are trained.
+        cat: the catalogue (``items`` with ``item_id``, ``image_path`` and, for
+            ``proxy_metadata``, ``cfg.proxy_column``).
+        split: training data source (``split.train`` only).
+        cfg: hyper-parameters.
+        cache_dir: a :class:`~visrec_utils.core.store.Store` or its folder (None: the default
+            cache). Results are entries of kind ``finetune`` named ``<strategy>-<model>``: the
+            ``.npz`` (embeddings, history, timings) and the ``.pt`` trained weights, keyed by
+            :func:`~visrec_utils.core.store.content_key` of (strategy, parameters, model, weights,
+            images, training data or labels); the activations are cached by
+            :func:`cached_activations` under the store's folder.
+        image_set: :func:`visrec_utils.features.embeddings.image_set_sha256` of the items' images,
+            when known (computed otherwise).
+        progress: tqdm bars.
+
+    Returns:
+        (embeddings ``(n_items, dim) float32``, history DataFrame, info dict with ``hit``,
+        ``seconds`` (this call), ``activation_seconds``, ``train_seconds``, ``path``).
+
+    Raises:
+        KeyError: unknown strategy.
+        PartSkipped: too little data for the strategy (checked before any activation is
+            computed, :func:`require_stage_data`).
+    """
+    from ..features.embeddings import image_set_sha256
+    from .finetune import as_store, split_fingerprint
+
+    require_stage_data(strategy, cat, split, cfg)
+    store = as_store(cache_dir)
     ids, paths = cat.items["item_id"].tolist(), cat.items["image_path"].tolist()
     image_set = image_set or image_set_sha256(ids, paths)
-    key = hashlib.sha256(json.dumps({
+    labels = ""
+    if strategy == "proxy_metadata":
+        labels = content_key(cat.items.get(cfg.proxy_column, pd.Series(dtype=str)).astype(str).str.cat(sep="\n"),
+                             length=64)
+    key = content_key({
         "strategy": strategy, "cfg": asdict(cfg), "model": loaded.spec.name, "weights": loaded.weights_sha256,
-        "images": image_set,
-        "data": split_fingerprint(split) if strategy == "partial_bpr" else "",
-        "labels": hashlib.sha256(cat.items.get(cfg.proxy_column, pd.Series(dtype=str)).astype(str).str.cat(sep="\n")
-                                 .encode()).hexdigest() if strategy == "proxy_metadata" else "",
-    }, sort_keys=True, default=str).encode()).hexdigest()[:24]
-    path = cache_dir / "finetune" / f"{safe_name(strategy)}-{safe_name(loaded.spec.name)}-{key}.npz"
+        "images": image_set, "data": split_fingerprint(split) if strategy == "partial_bpr" else "", "labels": labels,
+    })
+    name = f"{strategy}-{loaded.spec.name}"
+    path = store.path("finetune", key, ".npz", name=name)
     t0 = time.perf_counter()
-    if path.is_file():
-        with np.load(path, allow_pickle=False) as z:
-            hist = pd.DataFrame({c[2:]: z[c] for c in z.files if c.startswith("h_")})
-            return z["embeddings"], hist, {"hit": True, "seconds": time.perf_counter() - t0, "path": str(path),
-                                           "activation_seconds": float(z["activation_seconds"]),
-                                           "train_seconds": float(z["train_seconds"])}
-    acts, _ = cached_activations(loaded, ids, paths, cfg.n_stages, cache_dir, image_set, progress=progress)
+    z = store.get_arrays("finetune", key, name=name)
+    if z is not None:
+        hist = pd.DataFrame({c[2:]: z[c] for c in z if c.startswith("h_")})
+        logger.debug("%s of %s: cached result %s", strategy, loaded.spec.name, path)
+        return z["embeddings"], hist, {"hit": True, "seconds": time.perf_counter() - t0, "path": str(path),
+                                       "activation_seconds": float(z["activation_seconds"]),
+                                       "train_seconds": float(z["train_seconds"])}
+    acts, _ = cached_activations(loaded, ids, paths, cfg.n_stages, store.root, image_set, progress=progress)
     staged = StagedModel(loaded.model, cfg.n_stages, loaded.data_config["input_size"])
     if strategy == "contrastive":
         rng = np.random.default_rng(cfg.seed)
         sub = np.sort(rng.choice(len(ids), size=min(cfg.contrastive_images, len(ids)), replace=False))
         sub_ids, sub_paths = [ids[i] for i in sub], [paths[i] for i in sub]
-        views = [cached_activations(loaded, sub_ids, sub_paths, cfg.n_stages, cache_dir, views=v, seed=cfg.seed,
+        views = [cached_activations(loaded, sub_ids, sub_paths, cfg.n_stages, store.root, views=v, seed=cfg.seed,
                                     progress=progress)[0] for v in (1, 2)]
     t_act = time.perf_counter() - t0
     if strategy == "partial_bpr":
@@ -469,9 +527,8 @@ def run_stage_strategy(strategy: str, loaded, cat, split, cfg: StageConfig = Sta
         emb, hist = train_contrastive(staged, acts, views[0], views[1], cfg, progress)
     emb[~np.isfinite(acts).all(1)] = np.nan  # unreadable images stay unreadable
     t_train = time.perf_counter() - t0 - t_act
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(staged.head.state_dict(), path.with_suffix(".pt"))
-    atomic_save_npz(path, embeddings=emb, activation_seconds=np.float64(t_act), train_seconds=np.float64(t_train),
-                    **{f"h_{c}": hist[c].to_numpy() for c in hist.columns})
+    save_weights(store, key, name, staged.head)  # the weights first: an .npz entry always has its .pt
+    store.put_arrays("finetune", key, name=name, embeddings=emb, activation_seconds=np.float64(t_act),
+                     train_seconds=np.float64(t_train), **{f"h_{c}": hist[c].to_numpy() for c in hist.columns})
     return emb, hist, {"hit": False, "seconds": time.perf_counter() - t0, "path": str(path),
                        "activation_seconds": t_act, "train_seconds": t_train}

@@ -1,0 +1,86 @@
+"""The run's front page (``reports/index.html``) rendered from its Jinja2 template, on a tiny fake output folder."""
+import html
+import json
+import re
+
+import pandas as pd
+from PIL import Image
+
+from visrec_utils.reports import index
+
+
+def _fake_run(out, with_metrics=True):
+    (out / "results" / "skipped").mkdir(parents=True)
+    (out / "reports").mkdir()
+    (out / "figures").mkdir()
+    (out / "data").mkdir()
+    (out / "results" / "run.json").write_text(json.dumps({
+        "total_seconds": 125.4, "started": "2026-01-02 <b>03:04</b>",
+        "parameters": {"max_users": 20, "data_dir": "/data/<shop>"},
+        "versions": {"python": "3.11", "torch": "2.5 <gpu>"},
+        "notebooks": [{"notebook": "01_data_prep", "seconds": 12.3},
+                      {"notebook": "02_embedding_extraction", "seconds": 40.0, "reused": True}]}))
+    (out / "data" / "catalogue.json").write_text(json.dumps({
+        "name": "shop <script>alert(1)</script>", "synthetic": True, "n_users": 20,
+        "summary": {"n_items": 60}, "notes": ["3 rows dropped: <empty user id>"]}))
+    for nb in ("01_data_prep", "02_embedding_extraction"):
+        (out / "reports" / f"{nb}.html").write_text("<html></html>")
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(out / "figures" / "models_ndcg20.png")
+    pd.DataFrame([{"notebook": "04_recommendation_eval", "part": "cold/warm", "reason": "too few <users>."}]).to_csv(
+        out / "results" / "skipped" / "04_recommendation_eval.csv", index=False)
+    if with_metrics:
+        rows = []
+        for model, strategy, rec in (("mobilenetv1_025_keras", "frozen", "visrank_max"), ("-", "-", "random")):
+            rows.append({"model": model, "strategy": strategy, "recommender": rec, "metric": "auc", "k": None,
+                         "value": 0.61234, "ci_low": 0.6, "ci_high": 0.62})
+            rows.append({"model": model, "strategy": strategy, "recommender": rec, "metric": "ndcg", "k": 20,
+                         "value": 0.1, "ci_low": 0.05, "ci_high": 0.15})
+        pd.DataFrame(rows).to_csv(out / "results" / "metrics.csv", index=False)
+        pd.DataFrame({"model": ["mobilenetv1_025_keras"], "published_top1": [50.6], "measured_top1": [48.0]}).to_csv(
+            out / "results" / "models.csv", index=False)
+
+
+def test_index_page_shows_the_run_and_escapes_values(tmp_path):
+    _fake_run(tmp_path)
+    page = index.write_index(tmp_path).read_text()
+    assert page.startswith("<!doctype html>") and page.rstrip().endswith("</html>")
+    links = re.findall(r'(?:href|src)=["\']([^"\']+)["\']', page)
+    assert [link for link in links if link.endswith(".html")] == ["01_data_prep.html", "02_embedding_extraction.html"]
+    assert all(link.startswith("data:image/png;base64,") or (tmp_path / "reports" / link).is_file() for link in links)
+    assert "(12 s)" in page and page.count("reused: inputs unchanged") == 1
+    assert "This run took 125 s (1 of 2 notebooks reused, their earlier run times shown), started" in page
+    assert "<h2>Key results</h2>" in page and "[95% CI]" in page and "baseline: random" in page
+    assert "0.6123 [0.6000, 0.6200]" in page and "mobilenetv1_025_keras" in page and "50.6" in page
+    assert "<h2>Skipped parts</h2>" in page and "<td>too few &lt;users&gt;.</td>" in page
+    assert "<td>too few <users>.</td>" in html.unescape(page)
+    assert pd.read_csv(tmp_path / "results" / "skipped.csv")["part"].tolist() == ["cold/warm"]
+    assert "<h2>Main figures</h2>" in page and "<figcaption>models_ndcg20.png</figcaption>" in page
+    assert "SYNTHETIC demo catalogue" in page and "the whole catalogue: they count rows" in page
+    assert "<h2>Parameters</h2>" in page and "<h2>Versions and hardware</h2>" in page and "hardware: cores" in page
+    # every value from the run is escaped: no markup from a file reaches the page
+    for raw in ("<script>", "<b>03:04</b>", "<shop>", "<gpu>", "<empty user id>"):
+        assert raw not in page
+    for escaped in ("&lt;script&gt;alert(1)&lt;/script&gt;", "&lt;b&gt;03:04&lt;/b&gt;", "&lt;empty user id&gt;",
+                    "2.5 &lt;gpu&gt;"):
+        assert escaped in page, escaped
+
+
+def test_index_page_leaves_out_what_the_run_did_not_produce(tmp_path):
+    _fake_run(tmp_path, with_metrics=False)
+    (tmp_path / "results" / "run.json").unlink()
+    page = index.write_index(tmp_path).read_text()
+    assert "Key results" not in page and "This run took" not in page and "<h2>Parameters</h2>" not in page
+    assert "<h2>Skipped parts</h2>" in page and "01_data_prep.html" in page and "(12 s)" not in page
+    empty = tmp_path / "empty"
+    page = index.write_index(empty).read_text()
+    assert "<h2>Versions and hardware</h2>" in page and "<h2>Notebooks</h2>" in page and "Skipped parts" not in page
+
+
+def test_the_template_ships_as_package_data():
+    import tomllib
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    assert (repo / "visrec_utils" / "reports" / "templates" / index.TEMPLATE).is_file()
+    data = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert f"templates/{index.TEMPLATE}" in data["visrec_utils.reports"] or "templates/*.j2" in data["visrec_utils.reports"]

@@ -1,0 +1,117 @@
+"""Stage ``compare`` (notebook 05): ImageNet top-1 against recommendation quality across models,
+with rank correlations, their 95% intervals over users, within-family correlations and the layer table."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from ...core.layout import StudyLayout
+from ...core.skips import SkipLog
+from ...features import embeddings
+from ...reports import analysis, plots
+
+NOTEBOOK = "05_imagenet_vs_transfer"
+
+
+@dataclass
+class Compared:
+    """What :func:`compare` returns (every table is also in ``<out>/results``).
+
+    Attributes:
+        table: one row per model: published and measured top-1, metrics, ``flagged`` checkpoints.
+        skipped_models: the models ``extract`` skipped, with the reason.
+        used: the models the correlations use (controls, layer variants and, unless kept, flagged
+            checkpoints left out).
+        correlations: Spearman and Kendall rank correlations of top-1 with each metric.
+        answer: the answer in words (Markdown); intervals_text: the same for the intervals.
+        intervals, family_intervals: correlation 95% intervals (bootstrap over users), overall and by family.
+        layers: ``{metric: table}`` of the layer variants (model x stage).
+    """
+
+    table: pd.DataFrame
+    skipped_models: pd.DataFrame
+    used: pd.DataFrame
+    correlations: pd.DataFrame
+    answer: str
+    intervals: pd.DataFrame
+    intervals_text: str
+    family_intervals: pd.DataFrame
+    layers: dict = field(default_factory=dict)
+
+    @property
+    def styled_table(self):
+        """:attr:`table` with flagged checkpoints in red."""
+        return self.table.style.apply(lambda row: ["color: red" if row["flagged"] else "" for _ in row], axis=1)
+
+
+def compare(out_dir, strategy: str = "frozen", recommender: str = "visrank_max", keep_flagged: bool = False,
+            n_resamples: int = 1000, seed: int = 0) -> Compared:
+    """Does a better ImageNet model give better recommendations? One strategy and recommender across models.
+
+    Args:
+        out_dir: study output folder holding the ``extract`` and ``evaluate`` stages' results.
+        strategy, recommender: which embedding sets and recommender are compared across models.
+        keep_flagged: keep checkpoints whose measured top-1 is over 10 points below the published one.
+        n_resamples, seed: bootstrap resamples (users) of the correlation intervals and their seed.
+    """
+    out = StudyLayout(out_dir).make_dirs()
+    log = SkipLog(out.root, NOTEBOOK)
+    metrics = pd.read_csv(out.result("metrics"))
+    models = pd.read_csv(out.result("models"))
+    skipped_models = models[models["status"] != "ok"]
+    models = models[models["status"].isin(["ok", "precomputed"])]
+    keep = [c for c in ["model", "family", "published_top1", "measured_top1", "measured_top1_stderr", "top1_source"]
+            if c in models]
+    table = analysis.imagenet_table(metrics, models[keep], strategy=strategy, recommender=recommender)
+    table["flagged"] = analysis.flag_checkpoints(table).to_numpy()
+    table.to_csv(out.result("imagenet_vs_transfer"), index=False)
+    manifest = embeddings.read_manifest(out.root)
+    variants = set(manifest.loc[manifest["layer"].fillna("") != "", "model"])
+    layers = table["model"].isin(variants)  # earlier-stage variants (manifest's layer): the layer table below
+    shown = table[~layers]
+    used = shown[shown["family"] != "control"] if "family" in shown else shown  # controls: shown, not correlated
+    used = used if keep_flagged else used[~used["flagged"]]
+
+    corr = analysis.correlations(used)
+    corr.to_csv(out.result("correlations"), index=False)
+    answer = ""
+    with log.part("correlations"):
+        analysis.require_models(used)
+        answer = analysis.answer_text(used, corr)
+    per_user = pd.read_parquet(out.result("per_user"))
+    ci = analysis.correlation_intervals(per_user, used, strategy=strategy, recommender=recommender,
+                                        n_resamples=n_resamples, seed=seed)
+    ci.to_csv(out.result("correlation_intervals"), index=False)
+    intervals_text = ""
+    with log.part("correlation intervals"):
+        analysis.require_models(used)
+        intervals_text = analysis.interval_text(ci, "ndcg@20") + "\n\n" + analysis.interval_text(ci, "auc")
+    family_ci = pd.DataFrame(columns=[*ci.columns, "family"])
+    with log.part("correlations within a family"):
+        family_ci = pd.concat([analysis.correlation_intervals(per_user, g, strategy=strategy, recommender=recommender,
+                                                              n_resamples=n_resamples, seed=seed).assign(family=f)
+                               for f, g in analysis.family_groups(used)], ignore_index=True)
+    family_ci.to_csv(out.result("correlation_by_family"), index=False)
+
+    for metric, k in analysis.MAIN_METRICS:
+        lab = analysis.metric_label(metric, k)
+        plots.imagenet_scatter(shown, lab, path=out.figure(f"imagenet_vs_{lab.replace('@', '')}"),
+                               title=f"ImageNet top-1 vs {lab} ({strategy}, {recommender})")
+    if "measured_top1" in shown:  # both axes measured: top-1 on the ImageNet sample with its 95% interval
+        for lab in ["auc", "ndcg@20"]:
+            plots.imagenet_scatter(shown, lab, x="measured_top1", path=out.figure(f"measured_top1_vs_{lab.replace('@', '')}"),
+                                   title=f"measured top-1 (ImageNet sample) vs {lab}")
+    bars = metrics[(metrics["strategy"] == strategy) & (metrics["recommender"] == recommender)]
+    bars.to_csv(out.result("models_bars"), index=False)
+    with log.part("figure models_ndcg20"):
+        plots.metric_bars(bars, "ndcg", 20, path=out.figure("models_ndcg20"))
+    layer_cells = {}
+    with log.part("layer table"):
+        for metric in ["auc", "ndcg@20"]:
+            cells, values = analysis.layer_table(table, metric)
+            cells.to_csv(out.results / f"layers_{metric.replace('@', '')}.csv")
+            plots.layer_heatmap(values, metric, path=out.figure(f"layers_{metric.replace('@', '')}"))
+            layer_cells[metric] = cells
+    return Compared(table=table, skipped_models=skipped_models, used=used, correlations=corr, answer=answer,
+                    intervals=ci, intervals_text=intervals_text, family_intervals=family_ci, layers=layer_cells)

@@ -1,0 +1,169 @@
+"""Stage ``evaluate`` (notebook 04): every embedding set and recommender under the main protocol,
+paired differences against a reference, every other protocol, cold/warm items and availability rules."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from ...catalogue import data, protocols, splits
+from ...core.layout import StudyLayout
+from ...core.skips import SkipLog
+from ...evaluation import experiment, stats
+from ...features import embeddings
+from ...reports import gallery, plots
+
+NOTEBOOK = "04_recommendation_eval"
+
+
+@dataclass
+class Evaluated:
+    """What :func:`evaluate` returns (every table is also in ``<out>/results``).
+
+    Attributes:
+        split_text: the main split described in words.
+        metrics, per_user: tidy metrics with 95% intervals, and per-user values (main protocol).
+        paired: per-user paired differences against the reference configuration.
+        by_protocol, paired_protocols: the same under every protocol (frozen and purchase-free sets).
+        protocol_text: one line per protocol saying what it tests.
+        cold_warm, availability: metrics by cold/warm truth items and by availability rule.
+        set_names: the (model, strategy) sets evaluated.
+    """
+
+    split_text: str
+    set_names: list
+    metrics: pd.DataFrame
+    per_user: pd.DataFrame
+    paired: pd.DataFrame
+    by_protocol: pd.DataFrame
+    paired_protocols: pd.DataFrame
+    cold_warm: pd.DataFrame
+    availability: pd.DataFrame
+    protocol_text: dict = field(default_factory=dict)
+
+    @property
+    def shown_paired(self) -> pd.DataFrame:
+        p = self.paired
+        return p[p["metric"].isin(["auc", "mrr"]) | ((p["metric"] == "ndcg") & (p["k"] == 20))].round(4) if len(p) else p
+
+    @property
+    def shown_paired_protocols(self) -> pd.DataFrame:
+        p = self.paired_protocols
+        if not len(p):
+            return p
+        sel = p[(p["metric"] == "ndcg") & (p["k"] == 20) | (p["metric"] == "auc")]
+        return sel[["protocol", "model", "strategy", "recommender", "metric", "k", "mean_diff", "ci_low", "ci_high",
+                    "p_holm", "verdict"]].round(4)
+
+
+def evaluate(out_dir, protocol: str = "leave_last_basket_out", availability: str = "auto",
+             one_of_a_kind: bool = False, temporal_cut=0.8,
+             other_protocols=("temporal", "replay_last", "replay_all", "random_holdout"),
+             sensitivity=("catalogue", "items_table", "first_seen", "first_seen_leaky"), cold_warm: bool = True,
+             n_negatives: int = 0,
+             recommenders=("visrank_max", "visrank_mean", "visrank_top3", "hybrid_itemknn_visrank"),
+             baselines=("random", "popularity", "popularity_30d", "itemknn"), ks=(10, 20, 50),
+             n_resamples: int = 1000, seed: int = 0, reference: str = "-/-/random", backend: str = "local",
+             ray_address: str | None = None) -> Evaluated:
+    """Evaluate every embedding set of the study with every recommender and baseline.
+
+    Args:
+        out_dir: study output folder holding the earlier stages' outputs.
+        protocol: the main protocol (:func:`visrec_utils.catalogue.protocols.list_protocols`).
+        availability, one_of_a_kind, temporal_cut: the candidate rule, unique items, and the
+            temporal protocol's cut (a quantile of interaction times or a date); the same for
+            every protocol.
+        other_protocols: also run (frozen and purchase-free sets, VisRank-max, hybrid, baselines).
+        sensitivity: availability rules compared; cold_warm: break the main protocol down by
+            cold and warm truth items.
+        n_negatives: 0 ranks the full catalogue (recommended); above 0, sampled negatives.
+        recommenders, baselines: registered recommender names (or configured objects).
+        ks: cut-offs of the @k metrics.
+        n_resamples, seed: bootstrap resamples (95% intervals); seed of ties, baselines and bootstrap.
+        reference: ``model/strategy/recommender`` every configuration is compared to (``-`` = any).
+        backend, ray_address: ``local`` or ``ray`` and the Ray cluster.
+
+    Raises:
+        ValueError: an unknown protocol, recommender or availability rule (naming the choices).
+    """
+    out = StudyLayout(out_dir).make_dirs()
+    ks = tuple(ks)
+    log = SkipLog(out.root, NOTEBOOK)
+    cat = data.load_study_catalogue(out.root)
+    common = dict(availability=availability, one_of_a_kind=one_of_a_kind, seed=seed, cut=temporal_cut)
+    split = protocols.make_split(cat, protocol, **protocols.study_params(protocol, **common))
+    if n_negatives > 0:
+        split = splits.sample_negatives(split, n_negatives, seed=seed)
+    manifest = embeddings.read_manifest(out.root)
+    uses_purchases = {(r.model, r.strategy): True if r.uses_purchases is None else bool(r.uses_purchases)  # unknown: may leak
+                      for r in manifest.itertuples()}
+    sets = experiment.leak_free_sets(embeddings.load_embedding_sets(out.root), protocol, uses_purchases)
+
+    metrics, per_user = experiment.empty_metrics(), experiment.empty_per_user()
+    with log.part("evaluation under the main protocol"):
+        metrics, per_user = experiment.run_experiment(split, sets, list(recommenders), list(baselines), ks=ks, seed=seed,
+                                                      n_resamples=n_resamples, backend=backend, ray_address=ray_address)
+        for part, reason in experiment.left_out(sets, recommenders, baselines, ks):
+            log.skip(part, reason)
+        with log.part("95% intervals"):
+            experiment.require_interval_users(split)
+    metrics.to_csv(out.result("metrics"), index=False)
+    metrics.to_parquet(out.result("metrics_parquet"), index=False)
+    per_user.to_parquet(out.result("per_user"), index=False)
+
+    paired = pd.DataFrame(columns=stats.PAIRED_COLUMNS)
+    with log.part("paired differences against the reference"):
+        paired = stats.paired_comparison(per_user, stats.parse_config(reference), n_resamples=n_resamples, seed=seed)
+    paired.to_csv(out.result("paired_vs_reference"), index=False)
+    paired.to_parquet(out.result("paired_vs_reference_parquet"), index=False)
+
+    with log.part("figure metric_bars_ndcg20"):
+        plots.metric_bars(metrics, "ndcg", 20, path=out.figure("metric_bars_ndcg20"))
+    with log.part("figure metric_bars_auc"):
+        plots.metric_bars(metrics, "auc", 0, path=out.figure("metric_bars_auc"))
+    with log.part("recommendation gallery"):
+        compared = gallery.picture_sets(sets, split.n_items, limit=2)
+        gallery.recommendation_gallery(cat, split, compared, seed=seed, path=out.figure("gallery"))
+
+    core = {k: v for k, v in sets.items() if not _is_layer_variant(manifest, k)}  # layer variants: main protocol only
+    by_protocol, paired_protocols = experiment.empty_metrics(), pd.DataFrame(columns=[*stats.PAIRED_COLUMNS, "protocol"])
+    described = {}
+    with log.part("every protocol"):
+        names = experiment.study_protocols(protocol, other_protocols)
+        by_protocol, paired_protocols, described = experiment.run_protocols(
+            cat, core, names, baselines=list(baselines), reference=stats.parse_config(reference),
+            uses_purchases=uses_purchases, ks=ks, n_resamples=n_resamples, backend=backend,
+            ray_address=ray_address, on_skip=log.skip, **common)
+        with log.part("figure protocols_auc"):
+            plots.grouped_bars(by_protocol, "auc", 0, group="protocol", path=out.figure("protocols_auc"))
+    by_protocol.to_csv(out.result("metrics_protocols"), index=False)
+    by_protocol.to_parquet(out.result("metrics_protocols_parquet"), index=False)
+    paired_protocols.to_csv(out.result("paired_protocols"), index=False)
+
+    purchase_free = experiment.leak_free_sets(core, "temporal", uses_purchases)  # sets that never saw a purchase
+    cw = experiment.empty_metrics("truth")
+    with log.part("cold/warm breakdown"):
+        cw = experiment.cold_warm_breakdown(split, purchase_free, recommenders=("visrank_max", "hybrid_itemknn_visrank"),
+                                            baselines=list(baselines), ks=ks, seed=seed, n_resamples=n_resamples,
+                                            backend=backend, ray_address=ray_address, enabled=cold_warm,
+                                            on_skip=log.skip)
+    cw.to_csv(out.result("metrics_cold_warm"), index=False)
+
+    sens = experiment.empty_metrics("test_points")
+    with log.part("availability sensitivity"):
+        sens = experiment.availability_sensitivity(
+            cat, purchase_free, list(sensitivity), uses_purchases=uses_purchases,
+            protocol=protocol if protocol != "random_holdout" else "leave_last_basket_out",
+            baselines=[b for b in baselines if b in ("random", "popularity", "popularity_30d")], ks=ks, seed=seed,
+            n_resamples=n_resamples, backend=backend, ray_address=ray_address, on_skip=log.skip)
+    sens.to_csv(out.result("metrics_availability"), index=False)
+    return Evaluated(split_text=split.describe(), set_names=sorted(sets), metrics=metrics, per_user=per_user,
+                     paired=paired, by_protocol=by_protocol, paired_protocols=paired_protocols, cold_warm=cw,
+                     availability=sens, protocol_text=described)
+
+
+def _is_layer_variant(manifest: pd.DataFrame, key) -> bool:
+    """Whether the set ``(model, strategy)`` taps an earlier stage (a ``model@stage`` variant),
+    read from its manifest row's ``layer``."""
+    rows = manifest[(manifest["model"] == key[0]) & (manifest["strategy"] == key[1])]
+    return bool(len(rows)) and bool(str(rows["layer"].iloc[0] or "").strip())
