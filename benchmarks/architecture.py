@@ -112,12 +112,10 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rev", default=None, help="a git revision (default: the working tree)")
-    p.add_argument("--csv", default=None, help="write the module table (module, layer, lines) here")
-    args = p.parse_args(argv)
-    tree = read_tree(args.rev)
+def analyse(tree: dict[str, str]) -> dict:
+    """Figures of a tree from :func:`read_tree`: ``lines`` per module, ``graph``, ``circles``,
+    ``upward`` (imports from a lower layer to a higher one, or between evaluation and
+    features/tuning) and ``private`` (``from x import _name`` across modules)."""
     sources = {module_name(k): v for k, v in tree.items() if k.endswith(".py")}
     known = set(sources)
     graph, private, upward = {}, [], []
@@ -131,12 +129,24 @@ def main(argv=None) -> int:
             a, b = layer(mod), layer(target)
             if a != "flat" and b != "flat" and (RANK[b] > RANK[a] or (a, b) in FORBIDDEN):
                 upward.append(f"{mod} ({a}) -> {target} ({b})")
+    return {"sources": sources, "lines": {m: len(s.splitlines()) for m, s in sources.items()}, "graph": graph,
+            "circles": cycles(graph), "upward": upward, "private": private}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rev", default=None, help="a git revision (default: the working tree)")
+    p.add_argument("--csv", default=None, help="write the module table (module, layer, lines) here")
+    args = p.parse_args(argv)
+    tree = read_tree(args.rev)
+    found = analyse(tree)
+    sources, graph, upward, private = found["sources"], found["graph"], found["upward"], found["private"]
     lines = {m: len(s.splitlines()) for m, s in sources.items()}
     print(f"modules: {len(sources)}, lines: {sum(lines.values())}, largest: "
           + ", ".join(f"{m} {n}" for m, n in sorted(lines.items(), key=lambda x: -x[1])[:3]))
     for m in sorted(lines):
         print(f"  {m:40s} {layer(m):10s} {lines[m]:5d}")
-    circ = cycles(graph)
+    circ = found["circles"]
     print(f"import edges: {sum(len(v) for v in graph.values())}; circles: {len(circ)} {circ if circ else ''}")
     print(f"imports from a lower layer to a higher one (or evaluation <-> features/tuning): {len(upward)}")
     for u in upward:

@@ -30,14 +30,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from visrec_utils.catalogue import data
+from visrec_utils.catalogue import data, readers
 from visrec_utils.features import embeddings, extract, models  # noqa: E402
 
 OFFLINE = ["tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2", "mobilenetv1_025_keras"]
 
 
 def _paths(n: int) -> tuple[list[str], list[str]]:
-    items = data.load_hm(data.resolve_data_dir()).items.head(n)
+    items = readers.load_hm(data.resolve_data_dir()).items.head(n)
     return items["item_id"].astype(str).tolist(), items["image_path"].astype(str).tolist()
 
 

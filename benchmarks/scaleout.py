@@ -17,7 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from visrec_utils.catalogue import data, protocols, splits
+from visrec_utils.catalogue import data, protocols, readers
 from visrec_utils.features import embeddings, models
 from visrec_utils.evaluation import experiment
 from visrec_utils.core import backends  # noqa: E402
@@ -28,7 +28,7 @@ def main(argv=None) -> None:
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--model", default="tf_efficientnet_lite0")
     a = ap.parse_args(argv)
-    cat = data.load_hm(data.resolve_data_dir())
+    cat = readers.load_hm(data.resolve_data_dir())
     items = cat.items.head(a.n)
     ids, paths = items["item_id"].astype(str).tolist(), items["image_path"].astype(str).tolist()
     loaded = models.load_model(a.model)

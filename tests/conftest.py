@@ -85,6 +85,6 @@ def imagenet_dir():
 
 @pytest.fixture(scope="session")
 def hm_catalogue(hm_dir):
-    from visrec_utils.catalogue import data
+    from visrec_utils.catalogue import readers
 
-    return data.load_hm(hm_dir)
+    return readers.load_hm(hm_dir)

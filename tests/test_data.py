@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from visrec_utils.catalogue import data, protocols, splits
+from visrec_utils.catalogue import data, protocols, readers
 
 
 def test_real_sample_matches_its_readme(hm_catalogue):
@@ -51,7 +51,7 @@ def test_leave_last_basket_out_by_hand(tmp_path):
         ("2020-01-02", "u2", "0000000004"),                                      # one basket only
         ("2020-01-01", "u3", "0000000002"), ("2020-01-03", "u3", "0000000002"),  # repeat only
     ]
-    cat = data.load_hm(_tiny_catalogue(tmp_path, rows, int_ids=True))
+    cat = readers.load_hm(_tiny_catalogue(tmp_path, rows, int_ids=True))
     assert cat.items["item_id"].tolist() == ["0000000001", "0000000002", "0000000003", "0000000004"]
     split = protocols.leave_last_basket_out(cat)
     assert split.users.tolist() == ["u1"]
@@ -65,12 +65,12 @@ def test_leave_last_basket_out_by_hand(tmp_path):
 
 def test_bad_date_is_dropped_and_reported_with_its_line(tmp_path):
     rows = [("2020-01-01", "u1", "0000000001"), ("01/02/2020", "u1", "0000000002"), ("2020-01-03", "u1", "0000000002")]
-    cat = data.load_hm(_tiny_catalogue(tmp_path, rows))
+    cat = readers.load_hm(_tiny_catalogue(tmp_path, rows))
     assert len(cat.interactions) == 2
     bad = cat.report.set_index("check").loc["unparseable or missing timestamps"]
     assert bad["count"] == 1 and "transactions_train.csv line 3: '01/02/2020'" in bad["examples"]
     with pytest.raises(data.DataError, match="No valid interaction"):
-        data.load_hm(_tiny_catalogue(tmp_path / "all_bad", [("someday", "u1", "0000000001")]))
+        readers.load_hm(_tiny_catalogue(tmp_path / "all_bad", [("someday", "u1", "0000000001")]))
 
 
 def test_missing_dataset_explains_the_layout(tmp_path, monkeypatch):

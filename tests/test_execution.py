@@ -38,7 +38,7 @@ def notebook_dir(tmp_path, monkeypatch):
 
 
 def test_notebooks_without_kernel_metadata_are_checked_and_run(tmp_path, notebook_dir, hm_dir):
-    from visrec_utils.catalogue import data
+    from visrec_utils.catalogue import data, readers
 
     for name in runner.NOTEBOOKS:  # as nbstripout / jupytext round trips leave them
         nb = nbformat.read(str(execution.Path(execution.__file__).parent.parent / "notebooks" / f"{name}.ipynb"), 4)
@@ -53,7 +53,7 @@ def test_notebooks_without_kernel_metadata_are_checked_and_run(tmp_path, noteboo
     runner.check_parameters({"data_dir": str(hm_dir), "max_users": 20, "max_items": 60, "ks": [10, 20]})
     out = tmp_path / "out"
     runner.run_study({"data_dir": str(hm_dir), "max_users": 20, "max_items": 60}, out, notebooks=runner.NOTEBOOKS[:1])
-    expected = data.slice_catalogue(data.load_hm(hm_dir), 20, 60, 0)
+    expected = data.slice_catalogue(readers.load_hm(hm_dir), 20, 60, 0)
     items = pd.read_parquet(out / "data" / "items.parquet")
     assert items["item_id"].tolist() == expected.items["item_id"].tolist() and len(items) == 60
     assert "Catalogue:" in (out / "reports" / f"{runner.NOTEBOOKS[0]}.html").read_text()

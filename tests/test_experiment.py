@@ -85,7 +85,7 @@ def test_evaluations_are_cached_by_content(hm_catalogue, tmp_path, monkeypatch):
 
 
 def test_run_protocols_takes_plain_split_settings(hm_catalogue):
-    from visrec_utils.catalogue import data, protocols, splits
+    from visrec_utils.catalogue import data, protocols
 
     cat = data.slice_catalogue(hm_catalogue, max_users=40, max_items=300, seed=5)
     kw = dict(recommenders=[], baselines=["popularity"], n_resamples=20, progress=False, seed=1)

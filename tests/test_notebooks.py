@@ -373,3 +373,18 @@ def test_a_rerun_skips_notebooks_whose_inputs_did_not_change(slice_run, tmp_path
     assert (copy / "reports" / "index.html").read_text().count("reused: inputs unchanged") == 4
     first = {k: params[k] for k in runner.notebook_parameters(runner.NOTEBOOKS[0]) if k in params}
     assert ran(runner.run_study(first, copy, notebooks=runner.NOTEBOOKS[:1], reuse=False)) == ["01"]
+
+
+@pytest.mark.parametrize("stage", [s.name for s in __import__("visrec_utils.pipeline.stages", fromlist=["STAGES"]).STAGES])
+def test_each_notebook_is_its_parameters_one_stage_call_and_display_cells(stage):
+    import inspect
+
+    from visrec_utils.pipeline import stages
+
+    s = stages.get_stage(stage)
+    nb = nbformat.read(runner.NOTEBOOK_DIR / f"{s.notebook}.ipynb", as_version=4)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert code.count(f"stages.{s.name}(") == 1  # one call, the notebook's own stage
+    assert not [o.name for o in stages.STAGES if o.name != s.name and f"stages.{o.name}(" in code]
+    # every notebook parameter is a parameter of the stage function: the CLI and the notebook run the same call
+    assert set(runner.notebook_parameters(s.notebook)) <= set(inspect.signature(s.run).parameters)

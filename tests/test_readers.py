@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from catalogues import EPOCH_FACTOR, write_csv_catalogue, write_generic, write_hm_generic, write_ugallery
-from visrec_utils.catalogue import data, demo, protocols, readers, splits, tables
+from catalogues import write_csv_catalogue, write_generic, write_hm_generic, write_ugallery
+from visrec_utils.catalogue import data, demo, layouts, protocols, readers, tables
 
 
 def _count(cat, check):
@@ -17,7 +17,7 @@ def _count(cat, check):
 
 def test_generic_layout_with_every_row_problem(tmp_path):
     exp = write_generic(tmp_path, with_bad=False)
-    cat = readers.load_catalogue(tmp_path)
+    cat = layouts.load_catalogue(tmp_path)
     assert cat.name == "generic-test"
     assert _count(cat, "empty ids") == 1
     assert _count(cat, "unparseable or missing timestamps") == 1
@@ -43,7 +43,7 @@ def test_generic_reader_names_missing_columns(tmp_path):
     cfg = (tmp_path / "visrec.json")
     cfg.write_text(cfg.read_text().replace('"user_col"', '"user_column"'))
     with pytest.raises(data.DataError, match=r"visrec.json: unknown reader option\(s\) \['user_column'\]; valid keys"):
-        readers.load_catalogue(tmp_path)
+        layouts.load_catalogue(tmp_path)
 
 
 def test_dates_datetimes_and_seconds_parse_alike():
@@ -56,7 +56,7 @@ def test_dates_datetimes_and_seconds_parse_alike():
 
 def test_ugallery_layout(tmp_path):
     exp = write_ugallery(tmp_path)
-    cat = readers.load_catalogue(tmp_path)
+    cat = layouts.load_catalogue(tmp_path)
     emb = cat.precomputed["ugallery_resnet50"]
     assert emb.shape == (exp["n_items"], exp["dim"]) and emb.dtype == np.float32
     assert cat.items["image_path"].isna().all()
@@ -72,7 +72,7 @@ def test_ugallery_layout(tmp_path):
 
 
 def test_demo_catalogue_is_labelled_and_has_visual_signal(tmp_path):
-    cat = readers.open_catalogue("demo", tmp_path)
+    cat = layouts.open_catalogue("demo", tmp_path)
     assert cat.synthetic and "SYNTHETIC" in cat.name and "SYNTHETIC" in data.banner(cat)
     s = cat.summary()
     assert s["items"] >= 350 and s["users"] == 150
@@ -87,7 +87,7 @@ def test_demo_catalogue_is_labelled_and_has_visual_signal(tmp_path):
 
 def test_layout_detection_error_lists_layouts(tmp_path):
     with pytest.raises(data.DataError, match="three layouts"):
-        readers.load_catalogue(tmp_path)
+        layouts.load_catalogue(tmp_path)
 
 
 def _row(cat, check):
@@ -101,7 +101,7 @@ def hm_seconds(hm_dir, tmp_path_factory):
     """40 real H&M customers in the generic layout, Unix seconds, read back."""
     folder = tmp_path_factory.mktemp("hm_seconds")
     rows = write_hm_generic(folder, hm_dir)
-    return rows, readers.load_catalogue(folder, weight_col="weight")
+    return rows, layouts.load_catalogue(folder, weight_col="weight")
 
 
 @pytest.mark.parametrize("unit,name", [("s", "seconds"), ("ms", "milliseconds"), ("us", "microseconds"),
@@ -109,7 +109,7 @@ def hm_seconds(hm_dir, tmp_path_factory):
 def test_epoch_unit_is_detected_and_times_equal_the_seconds_version(tmp_path, hm_dir, hm_seconds, unit, name):
     rows, ref = hm_seconds
     write_hm_generic(tmp_path, hm_dir, unit=unit)
-    cat = readers.load_catalogue(tmp_path, weight_col="weight")
+    cat = layouts.load_catalogue(tmp_path, weight_col="weight")
     assert _row(cat, "timestamp format")["action"] == f"Unix epoch {name} (detected from magnitudes)"
     assert _count(cat, "unparseable or missing timestamps") == 0
     pd.testing.assert_frame_equal(cat.interactions, ref.interactions)
@@ -129,7 +129,7 @@ def test_out_of_range_and_garbage_times_are_dropped_with_their_lines(tmp_path, h
         f = lines[n - 1].split(",")
         lines[n - 1] = ",".join(f[:2] + [v] + f[3:])
     path.write_text("\n".join(lines) + "\n")
-    cat = readers.load_catalogue(tmp_path, weight_col="weight")
+    cat = layouts.load_catalogue(tmp_path, weight_col="weight")
     bad = _row(cat, "unparseable or missing timestamps")
     assert bad["count"] == 5 and bad["action"] == "rows dropped"
     assert bad["examples"] == "; ".join(f"interactions.csv line {n}: {v or np.nan!r}" for n, v in garbage.items())
@@ -168,7 +168,7 @@ def test_ugallery_times_still_parse():
 def test_semicolon_and_decimal_comma_file_equals_comma_file(tmp_path, hm_dir, hm_seconds):
     _, ref = hm_seconds
     write_hm_generic(tmp_path, hm_dir, sep=";", decimal=",")
-    cat = readers.load_catalogue(tmp_path, weight_col="weight")
+    cat = layouts.load_catalogue(tmp_path, weight_col="weight")
     pd.testing.assert_frame_equal(cat.interactions, ref.interactions)
     assert cat.interactions["weight"].notna().all()
     assert _row(cat, "CSV dialect of interactions.csv")["action"] == (
@@ -180,7 +180,7 @@ def test_semicolon_and_decimal_comma_file_equals_comma_file(tmp_path, hm_dir, hm
 def test_excel_unicode_text_utf16_tab_file(tmp_path, hm_dir, hm_seconds):
     _, ref = hm_seconds
     write_hm_generic(tmp_path, hm_dir, sep="\t", encoding="utf-16")
-    cat = readers.load_catalogue(tmp_path, weight_col="weight")
+    cat = layouts.load_catalogue(tmp_path, weight_col="weight")
     pd.testing.assert_frame_equal(cat.interactions, ref.interactions)
     assert _row(cat, "CSV dialect of interactions.csv")["action"] == (
         "delimiter tab (detected), decimal '.' (detected), quotechar '\"' (detected), encoding utf-16 (detected)")
@@ -190,7 +190,7 @@ def test_cp1252_accented_ids_keep_their_characters(tmp_path):
     text = ("user_id;item_id;timestamp\nMüller;café;2020-01-01\nMüller;crème;2020-01-02\n"
             "Zoë;café;2020-01-01\nZoë;Øre;2020-01-03\n")
     write_csv_catalogue(tmp_path, text, ["café", "crème", "Øre"], encoding="cp1252")
-    cat = readers.load_catalogue(tmp_path)
+    cat = layouts.load_catalogue(tmp_path)
     assert sorted(cat.interactions["user_id"].unique()) == ["Müller", "Zoë"]
     assert cat.items["item_id"].tolist() == ["café", "crème", "Øre"]
     assert cat.items["image_path"].notna().all()
@@ -202,10 +202,10 @@ def test_ragged_file_is_one_line_naming_file_line_and_option(tmp_path):
     write_csv_catalogue(tmp_path, text, ["a", "b"])
     msg = "interactions.csv line 4: expected 3 fields, saw 5; set csv_sep in visrec.json (detected ',') or quote fields that contain it."
     with pytest.raises(data.DataError, match=f"^{re.escape(msg)}$"):
-        readers.load_catalogue(tmp_path)
+        layouts.load_catalogue(tmp_path)
     (tmp_path / "interactions.csv").write_text(text.replace("u2,a,1,5", '"u2,a,1,5'))
     with pytest.raises(data.DataError, match=r"^interactions.csv line 4: a quoted field is never closed; set csv_quotechar"):
-        readers.load_catalogue(tmp_path)
+        layouts.load_catalogue(tmp_path)
 
 
 def test_visrec_json_options_override_detection(tmp_path):
@@ -214,7 +214,7 @@ def test_visrec_json_options_override_detection(tmp_path):
     write_csv_catalogue(tmp_path, text, ["a", "b"], encoding="cp1252", options={
         "weight_col": "qty", "csv_sep": "|", "csv_decimal": ",", "csv_encoding": "cp1252", "csv_quotechar": "'",
         "time_unit": "ms"})
-    cat = readers.load_catalogue(tmp_path)
+    cat = layouts.load_catalogue(tmp_path)
     assert _row(cat, "CSV dialect of interactions.csv")["action"] == (
         "delimiter '|' (set), decimal ',' (set), quotechar \"'\" (set), encoding cp1252 (set)")
     assert _row(cat, "timestamp format")["action"] == "Unix epoch milliseconds (time_unit)"
@@ -223,7 +223,7 @@ def test_visrec_json_options_override_detection(tmp_path):
     assert got.loc[("José", "a"), "weight"] == 1.5 and got.loc[("José", "b"), "weight"] == 2.5
     # without the options: seconds (1972), and "1,500" is not a number with a decimal point
     (tmp_path / "visrec.json").write_text('{"weight_col": "qty", "csv_encoding": "cp1252"}')
-    cat = readers.load_catalogue(tmp_path)
+    cat = layouts.load_catalogue(tmp_path)
     assert cat.interactions["timestamp"].min() == pd.Timestamp("1972-09-27")
 
 
@@ -236,14 +236,14 @@ def test_visrec_json_options_override_detection(tmp_path):
 def test_bad_option_values_are_named_with_valid_ones(tmp_path, option, value, message):
     write_csv_catalogue(tmp_path, "user_id,item_id,timestamp\nu1,a,2020-01-01\n", ["a"])
     with pytest.raises(data.DataError, match=message):
-        readers.load_catalogue(tmp_path, **{option: value})
+        layouts.load_catalogue(tmp_path, **{option: value})
 
 
 def test_wrong_encoding_option_names_line_and_byte(tmp_path):
     write_csv_catalogue(tmp_path, "user_id,item_id,timestamp\nu1,a,2020-01-01\nMüller,a,2020-01-02\n", ["a"],
                         encoding="cp1252")
     with pytest.raises(data.DataError, match=r"^interactions.csv line 3 \(byte 43\): not valid utf-8; set csv_encoding"):
-        readers.load_catalogue(tmp_path, csv_encoding="utf-8")
+        layouts.load_catalogue(tmp_path, csv_encoding="utf-8")
 
 
 # --- more exports a new user tried ---------------------------------------------------------------
@@ -252,20 +252,20 @@ def test_excel_sep_line_and_trailing_empty_column(tmp_path):
     # Excel's "sep=;" first line; a trailing delimiter on every line (an empty last column)
     text = "sep=;\nuser_id;item_id;timestamp;\nu1;a;2020-01-01;\nu1;b;yesterday;\nu1;b;2020-01-02;\n"
     write_csv_catalogue(tmp_path, text, ["a", "b"])
-    cat = readers.load_catalogue(tmp_path)
+    cat = layouts.load_catalogue(tmp_path)
     assert list(cat.interactions.columns) == ["user_id", "item_id", "timestamp"]
     assert _row(cat, "CSV dialect of interactions.csv")["action"].startswith("delimiter ';' (detected: 'sep=' line)")
     assert _row(cat, "unparseable or missing timestamps")["examples"] == "interactions.csv line 4: 'yesterday'"
     # trailing delimiter on the rows only (header without it)
     (tmp_path / "interactions.csv").write_text("user_id,item_id,timestamp\nu1,a,2020-01-01,\nu1,b,2020-01-02,\n")
-    cat = readers.load_catalogue(tmp_path)
+    cat = layouts.load_catalogue(tmp_path)
     assert cat.interactions["user_id"].tolist() == ["u1", "u1"] and cat.interactions["item_id"].tolist() == ["a", "b"]
 
 
 def test_thousands_separators_in_epochs_and_weights(tmp_path):
     text = ("user_id;item_id;timestamp;qty\nu1;a;1.600.000.000;1.000,5\nu1;b;1.600.086.400;2\n")
     write_csv_catalogue(tmp_path, text, ["a", "b"])
-    cat = readers.load_catalogue(tmp_path, weight_col="qty")
+    cat = layouts.load_catalogue(tmp_path, weight_col="qty")
     assert cat.interactions["timestamp"].tolist() == [pd.Timestamp("2020-09-13 12:26:40"), pd.Timestamp("2020-09-14 12:26:40")]
     assert cat.interactions["weight"].tolist() == [1000.5, 2.0]
 
@@ -276,7 +276,7 @@ def test_ids_in_scientific_notation_are_refused(tmp_path):
     msg = ("interactions.csv line 3: id '4.93995E+11' in column 'item_id' is in scientific notation (2 rows), so its "
            "digits are lost; re-export with that column formatted as Text.")
     with pytest.raises(data.DataError, match=f"^{re.escape(msg)}$"):
-        readers.load_catalogue(tmp_path)
+        layouts.load_catalogue(tmp_path)
 
 
 def test_day_first_dates_iso_weeks_and_time_zone_names(tmp_path):
@@ -291,7 +291,7 @@ def test_day_first_dates_iso_weeks_and_time_zone_names(tmp_path):
     # a time-zone name is ambiguous (CST is three zones): that row is dropped and listed
     text = "user_id,item_id,timestamp\nu1,a,2020-01-01 10:00 UTC\nu1,b,2020-01-02 10:00 CET\nu1,b,2020-01-03T10:00+01:00\n"
     write_csv_catalogue(tmp_path, text, ["a", "b"])
-    cat = readers.load_catalogue(tmp_path)
+    cat = layouts.load_catalogue(tmp_path)
     assert _row(cat, "unparseable or missing timestamps")["examples"] == "interactions.csv line 3: '2020-01-02 10:00 CET'"
     assert cat.interactions["timestamp"].tolist() == [pd.Timestamp("2020-01-01 10:00"), pd.Timestamp("2020-01-03 09:00")]
 
@@ -300,7 +300,7 @@ def test_no_readable_time_at_all_is_one_line(tmp_path):
     write_csv_catalogue(tmp_path, "user_id,item_id,timestamp\nu1,a,soon\nu1,a,later\n", ["a"])
     with pytest.raises(data.DataError, match=r"^No valid interaction left in interactions.csv: no value of column "
                                              r"'timestamp' could be read as a time \(line 2: 'soon'"):
-        readers.load_catalogue(tmp_path)
+        layouts.load_catalogue(tmp_path)
 
 
 def test_parquet_input_still_reads(tmp_path):
@@ -308,7 +308,7 @@ def test_parquet_input_still_reads(tmp_path):
     (tmp_path / "interactions.csv").unlink()
     pd.DataFrame({"user_id": ["007", "007"], "item_id": ["a", "b"],
                   "timestamp": pd.to_datetime(["2020-01-01", "2020-01-02"])}).to_parquet(tmp_path / "interactions.parquet")
-    cat = readers.load_catalogue(tmp_path)
+    cat = layouts.load_catalogue(tmp_path)
     assert cat.interactions["user_id"].tolist() == ["007", "007"]
     assert _row(cat, "timestamp format")["action"] == "datetime column"
 
@@ -327,9 +327,9 @@ def test_reader_option_values_of_the_wrong_kind_are_named(tmp_path, option, valu
     opts = json.loads(cfg.read_text())
     cfg.write_text(json.dumps({**opts, option: value}))
     with pytest.raises(data.DataError, match=f"^{message}$"):
-        readers.load_catalogue(tmp_path)
+        layouts.load_catalogue(tmp_path)
     cfg.write_text(json.dumps({**opts, "basket_by_day": False}))  # a JSON boolean is read
-    assert len(readers.load_catalogue(tmp_path).interactions) > 0
+    assert len(layouts.load_catalogue(tmp_path).interactions) > 0
 
 
 def test_visrec_json_that_is_not_an_object_is_one_line(tmp_path):
@@ -337,10 +337,10 @@ def test_visrec_json_that_is_not_an_object_is_one_line(tmp_path):
     cfg = tmp_path / "visrec.json"
     cfg.write_text("[1, 2]")
     with pytest.raises(data.DataError, match=r"visrec\.json must hold a JSON object of reader options .* not a list$"):
-        readers.load_catalogue(tmp_path)
+        layouts.load_catalogue(tmp_path)
     cfg.write_text('{"user_col": "customer",}')
     with pytest.raises(data.DataError, match=r"visrec\.json is not valid JSON \(line 1: Expecting property name"):
-        readers.load_catalogue(tmp_path)
+        layouts.load_catalogue(tmp_path)
 
 
 def test_month_name_dates_and_an_empty_time_column(tmp_path):
@@ -349,10 +349,38 @@ def test_month_name_dates_and_an_empty_time_column(tmp_path):
         rows = "user_id,item_id,timestamp\n" + "".join(f"{u},{i},{d}\n" for (u, i), d in
                                                       zip([("u1", "a"), ("u1", "b"), ("u2", "a"), ("u2", "b")], days))
         write_csv_catalogue(tmp_path / name, rows, ["a", "b"])
-        inter = readers.load_catalogue(tmp_path / name).interactions.sort_values(["user_id", "item_id"])
+        inter = layouts.load_catalogue(tmp_path / name).interactions.sort_values(["user_id", "item_id"])
         assert inter["timestamp"].dt.strftime("%Y-%m-%d").tolist() == ["2020-03-01", "2020-03-14", "2020-03-02",
                                                                        "2020-04-30"], name
     write_csv_catalogue(tmp_path / "empty", "user_id,item_id,timestamp\nu1,a,\nu1,b,\n", ["a", "b"])
     with pytest.raises(data.DataError, match=r"^No valid interaction left in interactions\.csv: column 'timestamp' is "
                                              r"empty on every line; fill in when each interaction happened"):
-        readers.load_catalogue(tmp_path / "empty")
+        layouts.load_catalogue(tmp_path / "empty")
+
+
+def test_a_registered_layout_is_detected_before_generic_and_opened_by_the_study(tmp_path):
+    """A new catalogue layout is one registered object: here a shop's export, ``purchases.csv``
+    with its own column names and no ``visrec.json``, read by the generic reader."""
+    write_generic(tmp_path, with_bad=False)
+    options = json.loads((tmp_path / "visrec.json").read_text())
+    ref = layouts.load_catalogue(tmp_path)  # the same files, described by visrec.json
+    (tmp_path / "visrec.json").unlink()
+    with pytest.raises(data.DataError, match="holds no catalogue visrec recognises"):
+        layouts.detect_layout(tmp_path)
+
+    def read_shop(folder, **kw):
+        return readers.read_generic(folder, **options, **kw)
+
+    shop = layouts.Layout("shop", lambda root: (root / "purchases.csv").is_file(), read_shop, "purchases.csv")
+    layouts.register_layout(shop)
+    try:
+        assert layouts.list_layouts() == ["hm", "ugallery", "shop", "generic"]
+        assert layouts.detect_layout(tmp_path) == "shop"
+        cat = layouts.open_catalogue(str(tmp_path), tmp_path / "out")
+        pd.testing.assert_frame_equal(cat.interactions, ref.interactions)
+        pd.testing.assert_frame_equal(cat.items, ref.items)
+        with pytest.raises(ValueError, match="a catalogue layout named 'shop' is already registered"):
+            layouts.register_layout(shop)
+    finally:
+        layouts.unregister_layout("shop")
+    assert layouts.list_layouts() == ["hm", "ugallery", "generic"]

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from visrec_utils.catalogue import data, protocols, splits
+from visrec_utils.catalogue import data, protocols
 from visrec_utils.features import embeddings, models
 from visrec_utils.evaluation import experiment, metrics, recommenders
 from visrec_utils.core import backends

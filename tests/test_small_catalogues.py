@@ -19,7 +19,7 @@ import pytest
 from visrec_utils.evaluation import experiment, stats
 from visrec_utils.pipeline import preflight, runner
 from visrec_utils.core import skips
-from visrec_utils.catalogue import protocols, splits
+from visrec_utils.catalogue import protocols
 
 FAST = {"max_users": 20, "models": ["mobilenetv1_025_keras"], "stage_models": ["mobilenetv1_025_keras"],
         "imagenet_dir": "", "n_resamples": 50, "max_steps": 4, "contrastive_images": 40}

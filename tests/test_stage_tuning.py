@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from visrec_utils.catalogue import data, protocols, splits
+from visrec_utils.catalogue import data, protocols
 from visrec_utils.tuning import finetune, stage_tuning
 from visrec_utils.features import models
 

@@ -55,7 +55,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from .catalogue.data import DataError, find_default_data_dir, resolve_data_dir
+    from .core.log import get_logger
     from .pipeline.runner import StudyError, StudyInterrupted, refresh_baseline, run_study
+
+    log = get_logger("visrec_utils.cli")
 
     try:
         if args.cmd == "study":
@@ -68,8 +71,8 @@ def main(argv=None) -> int:
                 data_dir = str(found) if found else "demo"
             if data_dir == "demo":
                 why = "as asked (--data demo)" if args.data_dir == "demo" else "because no dataset was given or found"
-                print(f"[visrec] running on the generated SYNTHETIC demo catalogue {why}; every report says so. "
-                      "Use --data DIR or VISREC_DATA for real data.", flush=True)
+                log.info(f"running on the generated SYNTHETIC demo catalogue {why}; every report says so. "
+                         "Use --data DIR or VISREC_DATA for real data.")
             params = {"data_dir": data_dir, "models": list(args.models),
                       "max_users": args.max_users, "max_items": args.max_items, "seed": args.seed,
                       "backend": args.backend, "ray_address": args.ray_address}
@@ -89,10 +92,10 @@ def main(argv=None) -> int:
                                      "e.g. 2000, true, '[10, 20]', some_text") from e
             rec = run_study(params, args.out, figures_to=args.figures_to, log_output=args.log_output,
                             reuse=not args.rerun, repo_figures=args.repo_figures, cell_timeout=args.cell_timeout)
-            print(f"[visrec] study finished in {rec['total_seconds']:.0f} s; reports in {args.out}/reports")
+            log.info(f"study finished in {rec['total_seconds']:.0f} s; reports in {args.out}/reports")
         else:
             path = refresh_baseline(args.out, args.cache_dir, args.data_dir)
-            print(f"[visrec] baseline written to {path}; review 'git diff' before committing it")
+            log.info(f"baseline written to {path}; review 'git diff' before committing it")
     except StudyInterrupted as e:
         print(f"visrec: {e}", file=sys.stderr)
         return 130

@@ -2,7 +2,7 @@
 
 A *catalogue* is what every later step needs: a table of items (one row per item, with the
 path of its image and any metadata) and a table of interactions (who bought what, when).
-The H&M Kaggle layout is read by :func:`load_hm`; :func:`resolve_data_dir` finds the
+The H&M Kaggle layout is read by :func:`visrec_utils.catalogue.readers.load_hm`; :func:`resolve_data_dir` finds the
 default dataset.
 
 Terms: a *basket* is one customer's purchases on one day (H&M ``t_dat`` has day
@@ -122,20 +122,6 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
             return c.resolve()
     tried = ", ".join(str(c) for c in candidates)
     raise DataError(f"No dataset found (looked at: {tried}). {LAYOUTS_HELP}")
-
-
-def load_hm(data_dir: str | os.PathLike | None = None) -> Catalogue:
-    """Read a folder in the H&M Kaggle layout (see :data:`LAYOUTS_HELP`), validated.
-
-    A preset of the generic reader (:func:`visrec_utils.catalogue.readers.read_hm`): article ids are
-    zero-padded to 10 digits, a basket is a customer's purchases on one day, rows are units.
-
-    Raises:
-        DataError: no dataset found, or a missing file or column.
-    """
-    from .readers import read_hm
-
-    return read_hm(resolve_data_dir(data_dir))
 
 
 def slice_catalogue(

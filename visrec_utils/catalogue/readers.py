@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from . import tables
-from .data import LAYOUTS_HELP, Catalogue, DataError, find_default_data_dir, resolve_data_dir
+from .data import LAYOUTS_HELP, Catalogue, DataError, resolve_data_dir
 
 N_EXAMPLES = 5
 
@@ -341,6 +341,20 @@ def read_hm(folder: str | os.PathLike) -> Catalogue:
     return read_generic(folder, HM_SPEC, name=Path(folder).name)
 
 
+def load_hm(data_dir: str | os.PathLike | None = None) -> Catalogue:
+    """Read a folder in the H&M Kaggle layout (see :data:`visrec_utils.catalogue.data.LAYOUTS_HELP`),
+    validated; ``data_dir`` None means ``$VISREC_DATA``, else ``../shared/data/hm_sample``
+    (:func:`visrec_utils.catalogue.data.resolve_data_dir`).
+
+    A preset of the generic reader (:func:`read_hm`): article ids are zero-padded to 10 digits, a
+    basket is a customer's purchases on one day, rows are units.
+
+    Raises:
+        DataError: no dataset found, or a missing file or column.
+    """
+    return read_hm(resolve_data_dir(data_dir))
+
+
 def read_ugallery(folder: str | os.PathLike) -> Catalogue:
     """The UGallery public release: purchases, inventory and ResNet50 embeddings, no images.
 
@@ -397,65 +411,3 @@ def read_ugallery(folder: str | os.PathLike) -> Catalogue:
     order = {i: k for k, i in enumerate(emb_ids)}
     precomputed = {"ugallery_resnet50": vectors[[order[i] for i in items["item_id"]]]}
     return _finish(items, inter, rep, "ugallery", root, precomputed)
-
-
-def detect_layout(folder: str | os.PathLike) -> str:
-    """'hm', 'ugallery' or 'generic' from the files present.
-
-    Raises:
-        DataError: none of the layouts' files is present.
-    """
-    root = Path(folder)
-    if (root / "transactions_train.csv").is_file():
-        return "hm"
-    if (root / "ugallery_purchases.csv").is_file():
-        return "ugallery"
-    if (root / "visrec.json").is_file() or any((root / f).is_file() for f in ("interactions.csv", "interactions.parquet")):
-        return "generic"
-    raise DataError(f"{root} holds no catalogue visrec recognises. {LAYOUTS_HELP}")
-
-
-def load_catalogue(folder: str | os.PathLike, **options) -> Catalogue:
-    """Read any supported catalogue folder (layout detected), validated.
-
-    Args:
-        folder: catalogue folder.
-        **options: :class:`CatalogueSpec` fields for the generic layout.
-    """
-    layout = detect_layout(folder)
-    if layout == "hm":
-        return read_hm(folder)
-    if layout == "ugallery":
-        return read_ugallery(folder)
-    if (Path(folder) / "interactions.parquet").is_file() and "interactions" not in options \
-            and not (Path(folder) / "visrec.json").is_file():
-        options["interactions"] = "interactions.parquet"
-    return read_generic(folder, **options)
-
-
-def open_catalogue(data_dir: str | os.PathLike | None, out_dir: str | os.PathLike, **options) -> Catalogue:
-    """The study's catalogue: ``data_dir`` if given ("demo" for the synthetic one), else the
-    default dataset, else the generated demo catalogue (written to ``<out_dir>/demo_catalogue``).
-
-    Returns:
-        Catalogue; ``synthetic`` is True (and the name says SYNTHETIC) for the demo.
-
-    Raises:
-        DataError: an explicit ``data_dir`` that does not exist or holds no known layout.
-    """
-    from .demo import is_synthetic, make_demo_catalogue
-
-    if data_dir is None:
-        found = find_default_data_dir()
-        data_dir = str(found) if found else "demo"
-    if str(data_dir) == "demo":
-        folder = make_demo_catalogue(Path(out_dir) / "demo_catalogue")
-        cat = read_generic(folder, CatalogueSpec(), name="demo (SYNTHETIC)")
-        cat.notes.insert(0, "SYNTHETIC demo catalogue (asked for with data_dir='demo', or no dataset was given "
-                            "or found); its results say nothing about real recommendations.")
-        return replace(cat, synthetic=True)
-    folder = resolve_data_dir(data_dir)
-    cat = load_catalogue(folder, **options)
-    if is_synthetic(folder):
-        return replace(cat, synthetic=True, name=f"{cat.name} (SYNTHETIC)")
-    return cat

@@ -61,13 +61,13 @@ def check_study(params: dict) -> list[str]:
             ``baselines`` are both empty; the catalogue or slice has fewer than 2 items.
         DataError: the catalogue cannot be read (as notebook 01 would say).
     """
-    from ..catalogue import data, protocols, readers, splits
+    from ..catalogue import data, layouts, protocols
 
     p = _with_defaults(params)
     if not len(p["recommenders"]) and not len(p["baselines"]):
         raise StudyInfeasible("recommenders and baselines are both empty: nothing would be evaluated; keep at least "
                               "one of them (e.g. -p baselines '[random]')")
-    cat = readers.open_catalogue(p["data_dir"], p["out_dir"], **(p["reader_options"] or {}))
+    cat = layouts.open_catalogue(p["data_dir"], p["out_dir"], **(p["reader_options"] or {}))
     if not len(p["models"]) and not cat.precomputed:
         raise StudyInfeasible("models is empty and the catalogue ships no embeddings: there is no model to embed "
                               "the images with; name at least one (e.g. --models offline)")

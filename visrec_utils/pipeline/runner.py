@@ -19,7 +19,10 @@ from pathlib import Path
 from .execution import (HIDE_INPUT_TAGS, NOTEBOOK_DIR, StudyError, StudyInterrupted,  # noqa: F401 (re-exported)
                         notebook_parameters, run_notebook, to_html)
 
+from ..core.log import get_logger
 from ..core.store import content_key, file_sha256, write_json
+
+_log = get_logger(__name__)
 
 #: The notebooks in order, one per stage (:data:`visrec_utils.pipeline.stages.STAGES`).
 NOTEBOOKS = [
@@ -218,8 +221,8 @@ def run_study(params: dict, out_dir: str | Path, notebooks=None, figures_to: str
     params = {**params, "out_dir": str(out_dir)}
     check_parameters(params, notebooks)
     if "ks" in params and 20 not in params["ks"]:
-        print(f"[visrec] warning: ks={params['ks']} has no 20: the index's nDCG@20 column and notebook 05's "
-              "@20 correlations and figures will be empty", flush=True)
+        _log.warning(f"warning: ks={params['ks']} has no 20: the index's nDCG@20 column and notebook 05's "
+              "@20 correlations and figures will be empty")
     if params.get("models"):
         from ..features.models import expand_presets, get_spec
 
@@ -230,7 +233,7 @@ def run_study(params: dict, out_dir: str | Path, notebooks=None, figures_to: str
         from .preflight import check_study
 
         for line in check_study(params):
-            print(f"[visrec] warning: {line}", flush=True)
+            _log.warning(f"warning: {line}")
     run_json = out_dir / "results" / "run.json"
     try:
         before = {r["notebook"]: r for r in json.loads(run_json.read_text())["notebooks"]} if reuse else {}
@@ -250,9 +253,9 @@ def run_study(params: dict, out_dir: str | Path, notebooks=None, figures_to: str
         key = _sha(base, (NOTEBOOK_DIR / f"{nb}.ipynb").read_bytes(), where, upstream)
         if _reusable(before.get(nb), key, out_dir):
             rec = {**before[nb], "reused": True}
-            print(f"[visrec] {nb}: inputs unchanged, reusing its run of {rec['seconds']:.0f} s", flush=True)
+            _log.info(f"{nb}: inputs unchanged, reusing its run of {rec['seconds']:.0f} s")
         else:
-            print(f"[visrec] running {nb} ...", flush=True)
+            _log.info(f"running {nb} ...")
             try:
                 rec = run_notebook(nb, params, out_dir, log_output=log_output, timeout=cell_timeout)
                 if nb == "02_embedding_extraction":
@@ -266,15 +269,14 @@ def run_study(params: dict, out_dir: str | Path, notebooks=None, figures_to: str
             rec["outputs"] = stage_outputs(nb, out_dir)
             rec["outputs_digest"] = _outputs_digest(out_dir, rec["outputs"])
             rec.update(key=key, reused=False)
-            print(f"[visrec] {nb} done in {rec['seconds']:.0f} s (peak memory {rec.get('peak_rss_mib', 0) / 1024:.1f} GiB)",
-                  flush=True)
+            _log.info(f"{nb} done in {rec['seconds']:.0f} s (peak memory {rec.get('peak_rss_mib', 0) / 1024:.1f} GiB)")
         upstream.append(rec["outputs_digest"])
         record["notebooks"].append(rec)
     record["total_seconds"] = round(time.perf_counter() - t0, 1)
     _write_json(run_json, record)
     from ..reports.index import write_index
 
-    print(f"[visrec] report index: {write_index(out_dir)}", flush=True)
+    _log.info(f"report index: {write_index(out_dir)}")
     _copy_figures(out_dir, params.get("data_dir"), figures_to, repo_figures)
     return record
 
@@ -303,13 +305,12 @@ def _copy_figures(out_dir: Path, data_dir, figures_to, repo_figures: bool) -> No
     if repo_figures and is_reference_sample(data_dir):
         targets.append(REPO_FIGURES)
     elif repo_figures:
-        print(f"[visrec] the repository's figures/ are left as they are: they are refreshed from the H&M sample "
+        _log.info(f"the repository's figures/ are left as they are: they are refreshed from the H&M sample "
               f"only, and this run's catalogue is {data_dir}. Its figures (galleries and contact sheets show its "
-              f"product photos) stay in {out_dir / 'figures'}; --figures-to DIR copies them where you name.",
-              flush=True)
+              f"product photos) stay in {out_dir / 'figures'}; --figures-to DIR copies them where you name.")
     for dest in targets:
         if synthetic:
-            print(f"[visrec] not copying figures to {dest}: this run used the SYNTHETIC demo catalogue", flush=True)
+            _log.info(f"not copying figures to {dest}: this run used the SYNTHETIC demo catalogue")
             continue
         dest.mkdir(parents=True, exist_ok=True)
         for png in sorted((out_dir / "figures").glob("*.png")):
@@ -329,7 +330,7 @@ def _report_models(out_dir: Path) -> None:
         return
     table = pd.read_csv(path, keep_default_na=False)
     for r in table[table["status"] == "skipped"].itertuples():
-        print(f"[visrec] skipped model {r.model}: {r.reason}", flush=True)
+        _log.info(f"skipped model {r.model}: {r.reason}")
     if not table["status"].isin(["ok", "precomputed"]).any():
         raise StudyError(f"no model produced embeddings ({path}); see the reasons above. Offline, use "
                          "the registered models (python -m visrec_utils study --help).")

@@ -12,8 +12,8 @@ training. The score is cos(W m_profile, W e_item), scaled by a fixed temperature
 baskets are never seen (they are not in ``split.train``). A validation set of users is split
 off the training users for early stopping.
 
-The strategies themselves are registered objects (:mod:`visrec_utils.tuning.strategies`);
-:data:`STRATEGIES` is the registry's list of names.
+The strategies themselves are registered objects (:mod:`visrec_utils.tuning.strategies`:
+``create_strategy``, ``list_strategies``, ``register_strategy``).
 """
 from __future__ import annotations
 
@@ -34,18 +34,6 @@ logger = logging.getLogger(__name__)
 
 EMBEDDING_STRATEGIES = ("frozen", "bpr_projection")
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_acc", "seconds"]
-
-
-def __getattr__(name: str):
-    """``STRATEGIES``: every registered strategy's name, in registration order (built-ins:
-    ``frozen, bpr_projection, partial_bpr, proxy_metadata, contrastive``), read from
-    :func:`visrec_utils.tuning.strategies.list_strategies` when asked, so a newly registered
-    strategy is listed too."""
-    if name == "STRATEGIES":
-        from .strategies import list_strategies
-
-        return tuple(list_strategies())
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def as_store(where) -> Store:
@@ -306,17 +294,14 @@ def apply_strategy(strategy: str, embeddings: np.ndarray, split: Split, cache_di
         with ``hit``, ``seconds`` (this call) and, for ``bpr_projection``, ``path``)
 
     Raises:
-        KeyError: unknown strategy, naming the valid ones, or a stage strategy.
+        KeyError: a strategy other than ``frozen`` and ``bpr_projection`` (the message says where the others run).
         PartSkipped: too few training triplets (:func:`require_triplets`).
     """
     if strategy == "frozen":
         return embeddings, pd.DataFrame(), {"hit": True, "seconds": 0.0}
-    from .stage_tuning import STAGE_STRATEGIES
-
-    if strategy in STAGE_STRATEGIES:
-        raise KeyError(f"{strategy!r} trains CNN stages: use visrec_utils.tuning.stage_tuning.run_stage_strategy")
     if strategy != "bpr_projection":
-        raise KeyError(f"Unknown fine-tuning strategy {strategy!r}; choose from {list(__getattr__('STRATEGIES'))}")
+        raise KeyError(f"apply_strategy trains frozen or bpr_projection, not {strategy!r}; choose from those two, "
+                       "or run any registered strategy with visrec_utils.tuning.strategies.create_strategy(name).fit")
     store = as_store(cache_dir)
     key = content_key(np.ascontiguousarray(embeddings, dtype=np.float32).tobytes(), split_fingerprint(split),
                       {"strategy": strategy, **asdict(cfg)})

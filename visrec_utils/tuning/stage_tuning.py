@@ -7,7 +7,7 @@ chunked, resumable); an epoch then costs only the trainable part. BatchNorm stat
 dropout stay in eval mode (weights train, running statistics do not), so the cached path gives
 exactly the gradients of the full forward pass (tested).
 
-Strategies (names as in :data:`visrec_utils.tuning.finetune.STRATEGIES`):
+Strategies (registered in :mod:`visrec_utils.tuning.strategies`):
 
 * ``partial_bpr``: the last stage(s) trained with BPR (Rendle et al. 2009) on (user profile,
   bought item, not-bought item) triplets from training baskets only; the user is the mean of

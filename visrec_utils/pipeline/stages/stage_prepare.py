@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ...catalogue import data, protocols, readers, splits
+from ...catalogue import data, layouts, protocols, splits
 from ...catalogue.data import Catalogue
 from ...core.layout import StudyLayout
 from ...reports import plots
@@ -61,7 +61,7 @@ def prepare(out_dir, data_dir=None, max_users: int | None = None, max_items: int
         DataError: the catalogue cannot be read (one line naming the file and what to do).
     """
     out = StudyLayout(out_dir).make_dirs()
-    cat = readers.open_catalogue(data_dir, out.root, **(reader_options or {}))
+    cat = layouts.open_catalogue(data_dir, out.root, **(reader_options or {}))
     cat = data.slice_catalogue(cat, max_users, max_items, seed)
     data.save_prepared(cat, out.root)
     split = protocols.leave_last_basket_out(cat)

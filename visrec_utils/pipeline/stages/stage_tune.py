@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ...catalogue import data, protocols, splits
+from ...catalogue import data, protocols
 from ...core.layout import StudyLayout
 from ...core.skips import SkipLog
 from ...evaluation import experiment, stats
