@@ -2,6 +2,7 @@
 execution machinery as one line that names the notebook, the cause and what to do (issue 14)."""
 import json
 import re
+from pathlib import Path
 
 import nbformat
 import pandas as pd
@@ -41,7 +42,7 @@ def test_notebooks_without_kernel_metadata_are_checked_and_run(tmp_path, noteboo
     from visrec_utils.catalogue import data, readers
 
     for name in runner.NOTEBOOKS:  # as nbstripout / jupytext round trips leave them
-        nb = nbformat.read(str(execution.Path(execution.__file__).parent.parent / "notebooks" / f"{name}.ipynb"), 4)
+        nb = nbformat.read(str(Path(__file__).resolve().parents[1] / "notebooks" / f"{name}.ipynb"), 4)
         nb.metadata.pop("kernelspec", None)
         nb.metadata.pop("language_info", None)
         nbformat.write(nb, str(notebook_dir / f"{name}.ipynb"))

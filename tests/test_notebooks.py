@@ -388,3 +388,15 @@ def test_each_notebook_is_its_parameters_one_stage_call_and_display_cells(stage)
     assert not [o.name for o in stages.STAGES if o.name != s.name and f"stages.{o.name}(" in code]
     # every notebook parameter is a parameter of the stage function: the CLI and the notebook run the same call
     assert set(runner.notebook_parameters(s.notebook)) <= set(inspect.signature(s.run).parameters)
+
+
+def test_unknown_registry_names_fail_before_any_notebook(tmp_path):
+    with pytest.raises(ValueError, match=r"^parameter strategies: Unknown fine-tuning strategy 'bpr_projectin'; "
+                                         r"did you mean 'bpr_projection'\?"):
+        runner.run_study({"strategies": ["bpr_projectin"]}, tmp_path)
+    with pytest.raises(ValueError, match=r"^parameter baselines: unknown recommender 'popularty'; choose from .*"
+                                         r"\(did you mean 'popularity'\?\)"):
+        runner.run_study({"baselines": ["random", "popularty"]}, tmp_path)
+    with pytest.raises(ValueError, match=r"^parameter other_protocols: unknown protocol 'replay_al'"):
+        runner.run_study({"other_protocols": ["replay_al"]}, tmp_path)
+    assert not (tmp_path / "reports").exists() and not (tmp_path / "data").exists()

@@ -29,9 +29,17 @@ Adding a recommender (three steps):
    :class:`SharedSimilarities` of this embedding set, reuse it or ignore it); a baseline's
    takes ``fit(split, embeddings=None)`` and may use only ``split.interactions`` strictly
    before each ``split.test_day`` (no leak). A ``seed`` field receives the evaluation seed when
-   the recommender is created by name.
-2. Register it: ``register_recommender("my_rec", MyRec, **default_params)`` (after the class,
-   in this module or in your own code).
+   the recommender is created by name. Profiles (``split.profiles[p]``) are sorted item
+   indices, not in time order: the times are in ``split.interactions`` (columns ``user_id``,
+   ``item_idx``, ``timestamp``; a time-aware recommender keeps, for each test point, the rows
+   before that point's ``split.test_day[p]``, as the :class:`Split` docstring says).
+2. Register it: ``register_recommender("my_rec", MyRec, **default_params)``. In this module,
+   put the call at the end of the module (after :data:`CONTENT_RECOMMENDERS` and
+   :data:`BASELINES`, which list the registrations made before them and are defaults of some
+   functions); a study's notebooks import this module, so a recommender registered here can be
+   named in ``-p recommenders '[...]'`` (the runner checks the names before anything runs).
+   Registered in your own code, it is available to your own calls of the stage functions and
+   :func:`~visrec_utils.evaluation.experiment.run_experiment`.
 3. A test in ``tests/test_recommenders.py``: scores on a hand-built :class:`Split` checked by
    hand, and the name through ``run_experiment`` (see ``test_a_registered_toy_recommender_runs``).
 
@@ -150,7 +158,8 @@ class SharedSimilarities:
         return self._all
 
     def rows(self, users: np.ndarray) -> list[np.ndarray]:
-        """Per user in ``users``, the ``(len(profile), n_items) float32`` similarity rows."""
+        """Per user in ``users``, the ``(len(profile), n_items) float32`` similarity rows, row ``r``
+        for the profile item ``split.profiles[u][r]`` (the profile's order: sorted item indices)."""
         key = np.asarray(users).tobytes()
         if key == self._key:
             return self._rows

@@ -119,11 +119,15 @@ def stage_outputs(notebook: str, out_dir: Path) -> list[str]:
     """The files a notebook's stage wrote for later stages, relative to ``out_dir``, sorted: the
     stage's declared output patterns (:attr:`visrec_utils.pipeline.stages.Stage.outputs`) and,
     for ``extract`` and ``tune``, the embedding sets whose manifest rows say they wrote them
-    (frozen, or fine-tuned), with their item lists. Declared, never inferred from file times."""
+    (frozen, or fine-tuned), with their item lists. Declared, never inferred from file times.
+    A notebook that is not one of the study's stages (a user's own, run with ``notebooks=``)
+    declares none."""
     from ..core.store import read_json
-    from .stages import get_stage
+    from .stages import STAGES
 
-    stage = get_stage(notebook)
+    stage = next((s for s in STAGES if s.notebook == notebook), None)
+    if stage is None:
+        return []
     found = {str(f.relative_to(out_dir)) for pattern in stage.outputs for f in out_dir.glob(pattern) if f.is_file()}
     if stage.embedding_sets:
         for row_file in sorted((out_dir / "embeddings").glob("*.json")):
@@ -229,6 +233,7 @@ def run_study(params: dict, out_dir: str | Path, notebooks=None, figures_to: str
         params["models"] = expand_presets(params["models"])
         for name in params["models"]:  # unknown names fail now, not after notebook 01
             get_spec(name)
+    check_registry_names(params)
     if "01_data_prep" in notebooks:  # the study starts here: stop now if it could compute nothing at all
         from .preflight import check_study
 
@@ -284,6 +289,32 @@ def run_study(params: dict, out_dir: str | Path, notebooks=None, figures_to: str
 def _write_json(path: Path, obj) -> None:
     """Write JSON atomically (a kill or a full disk never leaves half a run.json)."""
     write_json(path, obj, indent=2)
+
+
+def check_registry_names(params: dict) -> None:
+    """Check the names given for every registry axis before any notebook runs: fine-tuning
+    ``strategies``, ``protocol`` and ``other_protocols``, ``recommenders`` and ``baselines``
+    (a misspelt name would otherwise fail only when its notebook is reached).
+
+    Raises:
+        ValueError: ``parameter <name>: <the registry's message>`` (the choices and a close match).
+    """
+    from ..catalogue.protocols import get_protocol
+    from ..evaluation.recommenders import create_recommender
+
+    checks = {"recommenders": create_recommender, "baselines": create_recommender,
+              "other_protocols": get_protocol, "protocol": get_protocol}
+    if params.get("strategies"):
+        from ..tuning.strategies import create_strategy
+
+        checks["strategies"] = create_strategy
+    for param, check in checks.items():
+        value = params.get(param)
+        for name in ([value] if isinstance(value, str) else value or []):
+            try:
+                check(name)
+            except (ValueError, KeyError) as e:
+                raise ValueError(f"parameter {param}: {e.args[0] if e.args else e}") from None
 
 
 def is_reference_sample(data_dir) -> bool:
