@@ -1,4 +1,6 @@
 """The H&M loader on the real sample, the split on hand-built cases, slicing, errors."""
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -121,3 +123,14 @@ def test_availability_from_items_table_dates():
     assert split.candidate_mask(0).tolist() == [False, False, False, True]  # c not yet available
     with pytest.raises(ValueError, match="availability"):
         protocols.leave_last_basket_out(cat, availability="first_sold")
+
+
+def test_a_prepared_folder_from_an_older_visrec_asks_for_notebook_01_again(tmp_path, hm_catalogue):
+    cat = data.slice_catalogue(hm_catalogue, 10, 50, 0)
+    data.save_prepared(cat, tmp_path)
+    meta = json.loads((tmp_path / "data" / "catalogue.json").read_text())
+    del meta["precomputed"]  # how visrec wrote it before the sets' names were recorded
+    (tmp_path / "data" / "catalogue.json").write_text(json.dumps(meta))
+    with pytest.raises(data.DataError, match=r"catalogue.json was written by an older visrec \(no 'precomputed' "
+                                             r"entry\); rerun notebook 01_data_prep"):
+        data.load_prepared(tmp_path)

@@ -231,7 +231,8 @@ def load_prepared(out_dir: str | os.PathLike) -> Catalogue:
     items whose images could not be read).
 
     Raises:
-        DataError: when ``<out_dir>/data`` is missing (run notebook 01 first).
+        DataError: when ``<out_dir>/data`` is missing (run notebook 01 first), or was prepared by
+            an older visrec (rerun notebook 01).
     """
     import json
 
@@ -240,10 +241,10 @@ def load_prepared(out_dir: str | os.PathLike) -> Catalogue:
         raise DataError(f"{d} holds no prepared catalogue; run notebook 01_data_prep with out_dir={str(out_dir)!r} first.")
     meta = json.loads((d / "catalogue.json").read_text())
     report = pd.read_csv(d / "validation.csv", keep_default_na=False) if (d / "validation.csv").is_file() else None
-    if "precomputed" in meta:
-        pre = {name: np.load(d / f) for name, f in meta["precomputed"].items()}
-    else:  # folders prepared before the names were recorded
-        pre = {p.stem.split("__", 1)[1]: np.load(p) for p in sorted(d.glob("precomputed__*.npy"))}
+    if "precomputed" not in meta:  # prepared by an older visrec, which named the sets only in file names
+        raise DataError(f"{d / 'catalogue.json'} was written by an older visrec (no 'precomputed' entry); "
+                        "rerun notebook 01_data_prep (python -m visrec_utils study reruns it)")
+    pre = {name: np.load(d / f) for name, f in meta["precomputed"].items()}
     return Catalogue(pd.read_parquet(d / "items.parquet"), pd.read_parquet(d / "interactions.parquet"),
                      name=meta["name"], source=meta["source"], notes=meta["notes"], report=report,
                      precomputed=pre, synthetic=bool(meta.get("synthetic", False)))
