@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from visrec_utils.catalogue import data, protocols, splits
-from visrec_utils.features import embeddings
+from visrec_utils.features import embedding_sets
 from visrec_utils.evaluation import metrics, recommenders  # noqa: E402
 
 log = logging.getLogger("benchmarks.evaluation")
@@ -37,7 +37,7 @@ def _load(out_dir: Path, model: str):
     if not (out_dir / "data" / "catalogue.json").is_file():
         sys.exit(f"{out_dir} holds no study output; run `make study` first (or pass --out).")
     cat = data.load_prepared(out_dir)
-    sets = embeddings.load_embedding_sets(out_dir, models=[model], strategies=["frozen"])
+    sets = embedding_sets.load_embedding_sets(out_dir, models=[model], strategies=["frozen"])
     if not sets:
         sys.exit(f"no frozen embeddings of {model} in {out_dir}; pass --model (one of the study's models)")
     return cat, next(iter(sets.values()))

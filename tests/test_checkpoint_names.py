@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from visrec_utils.catalogue import data
-from visrec_utils.features import embeddings, models
+from visrec_utils.features import embedding_sets, models
 from visrec_utils.pipeline import runner
 from visrec_utils.core.naming import safe_name
 
@@ -32,7 +32,7 @@ def test_local_checkpoint_with_path_in_its_name_runs_through_notebooks_01_02(tmp
     assert table.loc[name, "measured_top1"] == table.loc["tf_efficientnet_lite0", "measured_top1"]
     assert 40 <= table.loc[name, "measured_top1"] <= 100
 
-    sets = embeddings.load_embedding_sets(out)
+    sets = embedding_sets.load_embedding_sets(out)
     assert set(sets) == {(name, "frozen"), ("tf_efficientnet_lite0", "frozen")}
     study_ids = data.load_study_catalogue(out).items["item_id"].tolist()  # without unreadable images, if any
     n_items = len(study_ids)
@@ -40,11 +40,11 @@ def test_local_checkpoint_with_path_in_its_name_runs_through_notebooks_01_02(tmp
     np.testing.assert_allclose(sets[(name, "frozen")], sets[("tf_efficientnet_lite0", "frozen")], atol=1e-5)
     # every file sits directly in its folder under a safe name; the path in the name made no folders
     files = sorted(p.name for p in (out / "embeddings").iterdir())
-    rows = embeddings.read_manifest(out)
+    rows = embedding_sets.read_manifest(out)
     assert rows["items"].nunique() == 1  # both sets name the same items: one item-id list
     assert files == sorted([f"{stem}__frozen.{ext}" for stem in ("tf_efficientnet_lite0", safe_name(name))
                             for ext in ("npy", "json")] + [rows["items"].iloc[0]])
-    assert embeddings.load_item_ids(out, rows.iloc[0]) == study_ids
+    assert embedding_sets.load_item_ids(out, rows.iloc[0]) == study_ids
     for sub in ("embeddings", "top1", "openvino"):
         for p in (_isolated_cache / sub).iterdir() if (_isolated_cache / sub).is_dir() else []:
             assert p.is_file() and "=" not in p.name and " " not in p.name, p

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import torch
 
-from visrec_utils.features import controls, embeddings, models
+from visrec_utils.features import controls, embedding_sets, embeddings, models
 from visrec_utils.catalogue import data
 
 
@@ -64,6 +64,6 @@ def test_controls_run_through_extraction_on_a_real_slice(hm_catalogue, imagenet_
     assert table.loc[["random_tf_efficientnet_lite0", "handcrafted"], "status"].tolist() == ["ok", "ok"]
     assert table.loc["random_tf_efficientnet_lite0", "measured_top1"] < 5  # chance is 0.1%
     assert np.isnan(table.loc["handcrafted", "measured_top1"])  # no classifier, no check
-    sets = embeddings.load_embedding_sets(tmp_path)
+    sets = embedding_sets.load_embedding_sets(tmp_path)
     assert sets[("handcrafted", "frozen")].shape == (120, 114)
     assert all(np.isfinite(v).all() for v in sets.values())

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from catalogues import BAD_IMAGES, write_generic
-from visrec_utils.features import embeddings, models
+from visrec_utils.features import embedding_sets, embeddings, models
 from visrec_utils.features.extract import extract_embeddings
 
 
@@ -226,17 +226,17 @@ def test_frozen_sets_written_by_embed_catalogue_carry_their_provenance(mobilenet
                                                    cache_dir=tmp_path / "cache", progress=False)
     assert table["status"].tolist() == ["ok", "ok"] and unreadable.empty
     assert not (out / "data").exists()  # notebook 01's prepared files are not embed_catalogue's to write
-    rows = embeddings.read_manifest(out).set_index("model")
+    rows = embedding_sets.read_manifest(out).set_index("model")
     ids, paths = cat.items["item_id"].tolist(), cat.items["image_path"].tolist()
     row = rows.loc["mobilenetv1_025_keras"]
     assert row["strategy"] == "frozen" and (row["n_items"], row["dim"]) == (6, 256)
     assert (row["arch"], row["weights_sha256"], row["layer"], row["pooling"]) == (
         mobilenet.spec.arch, mobilenet.weights_sha256, "", "avg")
-    assert row["preprocessing"] == embeddings.data_config_json(mobilenet.data_config)
+    assert row["preprocessing"] == embedding_sets.data_config_json(mobilenet.data_config)
     assert row["preprocessing"] == table.set_index("model").loc["mobilenetv1_025_keras", "data_config"]
     assert row["image_set"] == embeddings.image_set_sha256(ids, paths)
     assert row["strategy_params"] == {} and row["uses_purchases"] is not None and not row["uses_purchases"]
-    assert embeddings.load_item_ids(out, row) == ids
+    assert embedding_sets.load_item_ids(out, row) == ids
     assert set(row["versions"]) == {"torch", "timm", "numpy", "visrec_utils"} and row["versions"]["torch"]
     datetime.fromisoformat(row["created"])
     assert (rows.loc[layer, "layer"], rows.loc[layer, "pooling"], rows.loc[layer, "image_set"]) == (

@@ -10,7 +10,7 @@ import pytest
 from toy_protocol import PROTOCOL
 from toy_strategy import RandomRotation
 from visrec_utils.catalogue import data, protocols
-from visrec_utils.features import embeddings
+from visrec_utils.features import embedding_sets
 from visrec_utils.pipeline import stages
 from visrec_utils.tuning import strategies
 
@@ -35,7 +35,7 @@ def test_a_toy_strategy_and_protocol_run_through_the_stages(toys, tmp_path, hm_d
     # a rotation keeps every cosine similarity: VisRank's metrics equal the frozen set's
     m = tuned.metrics.set_index(["strategy", "metric", "k"])["value"]
     np.testing.assert_allclose(m.loc["random_rotation"].sort_index(), m.loc["frozen"].sort_index(), atol=1e-6)
-    rows = embeddings.read_manifest(out).set_index("strategy")
+    rows = embedding_sets.read_manifest(out).set_index("strategy")
     assert bool(rows.loc["random_rotation", "uses_purchases"]) is False
     assert rows.loc["random_rotation", "weights_sha256"] == rows.loc["frozen", "weights_sha256"]
     assert "seed" in str(rows.loc["random_rotation", "strategy_params"])

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from visrec_utils.features import embeddings
+from visrec_utils.features import embedding_sets, embeddings
 from visrec_utils.core.naming import MAX_LEN, safe_name, safe_stem
 
 AWKWARD = [
@@ -73,77 +73,77 @@ def test_embedding_sets_round_trip_under_any_name(tmp_path):
                          ("modèle", "frozen"), ("resnet50=../../x.pth", "bpr_projection"), ("x" * 300, "frozen"),
                          ("mobilenetv1_025_keras", "frozen")]}
     for (m, s), e in sets.items():
-        p = embeddings.save_embedding_set(tmp_path, m, s, e)
+        p = embedding_sets.save_embedding_set(tmp_path, m, s, e)
         assert p.parent == tmp_path / "embeddings"  # never a sub-folder or outside
     assert sorted(p.name for p in (tmp_path / "embeddings").iterdir()) == sorted(
         f"{safe_stem(m, s)}.{ext}" for m, s in sets for ext in ("npy", "json"))  # no temporary files left
-    back = embeddings.load_embedding_sets(tmp_path)
+    back = embedding_sets.load_embedding_sets(tmp_path)
     assert set(back) == set(sets)
     for k, e in sets.items():
         np.testing.assert_array_equal(back[k], e)
-    rows = embeddings.read_manifest(tmp_path)
-    assert list(rows.columns) == list(embeddings.MANIFEST_COLUMNS) and rows["file"].is_monotonic_increasing
+    rows = embedding_sets.read_manifest(tmp_path)
+    assert list(rows.columns) == list(embedding_sets.MANIFEST_COLUMNS) and rows["file"].is_monotonic_increasing
     assert set(zip(rows["model"], rows["strategy"], rows["n_items"], rows["dim"])) == {(m, s, 7, 4) for m, s in sets}
     assert (rows["items"] == "").all() and rows["uses_purchases"].tolist() == [
         False if s == "frozen" else None for s in rows["strategy"]]
     # filters and order as before: given model order, frozen first
-    sel = embeddings.load_embedding_sets(tmp_path, models=["resnet50=../../x.pth", "a"])
+    sel = embedding_sets.load_embedding_sets(tmp_path, models=["resnet50=../../x.pth", "a"])
     assert list(sel) == [("resnet50=../../x.pth", "bpr_projection"), ("a", "b__c")]
     # saving again replaces the row, not adds one
-    embeddings.save_embedding_set(tmp_path, "a", "b__c", np.zeros((3, 2)))
-    assert len(embeddings.read_manifest(tmp_path)) == len(sets)
-    assert embeddings.load_embedding_sets(tmp_path)[("a", "b__c")].shape == (3, 2)
+    embedding_sets.save_embedding_set(tmp_path, "a", "b__c", np.zeros((3, 2)))
+    assert len(embedding_sets.read_manifest(tmp_path)) == len(sets)
+    assert embedding_sets.load_embedding_sets(tmp_path)[("a", "b__c")].shape == (3, 2)
 
 
 def test_only_arrays_with_a_manifest_row_are_sets_and_a_bad_row_is_named(tmp_path):
     d = tmp_path / "embeddings"
     d.mkdir()
-    assert embeddings.read_manifest(tmp_path).empty and embeddings.load_embedding_sets(tmp_path) == {}
+    assert embedding_sets.read_manifest(tmp_path).empty and embedding_sets.load_embedding_sets(tmp_path) == {}
     np.save(d / "mobilenetv1_025_keras__frozen.npy", np.ones((5, 3), np.float32))  # no row: file names are not parsed
     np.save(d / ".mobilenetv1_025_keras__frozen.tmp.npy", np.zeros((1, 1), np.float32))  # a crashed write
-    embeddings.save_embedding_set(tmp_path, "hand crafted/v1", "frozen", np.ones((5, 9)))
-    back = embeddings.load_embedding_sets(tmp_path)
+    embedding_sets.save_embedding_set(tmp_path, "hand crafted/v1", "frozen", np.ones((5, 9)))
+    back = embedding_sets.load_embedding_sets(tmp_path)
     assert list(back) == [("hand crafted/v1", "frozen")] and back[("hand crafted/v1", "frozen")].shape == (5, 9)
     # a row written before the provenance columns existed is read with their defaults
     old = d / "old__frozen.json"
     np.save(d / "old__frozen.npy", np.ones((2, 2), np.float32))
     old.write_text(json.dumps({"model": "old", "strategy": "frozen", "file": "old__frozen.npy", "n_items": 2, "dim": 2}))
-    row = embeddings.read_manifest(tmp_path).set_index("model").loc["old"]
+    row = embedding_sets.read_manifest(tmp_path).set_index("model").loc["old"]
     assert (row["arch"], row["items"], row["strategy_params"], row["uses_purchases"]) == ("", "", {}, False)
-    assert embeddings.load_item_ids(tmp_path, row) is None
+    assert embedding_sets.load_item_ids(tmp_path, row) is None
     row_file = d / f"{safe_stem('hand crafted/v1', 'frozen')}.json"
     for bad in ("{not json", "[1, 2]", json.dumps({"model": "m"})):
         row_file.write_text(bad)
         with pytest.raises(ValueError, match=f"^{re.escape(str(row_file))} is not a visrec embedding-set manifest row") as e:
-            embeddings.read_manifest(tmp_path)
+            embedding_sets.read_manifest(tmp_path)
         assert "\n" not in str(e.value)
 
 
 def test_item_ids_round_trip_and_are_written_once_per_list(tmp_path):
     ids = ["0108775015", "a b", "modèle", "", "x" * 300]
-    embeddings.save_embedding_set(tmp_path, "m1", "frozen", np.zeros((5, 2)), item_ids=ids)
-    embeddings.save_embedding_set(tmp_path, "m2", "frozen", np.ones((5, 3)), item_ids=np.array(ids))
-    embeddings.save_embedding_set(tmp_path, "m2", "bpr", np.ones((2, 3)), item_ids=ids[:2],
+    embedding_sets.save_embedding_set(tmp_path, "m1", "frozen", np.zeros((5, 2)), item_ids=ids)
+    embedding_sets.save_embedding_set(tmp_path, "m2", "frozen", np.ones((5, 3)), item_ids=np.array(ids))
+    embedding_sets.save_embedding_set(tmp_path, "m2", "bpr", np.ones((2, 3)), item_ids=ids[:2],
                                   provenance={"strategy_params": {"lr": 0.01, "epochs": 3}, "uses_purchases": True})
-    rows = embeddings.read_manifest(tmp_path).set_index(["model", "strategy"])
+    rows = embedding_sets.read_manifest(tmp_path).set_index(["model", "strategy"])
     assert len(list((tmp_path / "embeddings").glob("items-*.txt"))) == 2  # one file per distinct list
     assert rows.loc[("m1", "frozen"), "items"] == rows.loc[("m2", "frozen"), "items"]
     for key, want in [(("m1", "frozen"), ids), (("m2", "frozen"), ids), (("m2", "bpr"), ids[:2])]:
-        assert embeddings.load_item_ids(tmp_path, rows.loc[key]) == want
+        assert embedding_sets.load_item_ids(tmp_path, rows.loc[key]) == want
     assert rows.loc[("m2", "bpr"), "strategy_params"] == {"lr": 0.01, "epochs": 3}
     assert rows.loc[("m2", "bpr"), "uses_purchases"] and not rows.loc[("m1", "frozen"), "uses_purchases"]
     assert set(rows.loc[("m1", "frozen"), "versions"]) == {"torch", "timm", "numpy", "visrec_utils"}
     with pytest.raises(ValueError, match="2 item ids for an embedding set of 3 rows"):
-        embeddings.save_embedding_set(tmp_path, "m3", "frozen", np.ones((3, 2)), item_ids=["a", "b"])
+        embedding_sets.save_embedding_set(tmp_path, "m3", "frozen", np.ones((3, 2)), item_ids=["a", "b"])
     with pytest.raises(ValueError, match="line break"):
-        embeddings.save_embedding_set(tmp_path, "m3", "frozen", np.ones((1, 2)), item_ids=["a\nb"])
+        embedding_sets.save_embedding_set(tmp_path, "m3", "frozen", np.ones((1, 2)), item_ids=["a\nb"])
     with pytest.raises(ValueError, match="provenance columns"):
-        embeddings.save_embedding_set(tmp_path, "m3", "frozen", np.ones((1, 2)), provenance={"n_items": 3})
+        embedding_sets.save_embedding_set(tmp_path, "m3", "frozen", np.ones((1, 2)), provenance={"n_items": 3})
     # a list file that does not hold its list is an error, not wrong ids
     f = tmp_path / "embeddings" / rows.loc[("m2", "bpr"), "items"]
     f.write_text("other\n")
     with pytest.raises(ValueError, match="does not hold the item-id list"):
-        embeddings.load_item_ids(tmp_path, rows.loc[("m2", "bpr")])
+        embedding_sets.load_item_ids(tmp_path, rows.loc[("m2", "bpr")])
 
 
 def _same_catalogue(a, b):
@@ -170,9 +170,9 @@ def test_embed_catalogue_drops_unreadable_rows_from_every_frozen_set_by_manifest
     data.save_prepared(cat, tmp_path)  # notebook 01
     prepared = {p.name: p.read_bytes() for p in (tmp_path / "data").iterdir()}
     odd = "tf_efficientnet_lite0=/data/my weights/w.pth"
-    embeddings.save_embedding_set(tmp_path, odd, "frozen", np.arange(8, dtype=np.float32).reshape(4, 2))
-    embeddings.save_embedding_set(tmp_path, "other", "frozen", np.ones((3, 2)))  # not this catalogue's: left alone
-    embeddings.save_embedding_set(tmp_path, "ids differ", "frozen", np.ones((4, 2)), item_ids=list("abcd"))
+    embedding_sets.save_embedding_set(tmp_path, odd, "frozen", np.arange(8, dtype=np.float32).reshape(4, 2))
+    embedding_sets.save_embedding_set(tmp_path, "other", "frozen", np.ones((3, 2)))  # not this catalogue's: left alone
+    embedding_sets.save_embedding_set(tmp_path, "ids differ", "frozen", np.ones((4, 2)), item_ids=list("abcd"))
     monkeypatch.setattr(embeddings, "image_set_sha256", lambda ids, paths: "x")
 
     class Spec:
@@ -186,7 +186,7 @@ def test_embed_catalogue_drops_unreadable_rows_from_every_frozen_set_by_manifest
         np.array([[0, 0], [1, 1], [np.nan, np.nan], [3, 3]], np.float32),
         {"failed": {"0102": "corrupt"}, "hit": True, "seconds": 0.0, "fast_path": "cache"}))
     table, unreadable = embeddings.embed_catalogue(["m/1"], cat, tmp_path, progress=False)
-    sets = embeddings.load_embedding_sets(tmp_path)
+    sets = embedding_sets.load_embedding_sets(tmp_path)
     np.testing.assert_array_equal(sets[(odd, "frozen")], [[0, 1], [2, 3], [6, 7]])
     np.testing.assert_array_equal(sets[("m/1", "frozen")], [[0, 0], [1, 1], [3, 3]])
     np.testing.assert_array_equal(sets[("shop resnet", "frozen")], cat.precomputed["shop resnet"][[0, 1, 3]])
@@ -194,13 +194,13 @@ def test_embed_catalogue_drops_unreadable_rows_from_every_frozen_set_by_manifest
     assert table["model"].tolist() == ["shop resnet", "m/1"] and unreadable["item_id"].tolist() == ["0102"]
     assert pd.read_csv(tmp_path / "results" / "models.csv")["model"].tolist() == ["shop resnet", "m/1"]
     # the frozen sets' provenance, kept through the re-save without the unreadable row
-    rows = embeddings.read_manifest(tmp_path).set_index("model")
+    rows = embedding_sets.read_manifest(tmp_path).set_index("model")
     row = rows.loc["m/1"]
     assert (row["arch"], row["weights_sha256"], row["layer"], row["pooling"], row["image_set"]) == ("a", "w", "", "", "x")
     assert json.loads(row["preprocessing"]) == {"crop_pct": 0.875} and row["n_items"] == 3
     assert row["uses_purchases"] is not None and not row["uses_purchases"] and row["strategy_params"] == {}
     for model in ("m/1", odd, "shop resnet"):
-        assert embeddings.load_item_ids(tmp_path, rows.loc[model]) == ["0100", "0101", "0103"]
+        assert embedding_sets.load_item_ids(tmp_path, rows.loc[model]) == ["0100", "0101", "0103"]
     # notebook 01's files are untouched; the study's catalogue is what notebook 02 used to re-save
     assert {p.name: p.read_bytes() for p in (tmp_path / "data").iterdir()} == prepared
     _same_catalogue(data.load_prepared(tmp_path), cat)

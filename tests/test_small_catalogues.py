@@ -127,7 +127,7 @@ def test_preflight_stops_a_slice_of_one_item(hm_dir, tmp_path):
 
 def test_a_slice_without_test_users_warns_then_runs_what_it_can(hm_dir, tmp_path, capsys):
     """The issue's example: ``--max-items 4`` over all users (the 4 items' buyers have no second basket)."""
-    from visrec_utils.features import embeddings
+    from visrec_utils.features import embedding_sets
 
     why = ("no test user under leave_last_basket_out (leave_last_basket_out: 0 test points from 0 users, 4 items; "
            "candidates: whole catalogue)")
@@ -138,7 +138,7 @@ def test_a_slice_without_test_users_warns_then_runs_what_it_can(hm_dir, tmp_path
         "use more users or items (--max-users, --max-items) or another protocol (-p protocol)"]
     _run(tmp_path, hm_dir, max_users=None, max_items=4)
     assert "[visrec] warning: the catalogue slice (max_users=None, max_items=4) has no test user" in capsys.readouterr().out
-    assert embeddings.load_embedding_sets(tmp_path)[("mobilenetv1_025_keras", "frozen")].shape == (4, 256)
+    assert embedding_sets.load_embedding_sets(tmp_path)[("mobilenetv1_025_keras", "frozen")].shape == (4, 256)
     table = pd.read_csv(tmp_path / "results" / "skipped.csv", keep_default_na=False).set_index("part")
     assert table.loc["evaluation under the main protocol", "reason"] == why + "."
     assert table.loc["UMAP map", "reason"] == _umap(4)[2]

@@ -8,7 +8,7 @@ import pandas as pd
 
 from ...core.layout import StudyLayout
 from ...core.skips import SkipLog
-from ...features import embeddings
+from ...features import embedding_sets
 from ...reports import analysis, plots
 
 NOTEBOOK = "05_imagenet_vs_transfer"
@@ -66,7 +66,7 @@ def compare(out_dir, strategy: str = "frozen", recommender: str = "visrank_max",
     table = analysis.imagenet_table(metrics, models[keep], strategy=strategy, recommender=recommender)
     table["flagged"] = analysis.flag_checkpoints(table).to_numpy()
     table.to_csv(out.result("imagenet_vs_transfer"), index=False)
-    manifest = embeddings.read_manifest(out.root)
+    manifest = embedding_sets.read_manifest(out.root)
     variants = set(manifest.loc[manifest["layer"].fillna("") != "", "model"])
     layers = table["model"].isin(variants)  # earlier-stage variants (manifest's layer): the layer table below
     shown = table[~layers]

@@ -10,7 +10,7 @@ from ...catalogue import data, protocols, splits
 from ...core.layout import StudyLayout
 from ...core.skips import SkipLog
 from ...evaluation import experiment, stats
-from ...features import embeddings
+from ...features import embedding_sets
 from ...reports import gallery, plots
 
 NOTEBOOK = "04_recommendation_eval"
@@ -94,10 +94,10 @@ def evaluate(out_dir, protocol: str = "leave_last_basket_out", availability: str
     split = protocols.make_split(cat, protocol, **protocols.study_params(protocol, **common))
     if n_negatives > 0:
         split = splits.sample_negatives(split, n_negatives, seed=seed)
-    manifest = embeddings.read_manifest(out.root)
+    manifest = embedding_sets.read_manifest(out.root)
     uses_purchases = {(r.model, r.strategy): True if r.uses_purchases is None else bool(r.uses_purchases)  # unknown: may leak
                       for r in manifest.itertuples()}
-    sets = experiment.leak_free_sets(embeddings.load_embedding_sets(out.root), protocol, uses_purchases)
+    sets = experiment.leak_free_sets(embedding_sets.load_embedding_sets(out.root), protocol, uses_purchases)
 
     metrics, per_user = experiment.empty_metrics(), experiment.empty_per_user()
     with log.part("evaluation under the main protocol"):

@@ -10,7 +10,7 @@ import pandas as pd
 from ...catalogue import data
 from ...core.layout import StudyLayout
 from ...core.skips import SkipLog
-from ...features import embeddings
+from ...features import embedding_sets, embeddings
 from ...reports import gallery
 
 NOTEBOOK = "02_embedding_extraction"
@@ -88,7 +88,7 @@ def extract(out_dir, models=("offline", "controls", "layers"), cache_dir=None, b
         log.skip("ImageNet top-1 check", "imagenet_dir is empty (no labelled ImageNet sample given or found), so no "
                  "model's measured top-1 was computed")
     cat = data.load_study_catalogue(out.root)
-    frozen_sets = embeddings.load_embedding_sets(out.root, strategies=["frozen"])
+    frozen_sets = embedding_sets.load_embedding_sets(out.root, strategies=["frozen"])
     with log.part("nearest neighbours"):
         gallery.neighbour_strips(cat, gallery.picture_sets(frozen_sets, cat.n_items), path=out.figure("neighbours"))
     with log.part("UMAP map"):

@@ -10,7 +10,7 @@ from ...catalogue import data, protocols
 from ...core.layout import StudyLayout
 from ...core.skips import SkipLog
 from ...evaluation import experiment, stats
-from ...features import embeddings
+from ...features import embedding_sets
 from ...features.extract import resolve_device
 from ...reports import analysis, plots
 from ...tuning import finetune, stage_tuning, strategies as registry
@@ -80,18 +80,18 @@ def tune(out_dir, models=None, stage_models=("tf_efficientnet_lite0",),
     log = SkipLog(out.root, NOTEBOOK)
     cat = data.load_study_catalogue(out.root)
     split = protocols.leave_last_basket_out(cat)
-    frozen = embeddings.load_embedding_sets(out.root, strategies=["frozen"])
+    frozen = embedding_sets.load_embedding_sets(out.root, strategies=["frozen"])
     if models is not None:  # embeddings shipped with the catalogue are always included
         frozen = {k: v for k, v in frozen.items() if k[0] in models or k[0] in cat.precomputed}
     tuned, provenance, history, stage_history, cost = registry.tune(
         frozen, cat, split, strategies, list(stage_models), store=cache_dir, bpr_cfg=cfg, stage_cfg=stage_cfg, log=log)
-    manifest = embeddings.read_manifest(out.root)
+    manifest = embedding_sets.read_manifest(out.root)
     frozen_rows = manifest[manifest["strategy"] == "frozen"].set_index("model")
     for (model, strategy), emb in tuned.items():  # each set keeps its backbone's provenance
         base = frozen_rows.loc[model].to_dict() if model in frozen_rows.index else {}
         inherited = {k: base[k] for k in ("arch", "weights_sha256", "layer", "pooling", "preprocessing", "image_set")
                      if k in base}
-        embeddings.save_embedding_set(out.root, model, strategy, emb, item_ids=cat.items["item_id"].tolist(),
+        embedding_sets.save_embedding_set(out.root, model, strategy, emb, item_ids=cat.items["item_id"].tolist(),
                                       provenance={**inherited, **{k: v for k, v in provenance[(model, strategy)].items()
                                                                   if k != "strategy"}})
     history.to_csv(out.result("learning_curves"), index=False)
