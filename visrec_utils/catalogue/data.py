@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..core.layout import StudyLayout
 from ..core.naming import safe_name
 from ..core.store import atomic_write, write_json
 
@@ -250,11 +251,6 @@ def load_prepared(out_dir: str | os.PathLike) -> Catalogue:
                      precomputed=pre, synthetic=bool(meta.get("synthetic", False)))
 
 
-#: Written by notebook 02 (:func:`visrec_utils.features.embeddings.embed_catalogue`):
-#: ``item_id, reason, image_path`` of the images that could not be read.
-UNREADABLE_CSV = Path("results") / "unreadable_images.csv"
-
-
 def load_study_catalogue(out_dir: str | os.PathLike) -> Catalogue:
     """The catalogue the study's embeddings describe: :func:`load_prepared`, without the items
     whose images could not be read (``<out_dir>/results/unreadable_images.csv``, written by
@@ -271,7 +267,7 @@ def load_study_catalogue(out_dir: str | os.PathLike) -> Catalogue:
         DataError: no prepared catalogue (run notebook 01 first).
     """
     cat = load_prepared(out_dir)
-    path = Path(out_dir) / UNREADABLE_CSV
+    path = StudyLayout(out_dir).result("unreadable_images")
     if not path.is_file() or path.stat().st_size == 0:
         return cat
     bad = pd.read_csv(path, dtype=str, keep_default_na=False)  # ids stay strings ("0108775015")

@@ -20,6 +20,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ..core.layout import StudyLayout
 from ..core.naming import safe_stem
 from ..core.store import atomic_write, content_key, write_json
 from .models import LoadedModel
@@ -108,7 +109,7 @@ def load_item_ids(out_dir: str | os.PathLike, row: Mapping) -> list[str] | None:
     name = row.get("items") if hasattr(row, "get") else row["items"]
     if not isinstance(name, str) or not name:
         return None
-    path = Path(out_dir) / "embeddings" / name
+    path = StudyLayout(out_dir).embeddings / name
     try:
         ids = path.read_text(encoding="utf-8").split("\n")[:-1]
     except OSError as e:
@@ -141,7 +142,7 @@ def read_manifest(out_dir: str | os.PathLike) -> pd.DataFrame:
         ValueError: a row that is not valid JSON or lacks a required column (``model``,
             ``strategy``, ``file``, ``n_items``, ``dim``); the one-line message names the file.
     """
-    d = Path(out_dir) / "embeddings"
+    d = StudyLayout(out_dir).embeddings
     rows = []
     for arr in sorted(d.glob("*.npy")) if d.is_dir() else []:
         side = arr.with_suffix(".json")
@@ -190,7 +191,7 @@ def save_embedding_set(out_dir: str | os.PathLike, model: str, strategy: str, em
     unknown = sorted(set(provenance) - set(PROVENANCE_COLUMNS))
     if unknown:
         raise ValueError(f"provenance columns {unknown} are not among {list(PROVENANCE_COLUMNS)}")
-    d = Path(out_dir) / "embeddings"
+    d = StudyLayout(out_dir).embeddings
     emb = np.asarray(emb, dtype=np.float32)
     if item_ids is not None and len(item_ids) != emb.shape[0]:
         raise ValueError(f"{len(item_ids)} item ids for an embedding set of {emb.shape[0]} rows ({model}, {strategy})")
@@ -215,7 +216,7 @@ def load_embedding_sets(out_dir: str | os.PathLike, models=None, strategies=None
     Raises:
         ValueError: a manifest row that cannot be read (:func:`read_manifest`).
     """
-    d = Path(out_dir) / "embeddings"
+    d = StudyLayout(out_dir).embeddings
     found = {(r["model"], r["strategy"]): d / r["file"] for r in read_manifest(out_dir).to_dict("records")}
     keys = [k for k in found if (models is None or k[0] in models) and (strategies is None or k[1] in strategies)]
     model_order = list(models) if models is not None else sorted({k[0] for k in keys})

@@ -25,11 +25,12 @@ import numpy as np
 import pandas as pd
 
 from ..core.backends import check_backend
+from ..core.layout import StudyLayout
 from ..core.store import Store, atomic_write, content_key, default_cache_dir, file_sha256, write_json  # noqa: F401
-from .extract import (FAST_PATH_ATOL, Extraction, ImageError, extract_embeddings,  # noqa: F401
-                      imagenet_top1, resolve_compile)
 from .embedding_sets import (PROVENANCE_COLUMNS, data_config_json, load_item_ids, model_provenance,
                              read_manifest, save_embedding_set)
+from .extract import (FAST_PATH_ATOL, Extraction, ImageError, extract_embeddings,  # noqa: F401
+                      imagenet_top1, resolve_compile)
 from .models import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -305,11 +306,11 @@ def embed_catalogue(model_names, cat, out_dir, cache_dir=None, batch_size: int =
                 continue
             if r["items"] and load_item_ids(out_dir, r) != ids:  # the ids say it is another catalogue's
                 continue
-            arr = np.load(Path(out_dir) / "embeddings" / r["file"])
+            arr = np.load(StudyLayout(out_dir).embeddings / r["file"])
             save_embedding_set(out_dir, r["model"], r["strategy"], arr[keep], item_ids=kept_ids,
                                provenance={k: r[k] for k in PROVENANCE_COLUMNS})
     table = pd.DataFrame(rows).reindex(columns=MODEL_COLUMNS)
-    results = Path(out_dir) / "results"
-    atomic_write(results / "models.csv", lambda tmp: table.to_csv(tmp, index=False))
-    atomic_write(results / "unreadable_images.csv", lambda tmp: unreadable.to_csv(tmp, index=False))
+    layout = StudyLayout(out_dir)
+    atomic_write(layout.result("models"), lambda tmp: table.to_csv(tmp, index=False))
+    atomic_write(layout.result("unreadable_images"), lambda tmp: unreadable.to_csv(tmp, index=False))
     return table, unreadable

@@ -21,6 +21,7 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
+from ..core.layout import StudyLayout
 from ..core.skips import skipped_parts
 from ..core.store import atomic_write, read_json
 
@@ -40,10 +41,10 @@ def _fmt(v, lo, hi) -> str:
 def key_table(out_dir: Path) -> pd.DataFrame:
     """Model, published and measured top-1, AUC and nDCG@20 with intervals, for the frozen
     VisRank-max of every model and every baseline (from ``results/metrics.csv``)."""
-    res = out_dir / "results"
-    if not (res / "metrics.csv").is_file():
+    layout = StudyLayout(out_dir)
+    if not layout.result("metrics").is_file():
         return pd.DataFrame()
-    m = pd.read_csv(res / "metrics.csv")
+    m = pd.read_csv(layout.result("metrics"))
     sel = m[((m["strategy"] == "frozen") & (m["recommender"] == "visrank_max")) | (m["model"] == "-")]
     rows = []
     for (model, rec), g in sel.groupby(["model", "recommender"], sort=False):
@@ -55,8 +56,8 @@ def key_table(out_dir: Path) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=["model", "AUC [95% CI]", "nDCG@20 [95% CI]"])
     if table.empty:  # the main evaluation was skipped (see "Skipped parts")
         return table
-    if (res / "models.csv").is_file():
-        models = pd.read_csv(res / "models.csv")[["model", "published_top1", "measured_top1"]]
+    if layout.result("models").is_file():
+        models = pd.read_csv(layout.result("models"))[["model", "published_top1", "measured_top1"]]
         table = table.merge(models.rename(columns={"published_top1": "published top-1",
                                                    "measured_top1": "measured top-1"}), on="model", how="left")
         table = table[["model", "published top-1", "measured top-1", "AUC [95% CI]", "nDCG@20 [95% CI]"]]
@@ -93,9 +94,10 @@ def index_context(out_dir: str | Path) -> dict:
     the template escapes. Writes ``results/skipped.csv`` (:func:`skipped_parts`).
     """
     out_dir = Path(out_dir)
-    reports = out_dir / "reports"
-    run = read_json(out_dir / "results" / "run.json", {})
-    cat = read_json(out_dir / "data" / "catalogue.json", {})
+    layout = StudyLayout(out_dir)
+    reports = layout.reports
+    run = read_json(layout.result("run"), {})
+    cat = read_json(layout.data / "catalogue.json", {})
     runs = run.get("notebooks", [])
     timings = {r["notebook"]: (r.get("seconds"), r.get("reused", False)) for r in runs}
     notebooks = [{"href": nb.name, "name": nb.stem, "seconds": timings.get(nb.stem, (None, False))[0],
@@ -103,8 +105,8 @@ def index_context(out_dir: str | Path) -> dict:
                  for nb in sorted(reports.glob("[0-9][0-9]_*.html"))]
     table = key_table(out_dir)
     skipped = skipped_parts(out_dir)
-    atomic_write(out_dir / "results" / "skipped.csv", lambda tmp: skipped.to_csv(tmp, index=False))
-    figures = out_dir / "figures"
+    atomic_write(layout.result("skipped"), lambda tmp: skipped.to_csv(tmp, index=False))
+    figures = layout.figures
     shown = [figures / f"{name}.png" for name in MAIN_FIGURES if (figures / f"{name}.png").is_file()]
     data_rows = {k: v for k, v in cat.items() if isinstance(v, (int, float, str)) and k != "synthetic"}
     data_rows.update(cat.get("summary", {}))
@@ -144,8 +146,8 @@ def write_index(out_dir: str | Path) -> Path:
     rendered from the template ``templates/index.html.j2`` (:func:`render_index`), written atomically.
     """
     out_dir = Path(out_dir)
-    (out_dir / "reports").mkdir(parents=True, exist_ok=True)
+    StudyLayout(out_dir).reports.mkdir(parents=True, exist_ok=True)
     page = render_index(index_context(out_dir))
-    path = out_dir / "reports" / "index.html"
+    path = StudyLayout(out_dir).reports / "index.html"
     atomic_write(path, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
     return path
