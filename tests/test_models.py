@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from visrec_utils.features import embeddings, models
+from visrec_utils.features import embeddings, models, offline_weights
 
 
 @pytest.mark.slow
@@ -22,7 +22,7 @@ def test_lite_key_rename_covers_every_key():
     import torch
 
     model = timm.create_model("tf_efficientnet_lite1", pretrained=False)
-    src = torch.load(models._lite_wheel_path(1), map_location="cpu", weights_only=True)
+    src = torch.load(offline_weights.lite_wheel_path(1), map_location="cpu", weights_only=True)
     renamed = models.rename_lite_keys(src, model)
     assert set(renamed) == set(model.state_dict())
     for k, v in model.state_dict().items():
@@ -31,7 +31,7 @@ def test_lite_key_rename_covers_every_key():
 
 def test_keras_conversion_layouts():
     loaded = models.load_model("mobilenetv1_025_keras")
-    w = models.read_keras_h5_weights(models._tfjs_mobilenet_dir() / "mobilenet_2_5_224_tf.h5")
+    w = models.read_keras_h5_weights(offline_weights.tfjs_mobilenet_dir() / "mobilenet_2_5_224_tf.h5")
     sd = loaded.model.state_dict()
     # HWIO -> OIHW for the stem, (H, W, C, 1) -> (C, 1, H, W) for depthwise
     np.testing.assert_array_equal(sd["conv_stem.weight"].numpy()[:, :, 1, 2], w["conv1/kernel"][1, 2].T)
