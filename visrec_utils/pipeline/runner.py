@@ -16,11 +16,11 @@ import subprocess
 import time
 from pathlib import Path
 
+from ..core.layout import StudyLayout
+from ..core.log import get_logger
+from ..core.store import content_key, file_sha256, read_json, write_json
 from .execution import (HIDE_INPUT_TAGS, NOTEBOOK_DIR, StudyError, StudyInterrupted,  # noqa: F401 (re-exported)
                         notebook_parameters, run_notebook, to_html)
-
-from ..core.log import get_logger
-from ..core.store import content_key, file_sha256, write_json
 
 _log = get_logger(__name__)
 
@@ -174,7 +174,7 @@ def _reusable(previous: dict | None, key: str, out_dir: Path) -> bool:
     unchanged on disk."""
     if not previous or previous.get("key") != key or "outputs" not in previous:
         return False
-    reports = out_dir / "reports" / f"{previous['notebook']}"
+    reports = StudyLayout(out_dir).reports / f"{previous['notebook']}"
     if not (reports.with_suffix(".ipynb").is_file() and reports.with_suffix(".html").is_file()):
         return False
     return _outputs_digest(out_dir, previous["outputs"]) == previous.get("outputs_digest")
@@ -239,7 +239,7 @@ def run_study(params: dict, out_dir: str | Path, notebooks=None, figures_to: str
 
         for line in check_study(params):
             _log.warning(f"warning: {line}")
-    run_json = out_dir / "results" / "run.json"
+    run_json = StudyLayout(out_dir).result("run")
     try:
         before = {r["notebook"]: r for r in json.loads(run_json.read_text())["notebooks"]} if reuse else {}
     except (OSError, ValueError, KeyError, TypeError):
@@ -330,8 +330,7 @@ def is_reference_sample(data_dir) -> bool:
 def _copy_figures(out_dir: Path, data_dir, figures_to, repo_figures: bool) -> None:
     """Copy ``<out>/figures/*.png`` to ``figures_to`` (named by the caller) and, for the H&M
     sample only, to the repository's ``figures/`` (see :func:`run_study`)."""
-    synthetic = json.loads((out_dir / "data" / "catalogue.json").read_text()).get("synthetic", False) \
-        if (out_dir / "data" / "catalogue.json").is_file() else False
+    synthetic = bool((read_json(StudyLayout(out_dir).data / "catalogue.json") or {}).get("synthetic", False))
     targets = [Path(figures_to)] if figures_to else []
     if repo_figures and is_reference_sample(data_dir):
         targets.append(REPO_FIGURES)
@@ -344,7 +343,7 @@ def _copy_figures(out_dir: Path, data_dir, figures_to, repo_figures: bool) -> No
             _log.info(f"not copying figures to {dest}: this run used the SYNTHETIC demo catalogue")
             continue
         dest.mkdir(parents=True, exist_ok=True)
-        for png in sorted((out_dir / "figures").glob("*.png")):
+        for png in sorted(StudyLayout(out_dir).figures.glob("*.png")):
             shutil.copy2(png, dest / png.name)
 
 
@@ -356,7 +355,7 @@ def _report_models(out_dir: Path) -> None:
     """
     import pandas as pd
 
-    path = out_dir / "results" / "models.csv"
+    path = StudyLayout(out_dir).result("models")
     if not path.is_file():
         return
     table = pd.read_csv(path, keep_default_na=False)
@@ -407,7 +406,7 @@ def refresh_baseline(out_dir: str | Path, cache_dir: str | Path | None = None, d
     if data_dir:
         params["data_dir"] = str(data_dir)
     run_study(params, out_dir, reuse=False)
-    metrics = pd.read_csv(Path(out_dir) / "results" / "metrics.csv")
+    metrics = pd.read_csv(StudyLayout(out_dir).result("metrics"))
     BASELINE_FILE.parent.mkdir(parents=True, exist_ok=True)
     metrics.to_csv(BASELINE_FILE, index=False)
     # the library versions it was computed with: a later mismatch may come from the environment
