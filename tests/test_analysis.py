@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from visrec_utils.core.skips import PartSkipped
 from visrec_utils.reports import analysis
 
 
@@ -77,6 +78,12 @@ def test_layer_table_puts_stages_beside_the_final_features():
     assert list(values.columns) == ["stage2", "stage3", "final"] and list(values.index) == ["m"]
     assert values.loc["m"].tolist() == [0.55, 0.58, 0.6]
     assert cells.loc["m", "final"] == "0.6000 [0.5000, 0.8000]"
+    # the manifest's backbone and layer say what a set is, whatever its name
+    renamed = table.assign(model=["m", "m mid", "m late", "other"])
+    _, by_manifest = analysis.layer_table(renamed, "auc", layers={"m mid": ("m", "stage2"), "m late": ("m", "stage3")})
+    pd.testing.assert_frame_equal(by_manifest, values)
+    with pytest.raises(PartSkipped, match="there is no layer variant in this study"):
+        analysis.layer_table(renamed, "auc", layers={})
 
 
 def test_too_few_models_for_an_interval_says_so():

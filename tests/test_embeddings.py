@@ -239,7 +239,8 @@ def test_frozen_sets_written_by_embed_catalogue_carry_their_provenance(mobilenet
     assert embedding_sets.load_item_ids(out, row) == ids
     assert set(row["versions"]) == {"torch", "timm", "numpy", "visrec_utils"} and row["versions"]["torch"]
     datetime.fromisoformat(row["created"])
-    assert (rows.loc[layer, "layer"], rows.loc[layer, "pooling"], rows.loc[layer, "image_set"]) == (
-        "stage2", "avg", row["image_set"])
+    assert (rows.loc[layer, "backbone"], rows.loc[layer, "layer"], rows.loc[layer, "pooling"],
+            rows.loc[layer, "image_set"]) == ("mobilenetv1_025_keras", "stage2", "avg", row["image_set"])
+    assert (row["backbone"], row["layer"]) == ("", "")  # the final pooled features of the model itself
     assert rows.loc[layer, "items"] == row["items"]  # one list file for both sets
     assert [p.name for p in (out / "embeddings").glob("items-*.txt")] == [row["items"]]

@@ -176,7 +176,7 @@ def test_embed_catalogue_drops_unreadable_rows_from_every_frozen_set_by_manifest
     monkeypatch.setattr(embeddings, "image_set_sha256", lambda ids, paths: "x")
 
     class Spec:
-        name, arch, family, published_top1, top1_source, weights = "m/1", "a", "f", None, "", ""
+        name, arch, family, published_top1, top1_source, weights, backbone, layer = "m/1", "a", "f", None, "", "", "", ""
 
     class Loaded:
         spec, dim, weights_sha256, data_config, model = Spec, 2, "w", {"crop_pct": 0.875}, None

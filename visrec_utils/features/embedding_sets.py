@@ -34,16 +34,16 @@ def data_config_json(data_config: Mapping) -> str:
 
 
 #: Columns of the embedding-set manifest (:func:`read_manifest`), one ``<stem>.json`` row per set.
-MANIFEST_COLUMNS = ("model", "strategy", "file", "n_items", "dim", "arch", "weights_sha256", "layer", "pooling",
-                    "preprocessing", "image_set", "strategy_params", "uses_purchases", "items", "versions", "created")
+MANIFEST_COLUMNS = ("model", "strategy", "file", "n_items", "dim", "arch", "weights_sha256", "backbone", "layer",
+                    "pooling", "preprocessing", "image_set", "strategy_params", "uses_purchases", "items", "versions", "created")
 #: The columns a caller may set through ``save_embedding_set(..., provenance=...)``.
-PROVENANCE_COLUMNS = ("arch", "weights_sha256", "layer", "pooling", "preprocessing", "image_set",
+PROVENANCE_COLUMNS = ("arch", "weights_sha256", "backbone", "layer", "pooling", "preprocessing", "image_set",
                       "strategy_params", "uses_purchases")
 _REQUIRED = MANIFEST_COLUMNS[:5]
 
 
 def _defaults(strategy: str) -> dict:
-    return {"arch": "", "weights_sha256": "", "layer": "", "pooling": "", "preprocessing": "", "image_set": "",
+    return {"arch": "", "weights_sha256": "", "backbone": "", "layer": "", "pooling": "", "preprocessing": "", "image_set": "",
             "strategy_params": {}, "uses_purchases": False if strategy == "frozen" else None, "items": "",
             "versions": {}, "created": ""}
 
@@ -65,19 +65,18 @@ def library_versions() -> dict:
 
 
 def model_provenance(loaded: LoadedModel) -> dict:
-    """The manifest columns that describe a loaded model: ``arch``, ``weights_sha256``, ``layer``
-    (``"stage<i>"`` for a ``<model>@stage<i>`` layer variant, else ``""``: the final pooled
-    features), ``pooling`` (the timm model's ``global_pool`` type, e.g. ``"avg"``; ``"avg"`` for a
-    layer variant, which averages its stage's output; ``""`` when unknown) and ``preprocessing``
-    (:func:`data_config_json`). Pass it as ``provenance`` to :func:`save_embedding_set`."""
-    from .controls import LAYER_SEP
-
-    _, sep, idx = loaded.spec.name.rpartition(LAYER_SEP)
-    layer = f"stage{idx}" if sep and idx.isdigit() else ""
+    """The manifest columns that describe a loaded model: ``arch``, ``weights_sha256``,
+    ``backbone`` and ``layer`` (for a ``<model>@<i>`` layer variant, the model it taps and
+    ``"stage<i>"``; else "" and "": the final pooled features, from its
+    :class:`~visrec_utils.features.models.ModelSpec`), ``pooling`` (the timm model's ``global_pool``
+    type, e.g. ``"avg"``; ``"avg"`` for a layer variant, which averages its stage's output; ``""``
+    when unknown) and ``preprocessing`` (:func:`data_config_json`). Pass it as ``provenance`` to
+    :func:`save_embedding_set`."""
+    layer = loaded.spec.layer
     pool = getattr(loaded.model, "global_pool", None)
     pooling = "avg" if layer else (pool if isinstance(pool, str) else getattr(pool, "pool_type", "")) or ""
-    return {"arch": loaded.spec.arch, "weights_sha256": loaded.weights_sha256 or "", "layer": layer,
-            "pooling": str(pooling), "preprocessing": data_config_json(loaded.data_config or {})}
+    return {"arch": loaded.spec.arch, "weights_sha256": loaded.weights_sha256 or "", "backbone": loaded.spec.backbone,
+            "layer": layer, "pooling": str(pooling), "preprocessing": data_config_json(loaded.data_config or {})}
 
 
 def _save_item_ids(d: Path, item_ids) -> str:
@@ -132,7 +131,7 @@ def read_manifest(out_dir: str | os.PathLike) -> pd.DataFrame:
         DataFrame, one row per set sorted by ``file``, columns :data:`MANIFEST_COLUMNS`:
         ``model`` and ``strategy`` exactly as given; ``file`` (the array's file name inside
         ``embeddings/``, a :func:`visrec_utils.core.naming.safe_stem`); ``n_items``, ``dim``;
-        ``arch``, ``weights_sha256``, ``layer``, ``pooling``, ``preprocessing`` (data config as
+        ``arch``, ``weights_sha256``, ``backbone``, ``layer``, ``pooling``, ``preprocessing`` (data config as
         JSON text), ``image_set`` ("" when unknown); ``strategy_params`` (dict);
         ``uses_purchases`` (bool, None when not recorded); ``items`` (its item-id list's file,
         :func:`load_item_ids`; "" when none); ``versions`` (dict); ``created`` (ISO time). A

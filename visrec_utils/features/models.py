@@ -50,6 +50,9 @@ class ModelSpec:
         weights: human-readable origin of the weights.
         build: callable returning the model in eval mode with weights loaded.
         family: architecture family (for within-family comparisons).
+        backbone: for a layer variant (``<model>@<i>``), the model whose earlier stage it taps;
+            else "" (the model itself).
+        layer: ``"stage<i>"`` for a layer variant, else "" (the final pooled features).
     """
 
     name: str
@@ -59,6 +62,8 @@ class ModelSpec:
     weights: str
     build: Callable = field(repr=False, compare=False)
     family: str = ""
+    backbone: str = ""
+    layer: str = ""
 
 
 @dataclass
@@ -315,7 +320,7 @@ def _layer_spec(name: str) -> ModelSpec:
     return ModelSpec(name=name, arch=f"{base.arch}, pooled output of feature stage {idx}",
                      published_top1=base.published_top1, top1_source=base.top1_source + " (of the whole model)",
                      weights=base.weights, build=lambda: build_layer_features(base.build(), int(idx)),
-                     family=base.family)
+                     family=base.family, backbone=base_name, layer=f"stage{idx}")
 
 
 def get_spec(name: str) -> ModelSpec:

@@ -266,22 +266,31 @@ def interval_text(ci: pd.DataFrame, metric: str = "ndcg@20", coefficient: str = 
             "chosen matters at least as much, so the permutation p-value is the sturdier guide.")
 
 
-def layer_table(table: pd.DataFrame, metric: str = "ndcg@20") -> pd.DataFrame:
+def layer_table(table: pd.DataFrame, metric: str = "ndcg@20", layers: dict | None = None) -> pd.DataFrame:
     """Model x layer grid of one metric: the final pooled features (column ``final``, the model
-    itself) and each ``<model>@stage<i>`` variant (column ``stage<i>``), ``"mean [low, high]"``.
+    itself) and each layer variant of it (column ``stage<i>``), ``"mean [low, high]"``.
+
+    Args:
+        table: :func:`imagenet_table` rows (``model``, ``<metric>``, ``<metric>_low``, ``<metric>_high``).
+        metric: e.g. ``"ndcg@20"`` or ``"auc"``.
+        layers: ``{variant model name: (backbone model name, "stage<i>")}``, read from the
+            embedding-set manifest (columns ``backbone`` and ``layer``); the other models are
+            final pooled features. None reads ``<backbone>@<i>`` names (tables without a manifest).
 
     Returns:
-        (cells: formatted strings, values: the means), both indexed by model; models without a
-        layer variant are left out.
+        (cells: formatted strings, values: the means), both indexed by backbone model; models
+        without a layer variant are left out.
 
     Raises:
-        PartSkipped: no ``<model>@stage<i>`` variant in ``table``.
+        PartSkipped: no layer variant in ``table``.
     """
-    if not table["model"].str.contains("@").any():
-        raise PartSkipped("there is no layer variant in this study (add e.g. tf_efficientnet_lite0@stage3 to models)")
+    if layers is None:
+        layers = {m: (m.split("@")[0], m.split("@")[1]) for m in table["model"] if "@" in m}
     d = table.copy()
-    d["base"] = d["model"].str.split("@").str[0]
-    d["layer"] = np.where(d["model"].str.contains("@"), d["model"].str.split("@").str[1], "final")
+    d["base"] = [layers[m][0] if m in layers else m for m in d["model"]]
+    d["layer"] = [layers[m][1] if m in layers else "final" for m in d["model"]]
+    if not (d["layer"] != "final").any():
+        raise PartSkipped("there is no layer variant in this study (add e.g. tf_efficientnet_lite0@stage3 to models)")
     bases = set(d.loc[d["layer"] != "final", "base"])
     d = d[d["base"].isin(bases)]
     d["cell"] = [f"{v:.4f} [{lo:.4f}, {hi:.4f}]" for v, lo, hi in zip(d[metric], d[f"{metric}_low"], d[f"{metric}_high"])]

@@ -67,8 +67,9 @@ def compare(out_dir, strategy: str = "frozen", recommender: str = "visrank_max",
     table["flagged"] = analysis.flag_checkpoints(table).to_numpy()
     table.to_csv(out.result("imagenet_vs_transfer"), index=False)
     manifest = embedding_sets.read_manifest(out.root)
-    variants = set(manifest.loc[manifest["layer"].fillna("") != "", "model"])
-    layers = table["model"].isin(variants)  # earlier-stage variants (manifest's layer): the layer table below
+    variants = manifest[manifest["layer"].fillna("") != ""]  # earlier-stage variants: the layer table below
+    layer_of = dict(zip(variants["model"], zip(variants["backbone"], variants["layer"])))
+    layers = table["model"].isin(set(layer_of))
     shown = table[~layers]
     used = shown[shown["family"] != "control"] if "family" in shown else shown  # controls: shown, not correlated
     used = used if keep_flagged else used[~used["flagged"]]
@@ -109,7 +110,7 @@ def compare(out_dir, strategy: str = "frozen", recommender: str = "visrank_max",
     layer_cells = {}
     with log.part("layer table"):
         for metric in ["auc", "ndcg@20"]:
-            cells, values = analysis.layer_table(table, metric)
+            cells, values = analysis.layer_table(table, metric, layers=layer_of)
             cells.to_csv(out.results / f"layers_{metric.replace('@', '')}.csv")
             plots.layer_heatmap(values, metric, path=out.figure(f"layers_{metric.replace('@', '')}"))
             layer_cells[metric] = cells
