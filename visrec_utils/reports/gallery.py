@@ -209,25 +209,25 @@ def umap_map(cat, embedding_sets: dict, color: str = "product_group_name", max_p
     return save_figure(fig, path)
 
 
-def main_sets(embedding_sets: dict, strategy: str = "frozen", limit: int = 4) -> dict:
-    """The first ``limit`` ImageNet models' sets of one strategy, ``{model: (n_items, dim)}``:
-    layer variants (``@stage``) and controls (``random_*``, ``handcrafted``) left out, for
-    pictures that compare models."""
+def main_sets(embedding_sets: dict, strategy: str = "frozen", limit: int = 4, exclude=()) -> dict:
+    """The first ``limit`` sets of one strategy, ``{model: (n_items, dim)}``, without the models in
+    ``exclude`` (the study passes its controls and layer variants, read from ``results/models.csv``
+    and the embedding-set manifest), for pictures that compare models."""
     out = {}
     for (model, strat), emb in embedding_sets.items():
-        if strat == strategy and "@" not in model and not model.startswith("random_") and model != "handcrafted":
+        if strat == strategy and model not in set(exclude):
             out[model] = emb
     return dict(list(out.items())[:limit])
 
 
-def picture_sets(embedding_sets: dict, n_items: int, limit: int = 4, strategy: str = "frozen") -> dict:
+def picture_sets(embedding_sets: dict, n_items: int, limit: int = 4, strategy: str = "frozen", exclude=()) -> dict:
     """:func:`main_sets` for a picture that compares models' nearest items.
 
     Raises:
         PartSkipped: no ImageNet model's set of that strategy (controls and layer variants are
             not pictured), or fewer than 2 items (no other item to show).
     """
-    sets = main_sets(embedding_sets, strategy, limit)
+    sets = main_sets(embedding_sets, strategy, limit, exclude)
     if not sets:
         raise PartSkipped(f"there is no ImageNet model's {strategy} embedding set to picture (controls and layer "
                           "variants are not pictured)")

@@ -12,6 +12,7 @@ from ...core.skips import SkipLog
 from ...evaluation import experiment, stats
 from ...features import embedding_sets
 from ...reports import gallery, plots
+from .stage_extract import not_pictured
 
 NOTEBOOK = "04_recommendation_eval"
 
@@ -122,7 +123,7 @@ def evaluate(out_dir, protocol: str = "leave_last_basket_out", availability: str
     with log.part("figure metric_bars_auc"):
         plots.metric_bars(metrics, "auc", 0, path=out.figure("metric_bars_auc"))
     with log.part("recommendation gallery"):
-        compared = gallery.picture_sets(sets, split.n_items, limit=2)
+        compared = gallery.picture_sets(sets, split.n_items, limit=2, exclude=not_pictured(out.root))
         gallery.recommendation_gallery(cat, split, compared, seed=seed, path=out.figure("gallery"))
 
     core = {k: v for k, v in sets.items() if not _is_layer_variant(manifest, k)}  # layer variants: main protocol only

@@ -42,6 +42,20 @@ class Extracted:
         return self.models[cols]
 
 
+def not_pictured(out_dir) -> set:
+    """The models left out of pictures that compare ImageNet models: controls (family
+    ``control`` in ``results/models.csv``) and layer variants (a ``layer`` in the embedding-set
+    manifest)."""
+    out = StudyLayout(out_dir)
+    manifest = embedding_sets.read_manifest(out.root)
+    found = set(manifest.loc[manifest["layer"].fillna("") != "", "model"])
+    if out.result("models").is_file():
+        models = pd.read_csv(out.result("models"), keep_default_na=False)
+        if "family" in models:
+            found |= set(models.loc[models["family"] == "control", "model"])
+    return found
+
+
 def default_imagenet_dir() -> str:
     """``../shared/data/imagenet_sample`` beside the repository (or the notebooks' folder's
     parent) when it exists, else "" (the top-1 check is skipped)."""
@@ -89,9 +103,11 @@ def extract(out_dir, models=("offline", "controls", "layers"), cache_dir=None, b
                  "model's measured top-1 was computed")
     cat = data.load_study_catalogue(out.root)
     frozen_sets = embedding_sets.load_embedding_sets(out.root, strategies=["frozen"])
+    skip = not_pictured(out.root)
     with log.part("nearest neighbours"):
-        gallery.neighbour_strips(cat, gallery.picture_sets(frozen_sets, cat.n_items), path=out.figure("neighbours"))
+        gallery.neighbour_strips(cat, gallery.picture_sets(frozen_sets, cat.n_items, exclude=skip),
+                                 path=out.figure("neighbours"))
     with log.part("UMAP map"):
-        gallery.umap_map(cat, gallery.main_sets(frozen_sets), color=umap_color, max_points=umap_points,
+        gallery.umap_map(cat, gallery.main_sets(frozen_sets, exclude=skip), color=umap_color, max_points=umap_points,
                          path=out.figure("umap"))
     return Extracted(models=table, unreadable=unreadable, imagenet_dir=imagenet_dir or "", n_items=cat.n_items)
