@@ -297,7 +297,7 @@ def test_generic_catalogue_with_bad_images_completes(generic_run):
     for row in bad.itertuples():
         assert expected[row.item_id] in row.reason
     from visrec_utils.catalogue.data import load_study_catalogue
-    from visrec_utils.features.embeddings import load_embedding_sets
+    from visrec_utils.features.embedding_sets import load_embedding_sets
 
     prepared = pd.read_parquet(out / "data" / "items.parquet")  # notebook 01's output, never rewritten later
     assert set(expected) <= set(prepared["item_id"])
