@@ -89,8 +89,8 @@ def tune(out_dir, models=None, stage_models=("tf_efficientnet_lite0",),
     frozen_rows = manifest[manifest["strategy"] == "frozen"].set_index("model")
     for (model, strategy), emb in tuned.items():  # each set keeps its backbone's provenance
         base = frozen_rows.loc[model].to_dict() if model in frozen_rows.index else {}
-        inherited = {k: base[k] for k in ("arch", "weights_sha256", "layer", "pooling", "preprocessing", "image_set")
-                     if k in base}
+        inherited = {k: base[k] for k in ("arch", "weights_sha256", "backbone", "layer", "pooling", "preprocessing",
+                                          "image_set") if k in base}
         embedding_sets.save_embedding_set(out.root, model, strategy, emb, item_ids=cat.items["item_id"].tolist(),
                                       provenance={**inherited, **{k: v for k, v in provenance[(model, strategy)].items()
                                                                   if k != "strategy"}})
