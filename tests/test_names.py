@@ -232,3 +232,11 @@ def test_precomputed_sets_keep_their_names_through_prepared_files(tmp_path):
     back = data.load_prepared(tmp_path).precomputed
     assert list(back) == [odd]
     np.testing.assert_array_equal(back[odd], emb)
+
+
+def test_layer_variants_come_from_the_frozen_rows_of_the_manifest(tmp_path):
+    emb = np.ones((3, 2), np.float32)
+    embedding_sets.save_embedding_set(tmp_path, "m", "frozen", emb)
+    embedding_sets.save_embedding_set(tmp_path, "m mid", "frozen", emb, provenance={"backbone": "m", "layer": "stage2"})
+    embedding_sets.save_embedding_set(tmp_path, "m mid", "bpr_projection", emb, provenance={"layer": "stage2"})
+    assert embedding_sets.layer_variants(embedding_sets.read_manifest(tmp_path)) == {"m mid": ("m", "stage2")}

@@ -221,3 +221,11 @@ def load_embedding_sets(out_dir: str | os.PathLike, models=None, strategies=None
     model_order = list(models) if models is not None else sorted({k[0] for k in keys})
     keys.sort(key=lambda k: (model_order.index(k[0]), k[1] != "frozen", k[1]))
     return {k: np.load(found[k]) for k in keys}
+
+
+def layer_variants(manifest: pd.DataFrame) -> dict:
+    """The layer variants among a study's models, ``{model: (backbone, "stage<i>")}``, read from
+    the frozen sets' manifest rows (:func:`read_manifest`; columns ``backbone`` and ``layer``):
+    the models whose sets are an earlier stage's pooled output, not the final features."""
+    rows = manifest[(manifest["strategy"] == "frozen") & (manifest["layer"].fillna("") != "")]
+    return dict(zip(rows["model"], zip(rows["backbone"], rows["layer"])))

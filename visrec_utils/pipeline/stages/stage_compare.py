@@ -67,8 +67,7 @@ def compare(out_dir, strategy: str = "frozen", recommender: str = "visrank_max",
     table["flagged"] = analysis.flag_checkpoints(table).to_numpy()
     table.to_csv(out.result("imagenet_vs_transfer"), index=False)
     manifest = embedding_sets.read_manifest(out.root)
-    variants = manifest[(manifest["strategy"] == "frozen") & (manifest["layer"].fillna("") != "")]  # layer variants
-    layer_of = dict(zip(variants["model"], zip(variants["backbone"], variants["layer"])))
+    layer_of = embedding_sets.layer_variants(manifest)  # earlier-stage variants: the layer table below
     layers = table["model"].isin(set(layer_of))
     shown = table[~layers]
     used = shown[shown["family"] != "control"] if "family" in shown else shown  # controls: shown, not correlated

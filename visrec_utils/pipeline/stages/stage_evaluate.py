@@ -126,7 +126,8 @@ def evaluate(out_dir, protocol: str = "leave_last_basket_out", availability: str
         compared = gallery.picture_sets(sets, split.n_items, limit=2, exclude=not_pictured(out.root))
         gallery.recommendation_gallery(cat, split, compared, seed=seed, path=out.figure("gallery"))
 
-    core = {k: v for k, v in sets.items() if not _is_layer_variant(manifest, k)}  # layer variants: main protocol only
+    variants = embedding_sets.layer_variants(manifest)
+    core = {k: v for k, v in sets.items() if k[0] not in variants}  # layer variants: main protocol only
     by_protocol, paired_protocols = experiment.empty_metrics(), pd.DataFrame(columns=[*stats.PAIRED_COLUMNS, "protocol"])
     described = {}
     with log.part("every protocol"):
@@ -161,10 +162,3 @@ def evaluate(out_dir, protocol: str = "leave_last_basket_out", availability: str
     return Evaluated(split_text=split.describe(), set_names=sorted(sets), metrics=metrics, per_user=per_user,
                      paired=paired, by_protocol=by_protocol, paired_protocols=paired_protocols, cold_warm=cw,
                      availability=sens, protocol_text=described)
-
-
-def _is_layer_variant(manifest: pd.DataFrame, key) -> bool:
-    """Whether the set ``(model, strategy)`` taps an earlier stage (a ``model@stage`` variant),
-    read from its manifest row's ``layer``."""
-    rows = manifest[(manifest["model"] == key[0]) & (manifest["strategy"] == key[1])]
-    return bool(len(rows)) and bool(str(rows["layer"].iloc[0] or "").strip())

@@ -48,7 +48,7 @@ def not_pictured(out_dir) -> set:
     manifest)."""
     out = StudyLayout(out_dir)
     manifest = embedding_sets.read_manifest(out.root)
-    found = set(manifest.loc[manifest["layer"].fillna("") != "", "model"])
+    found = set(embedding_sets.layer_variants(manifest))
     if out.result("models").is_file():
         models = pd.read_csv(out.result("models"), keep_default_na=False)
         if "family" in models:
