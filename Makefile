@@ -1,4 +1,4 @@
-# Two entry points: `make study` (the whole study) and `make test` (the test suite).
+# Entry points: `make study` (the whole study), `make test` (the test suite), `make lab` (JupyterLab).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.visrec-installed
@@ -24,11 +24,16 @@ chromium:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) || \
 	  echo "chromium not installed: the index.html browser check will be skipped"; }
 
-# JupyterLab on the project's environment: its python3 kernel (the notebooks' kernelspec) is the
-# .venv's, and every notebook runs top to bottom with the batch run's defaults.
+# JupyterLab on the project's environment (python -m visrec_utils lab: visrec_utils/pipeline/lab.py holds
+# the command line): rooted here, so notebooks/ and study_output/ are both in the file browser; no
+# browser is opened (open the printed URL, token included); --allow-root only when run as root; the
+# kernelspec "visrec (.venv)" is installed into the .venv (the notebooks' python3 kernel there is the
+# same interpreter). Another port: make lab PORT=8899. A notebook run here refreshes
+# study_output/reports/index.html; the next make study reruns what a hand run changed.
+PORT ?= 8888
 lab: $(STAMP)
-	$(PY) -m pip install -q -e '.[lab]'
-	cd notebooks && ../$(PY) -m jupyterlab
+	@$(PY) -c "import jupyterlab" 2>/dev/null || $(PY) -m pip install -q -e '.[lab]'
+	$(PY) -m visrec_utils lab --port $(PORT)
 
 # Explicit, never automatic: rerun the test slice and overwrite tests/baselines/slice_metrics.csv.
 baseline: $(STAMP)

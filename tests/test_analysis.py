@@ -90,3 +90,59 @@ def test_too_few_models_for_an_interval_says_so():
     table = pd.DataFrame({"model": ["a", "b"], "published_top1": [60.0, 70.0]})
     ci = analysis.correlation_intervals(_per_user({"a": [0.5, 0.6], "b": [0.6, 0.7]}), table, which=[("auc", 0)])
     assert ci.empty and "Fewer than 3 models" in analysis.interval_text(ci, "auc")
+
+
+def _vs_frozen():
+    """A paired_vs_frozen-like table: two strategies, two primary metrics and one secondary."""
+    rows = [("bpr_projection", "auc", 0, 0.02, 0.01, 0.03, 1e-5), ("bpr_projection", "ndcg", 20, 0.003, 0.001, 0.005, 0.02),
+            ("bpr_projection", "recall", 20, 0.01, 0.002, 0.02, 0.001),
+            ("contrastive", "auc", 0, -0.001, -0.003, 0.001, 0.5), ("contrastive", "ndcg", 20, -0.002, -0.004, -0.0005, 0.3),
+            ("contrastive", "recall", 20, 0.0, -0.01, 0.01, 0.9)]
+    return pd.DataFrame([{"model": "m", "strategy": s, "recommender": "visrank_max", "metric": metric, "k": k,
+                          "reference": "m/frozen/visrank_max", "mean_diff": d, "ci_low": lo, "ci_high": hi,
+                          "n_users": 50, "n_nonzero": 50, "wilcoxon_p": p} for s, metric, k, d, lo, hi, p in rows])
+
+
+def test_finetune_summary_says_the_family_and_the_new_verdicts():
+    from visrec_utils.evaluation import stats as paired_stats
+
+    table = paired_stats.holm(_vs_frozen())
+    text = analysis.finetune_summary(table)
+    assert text.splitlines() == [
+        "Primary comparisons: AUC and nDCG@20, Holm-corrected together (4 comparisons); the other metrics are a "
+        "secondary family, corrected on their own. \"Before correction only\": the 95% interval excludes 0, but the "
+        "corrected test does not reject.",
+        "",
+        "- `m` / `bpr_projection`: AUC +0.0200 [+0.0100, +0.0300], Holm p = 4e-05: **helps**; "
+        "nDCG@20 +0.0030 [+0.0010, +0.0050], Holm p = 0.06: **helps before correction only**",
+        "- `m` / `contrastive`: AUC -0.0010 [-0.0030, +0.0010], Holm p = 0.6: **no detectable effect**; "
+        "nDCG@20 -0.0020 [-0.0040, -0.0005], Holm p = 0.6: **hurts before correction only**",
+        "",
+        "On AUC (primary family, Holm over 4 comparisons), of 2 (model, strategy) pairs against frozen: 1 helps, "
+        "1 no detectable effect, 0 hurts.",
+        "",
+        "On nDCG@20 (primary family, Holm over 4 comparisons), of 2 (model, strategy) pairs against frozen: 0 helps, "
+        "1 helps before correction only, 0 no detectable effect, 1 hurts before correction only, 0 hurts."]
+    # a table of an older run (no family column) is re-judged: the same summary
+    assert analysis.finetune_summary(_vs_frozen().assign(p_holm=1.0, verdict="no detectable difference")) == text
+    secondary = analysis.finetune_summary(table, shown=(("recall", 20),))
+    assert secondary.splitlines()[-1] == ("On Recall@20 (secondary family, Holm over 2 comparisons), of 2 "
+                                          "(model, strategy) pairs against frozen: 1 helps, 1 no detectable effect, "
+                                          "0 hurts.")
+
+
+def test_notebook_tables_show_the_primary_family_by_difference():
+    from visrec_utils.evaluation import stats as paired_stats
+    from visrec_utils.pipeline.stages.stage_evaluate import SHORT_COLUMNS, short_paired
+
+    table = paired_stats.holm(_vs_frozen())
+    short = short_paired(table)
+    assert list(short.columns) == SHORT_COLUMNS
+    assert short[["configuration", "metric"]].values.tolist() == [
+        ["m, BPR projection, VisRank (max)", "AUC"], ["m, contrastive fine-tuning, VisRank (max)", "AUC"],
+        ["m, BPR projection, VisRank (max)", "nDCG@20"], ["m, contrastive fine-tuning, VisRank (max)", "nDCG@20"]]
+    assert short["mean_diff"].tolist() == [0.02, -0.001, 0.003, -0.002]  # unrounded
+    by_protocol = pd.concat([table.assign(protocol="temporal"), table.assign(protocol="replay_all")])
+    shown = short_paired(by_protocol, first=("protocol",))
+    assert shown["protocol"].tolist() == ["temporal"] * 4 + ["replay_all"] * 4
+    assert short_paired(table.iloc[:0]).columns.tolist() == SHORT_COLUMNS

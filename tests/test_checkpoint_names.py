@@ -1,4 +1,4 @@
-"""A local checkpoint named by its path (README: ``arch=/path/to/weights.pth``) through notebooks 01-02."""
+"""A local checkpoint named by its path (docs/models.md: ``arch=/path/to/weights.pth``) through notebooks 01-02."""
 import numpy as np
 import pandas as pd
 import pytest

@@ -3,7 +3,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from visrec_utils.evaluation import experiment, metrics, recommenders
+from statsmodels.stats.multitest import multipletests
+
+from visrec_utils.evaluation import experiment, metrics, recommenders, stats
 from visrec_utils.catalogue.splits import Split
 
 
@@ -88,10 +90,17 @@ def test_run_protocols_takes_plain_split_settings(hm_catalogue):
     from visrec_utils.catalogue import data, protocols
 
     cat = data.slice_catalogue(hm_catalogue, max_users=40, max_items=300, seed=5)
-    kw = dict(recommenders=[], baselines=["popularity"], n_resamples=20, progress=False, seed=1)
-    m, _, described = experiment.run_protocols(cat, {}, ["temporal", "random_holdout"], availability="catalogue",
-                                               cut=0.7, reference=("-", "-", "popularity"), **kw)
+    kw = dict(recommenders=[], baselines=["popularity", "random"], n_resamples=20, progress=False, seed=1)
+    m, paired, described = experiment.run_protocols(cat, {}, ["temporal", "random_holdout"], availability="catalogue",
+                                                    cut=0.7, reference=("-", "-", "popularity"), **kw)
     assert set(described) == {"temporal", "random_holdout"}
+    # Holm within each protocol and, inside it, within each family (AUC and nDCG@20 are primary)
+    assert list(paired.columns) == [*stats.PAIRED_COLUMNS, "protocol"]
+    primary = paired[paired["family"] == "primary"]
+    assert sorted(zip(primary["protocol"], primary["metric"], primary["k"])) == [
+        (p, mk, k) for p in ("random_holdout", "temporal") for mk, k in (("auc", 0), ("ndcg", 20))]
+    for _, g in paired.groupby(["protocol", "family"]):
+        np.testing.assert_allclose(g["p_holm"], multipletests(g["wilcoxon_p"], method="holm")[1], rtol=1e-12)
     for name, split_kw in [("temporal", dict(cut=0.7, availability="catalogue")), ("random_holdout", dict(seed=1))]:
         want, _ = experiment.run_experiment(protocols.make_split(cat, name, **split_kw), {}, **kw)
         pd.testing.assert_frame_equal(m[m["protocol"] == name].reset_index(drop=True), want)

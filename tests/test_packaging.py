@@ -18,3 +18,9 @@ def test_environment_yml_agrees_with_pyproject():
     major_minor = py.split("=")[1]
     low = re.search(r">=\s*([\d.]+)", pyproject["requires-python"]).group(1)
     assert tuple(map(int, major_minor.split("."))) >= tuple(map(int, low.split(".")))
+
+
+def test_the_test_extra_brings_what_the_tests_start():
+    """CI installs ``.[test,ray,faiss]``; tests/test_lab.py starts JupyterLab as ``make lab`` does."""
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert "jupyterlab>=4" in extras["test"] and extras["lab"] == ["jupyterlab>=4"]

@@ -4,9 +4,10 @@ import json
 import re
 
 import pandas as pd
+from markupsafe import escape
 from PIL import Image
 
-from visrec_utils.reports import index
+from visrec_utils.reports import captions, index
 
 
 def _fake_run(out, with_metrics=True):
@@ -25,6 +26,8 @@ def _fake_run(out, with_metrics=True):
         "summary": {"n_items": 60}, "notes": ["3 rows dropped: <empty user id>"]}))
     for nb in ("01_data_prep", "02_embedding_extraction"):
         (out / "reports" / f"{nb}.html").write_text("<html></html>")
+    (out / "reports" / "with_code").mkdir()
+    (out / "reports" / "with_code" / "01_data_prep.html").write_text("<html></html>")
     Image.new("RGB", (8, 8), (200, 10, 10)).save(out / "figures" / "models_ndcg20.png")
     pd.DataFrame([{"notebook": "04_recommendation_eval", "part": "cold/warm", "reason": "too few <users>."}]).to_csv(
         out / "results" / "skipped" / "04_recommendation_eval.csv", index=False)
@@ -45,18 +48,32 @@ def test_index_page_shows_the_run_and_escapes_values(tmp_path):
     page = index.write_index(tmp_path).read_text()
     assert page.startswith("<!doctype html>") and page.rstrip().endswith("</html>")
     links = re.findall(r'(?:href|src)=["\']([^"\']+)["\']', page)
-    assert [link for link in links if link.endswith(".html")] == ["01_data_prep.html", "02_embedding_extraction.html"]
-    assert all(link.startswith("data:image/png;base64,") or (tmp_path / "reports" / link).is_file() for link in links)
+    assert [link for link in links if link.endswith(".html")] == ["01_data_prep.html", "with_code/01_data_prep.html",
+                                                                   "02_embedding_extraction.html"]
+    assert all(link.startswith("data:image/png;base64,") or (tmp_path / "reports" / link).is_file()
+               for link in links if not link.endswith(".csv"))
     assert "(12 s)" in page and page.count("reused: inputs unchanged") == 1
     assert "This run took 125 s (1 of 2 notebooks reused, their earlier run times shown), started" in page
-    assert "<h2>Key results</h2>" in page and "[95% CI]" in page and "baseline: random" in page
-    assert "0.6123 [0.6000, 0.6200]" in page and "mobilenetv1_025_keras" in page and "50.6" in page
+    # the answer box comes first: the facts and the generated sentences, before any table
+    box = page.index('<section class="answer"')
+    assert box < page.index("<h2>Key results</h2>") < page.index("<h2>Notebooks</h2>")
+    assert "<dt>Catalogue</dt><dd>shop &lt;script&gt;alert(1)&lt;/script&gt;</dd>" in page
+    assert "The best ImageNet model, MobileNet-V1 0.25, frozen, VisRank (max), reaches nDCG@20 0.100 against 0.100" in page
+    assert "<dt>AUC</dt>" in page  # the glossary
+    # the key table: grouped, labelled in words, three significant figures
+    groups = re.findall(r'<tr class="group"><th colspan="\d+">([^<]+)</th>', page)
+    assert groups == ["ImageNet models, highest top-1 first", "baselines (no images)"]
+    assert "<td>MobileNet-V1 0.25</td>" in page and "<td>random</td>" in page and "<td>50.6</td>" in page
+    assert "0.612 [0.600, 0.620]" in page and "0.100 [0.0500, 0.150]" in page and "baseline: random" not in page
     assert "<h2>Skipped parts</h2>" in page and "<td>too few &lt;users&gt;.</td>" in page
     assert "<td>too few <users>.</td>" in html.unescape(page)
     assert pd.read_csv(tmp_path / "results" / "skipped.csv")["part"].tolist() == ["cold/warm"]
-    assert "<h2>Main figures</h2>" in page and "<figcaption>models_ndcg20.png</figcaption>" in page
+    assert f"<figcaption>{escape(captions.caption('models_ndcg20'))} " in page
+    assert "<figcaption>models_ndcg20.png</figcaption>" not in page
     assert "SYNTHETIC demo catalogue" in page and "the whole catalogue: they count rows" in page
-    assert "<h2>Parameters</h2>" in page and "<h2>Versions and hardware</h2>" in page and "hardware: cores" in page
+    assert "<details><summary>Parameters</summary>" in page and "<details><summary>Versions and hardware</summary>" in page
+    assert "hardware: cores" in page
+    assert (tmp_path / "results" / "answer.md").read_text().startswith("**SYNTHETIC demo catalogue")
     # every value from the run is escaped: no markup from a file reaches the page
     for raw in ("<script>", "<b>03:04</b>", "<shop>", "<gpu>", "<empty user id>"):
         assert raw not in page
@@ -69,11 +86,12 @@ def test_index_page_leaves_out_what_the_run_did_not_produce(tmp_path):
     _fake_run(tmp_path, with_metrics=False)
     (tmp_path / "results" / "run.json").unlink()
     page = index.write_index(tmp_path).read_text()
-    assert "Key results" not in page and "This run took" not in page and "<h2>Parameters</h2>" not in page
+    assert "Key results" not in page and "This run took" not in page and "Parameters</summary>" not in page
+    assert "No recommendation result yet" in page
     assert "<h2>Skipped parts</h2>" in page and "01_data_prep.html" in page and "(12 s)" not in page
     empty = tmp_path / "empty"
     page = index.write_index(empty).read_text()
-    assert "<h2>Versions and hardware</h2>" in page and "<h2>Notebooks</h2>" in page and "Skipped parts" not in page
+    assert "Versions and hardware</summary>" in page and "<h2>Notebooks</h2>" in page and "Skipped parts" not in page
 
 
 def test_the_template_ships_as_package_data():

@@ -42,8 +42,12 @@ CORRELATION_05 = [("05_imagenet_vs_transfer", "correlations within a family",
 
 
 def _correlations(n_models: int) -> list:
+    """Notebook 05's skipped parts with fewer than 3 ImageNet models, in order: correlations, their
+    intervals, within a family, the scatter figures, the layer table."""
     return [("05_imagenet_vs_transfer", part, ONE_MODEL.format(n_models))
-            for part in ("correlations", "correlation intervals")] + CORRELATION_05
+            for part in ("correlations", "correlation intervals")] + [
+        CORRELATION_05[0], ("05_imagenet_vs_transfer", "correlation figures", ONE_MODEL.format(n_models)),
+        CORRELATION_05[1]]
 
 
 def _first_seen(n_items: int, dropped: int) -> tuple:
@@ -300,7 +304,7 @@ def test_every_list_of_notebooks_03_04_empty(empty_lists):
          "table above."),
         ("04_recommendation_eval", "cold/warm breakdown", "cold_warm is False, which switches the breakdown off."),
         ("04_recommendation_eval", "availability sensitivity", "sensitivity names no availability rule to compare."),
-        *_correlations(0)[:3],
+        *_correlations(0)[:4],
         ("05_imagenet_vs_transfer", "figure models_ndcg20", "there are no ndcg@20 values to draw."),
         CORRELATION_05[1]])
     m = _rows(out, "metrics.csv")
@@ -343,9 +347,9 @@ def test_two_items_one_test_user_without_negatives(two_items):
                          (nb4, "availability sensitivity: first_seen_leaky", perfect.format(protocols[0])),
                          (nb4, "availability sensitivity", "no availability rule of ['catalogue', 'items_table', "
                                                            "'first_seen', 'first_seen_leaky'] could be evaluated."),
-                         *_correlations(0)[:2], _correlations(0)[2],
+                         *_correlations(0)[:4],
                          ("05_imagenet_vs_transfer", "figure models_ndcg20", "there are no ndcg@20 values to draw."),
-                         _correlations(0)[3]])
+                         _correlations(0)[4]])
     assert len(_rows(out, "metrics.csv")) == 0
     assert (out / "figures" / "neighbours.png").is_file()
 

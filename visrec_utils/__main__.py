@@ -1,4 +1,5 @@
-"""Command line: ``python -m visrec_utils study ...`` and ``python -m visrec_utils refresh-baseline``."""
+"""Command line: ``python -m visrec_utils study ...``, ``python -m visrec_utils lab`` and
+``python -m visrec_utils refresh-baseline``."""
 from __future__ import annotations
 
 import argparse
@@ -17,7 +18,7 @@ def main(argv=None) -> int:
     s.add_argument("--data", dest="data_dir", default=None,
                    help="catalogue folder, or 'demo' for the generated synthetic catalogue (default: "
                         "$VISREC_DATA, else ../shared/data/hm_sample, else the demo)")
-    s.add_argument("--models", nargs="+", default=DEFAULT_MODELS,
+    s.add_argument("--models", nargs="+", default=None,
                    help=f"registry or timm model names, 'random_<model>', 'timm_arch=/checkpoint/file', or presets "
                         f"{sorted(PRESETS)} (default: the presets offline, controls and layers)")
     s.add_argument("--max-users", type=int, default=None, help="seeded slice: number of users")
@@ -44,6 +45,13 @@ def main(argv=None) -> int:
                         "repeatable")
     s.add_argument("--rerun", action="store_true",
                    help="run every notebook, even those whose inputs did not change since the last run in --out")
+    s.add_argument("--quick", action="store_true",
+                   help="a quick slice to try the study (minutes, not hours): the parameters of "
+                        "visrec_utils.pipeline.runner.QUICK_PARAMS (300 users, the offline models, short training, "
+                        "fewer resamples and protocols); --models, --max-users, --max-items and -p override them")
+    lab = sub.add_parser("lab", help="JupyterLab on this environment, rooted here, no browser (what make lab runs)")
+    lab.add_argument("--port", type=int, default=8888, help="port to listen on (default 8888)")
+    lab.add_argument("--root", default=".", help="folder the file browser starts at (default: the current folder)")
     b = sub.add_parser("refresh-baseline", help="rerun the test slice and overwrite tests/baselines/slice_metrics.csv")
     b.add_argument("--out", default="study_output/baseline_slice")
     b.add_argument("--cache-dir", default=None)
@@ -53,10 +61,19 @@ def main(argv=None) -> int:
         if argv[i] in ("-p", "--param") and argv[i + 2].startswith("-") and not argv[i + 2].startswith("--"):
             argv[i + 2] = " " + argv[i + 2]  # argparse takes it as a value; YAML ignores the space
     args = p.parse_args(argv)
+    if args.cmd == "lab":
+        from .pipeline.lab import run_lab
+
+        try:
+            run_lab(args.port, args.root)  # replaces this process; returns only on an error
+        except ValueError as e:
+            print(f"visrec: error: {e}", file=sys.stderr)
+            return 2
+        return 0
 
     from .catalogue.data import DataError, find_default_data_dir, resolve_data_dir
     from .core.log import get_logger
-    from .pipeline.runner import StudyError, StudyInterrupted, refresh_baseline, run_study
+    from .pipeline.runner import QUICK_PARAMS, StudyError, StudyInterrupted, refresh_baseline, run_study
 
     log = get_logger("visrec_utils.cli")
 
@@ -73,9 +90,13 @@ def main(argv=None) -> int:
                 why = "as asked (--data demo)" if args.data_dir == "demo" else "because no dataset was given or found"
                 log.info(f"running on the generated SYNTHETIC demo catalogue {why}; every report says so. "
                          "Use --data DIR or VISREC_DATA for real data.")
-            params = {"data_dir": data_dir, "models": list(args.models),
-                      "max_users": args.max_users, "max_items": args.max_items, "seed": args.seed,
-                      "backend": args.backend, "ray_address": args.ray_address}
+            params = {"data_dir": data_dir, "models": list(DEFAULT_MODELS), "max_users": None, "max_items": None,
+                      "seed": args.seed, "backend": args.backend, "ray_address": args.ray_address}
+            if args.quick:  # the preset first: what the command line names explicitly wins
+                params.update({k: list(v) if isinstance(v, list) else v for k, v in QUICK_PARAMS.items()})
+            for name, given in (("models", args.models), ("max_users", args.max_users), ("max_items", args.max_items)):
+                if given is not None:
+                    params[name] = list(given) if name == "models" else given
             if args.cache_dir:
                 params["cache_dir"] = args.cache_dir
             import datetime

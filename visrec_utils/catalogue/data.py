@@ -30,7 +30,7 @@ LAYOUTS_HELP = (
     "'articles.csv', 'images/<first 3 digits>/<article_id>.jpg'. (3) UGallery: 'ugallery_purchases.csv', "
     "'ugallery_inventory.csv', 'ugallery_resnet50_embeddings.npy'. Point visrec at such a folder with "
     "'--data DIR' (CLI), the 'data_dir' notebook parameter or the VISREC_DATA environment variable; "
-    "'--data demo' runs on a generated synthetic catalogue. See README, 'Bring your own data'."
+    "'--data demo' runs on a generated synthetic catalogue. See docs/data.md."
 )
 
 

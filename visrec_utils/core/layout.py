@@ -37,6 +37,7 @@ RESULTS = {
     "correlation_by_family": "correlation_by_family.csv",
     "models_bars": "models_bars.csv",
     "skipped": "skipped.csv",
+    "answer": "answer.md",
 }
 
 

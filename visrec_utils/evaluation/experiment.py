@@ -329,8 +329,10 @@ def run_protocols(cat, embedding_sets: dict, protocols, recommenders=("visrank_m
 
     Returns:
         (metrics: tidy with :data:`SPLIT_COLUMNS`; paired: :func:`visrec_utils.evaluation.stats.paired_comparison`
-        rows with a ``protocol`` column, Holm-corrected within each protocol (empty when no
-        protocol has the reference); descriptions: ``{protocol: one line}``).
+        rows with a ``protocol`` column, Holm-corrected within each protocol and, inside it, within
+        each family (primary: :data:`visrec_utils.evaluation.stats.PRIMARY`, secondary: the rest),
+        since each protocol asks its own question (empty when no protocol has the reference);
+        descriptions: ``{protocol: one line}``).
 
     Raises:
         PartSkipped: no protocol has a test user and something to evaluate.

@@ -5,7 +5,8 @@
 drop ``metadata.kernelspec``, papermill issue 735), keeps the kernel's own stderr out of the
 terminal (it goes to ``reports/logs/NN_name.kernel.log``: ipykernel's transport warnings,
 libtiff's decoder chatter), watches the peak memory of the notebook's processes, and renders the
-executed notebook to HTML, also when it failed part-way.
+executed notebook to HTML, also when it failed part-way (:func:`to_html`: a page without code
+whose stderr is summarised in one line per cell, and a page with code for analysts).
 
 Whatever stops a notebook becomes one :class:`StudyError` line that names the notebook, the likely
 cause in plain words and what to do: a cell's exception, a kernel that died (SIGKILL: usually the
@@ -15,18 +16,26 @@ missing kernel. The partial notebook is kept (papermill saves it after every cel
 from __future__ import annotations
 
 import errno
+import html
 import os
 import signal
 import threading
 import time
 from pathlib import Path
 
+import nbformat
+from nbconvert.preprocessors import Preprocessor
+from traitlets import Unicode
+
+from ..core.store import atomic_write
+
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+#: Set in the environment of the kernels the batch runner starts: :func:`visrec_utils.pipeline.notebook.done`
+#: then leaves ``reports/index.html`` to the runner, which writes it once at the end.
+BATCH_ENV = "VISREC_BATCH_RUN"
 #: The kernel every study notebook runs on (the project's environment), and its language.
 KERNEL_NAME = "python3"
 LANGUAGE = "python"
-#: Cells tagged so are shown without their code in the HTML reports (imports and set-up).
-HIDE_INPUT_TAGS = {"remove_input"}
 
 
 class StudyError(RuntimeError):
@@ -44,8 +53,6 @@ def project_notebook(path: str | os.PathLike):
     Returns:
         nbformat.NotebookNode (version 4).
     """
-    import nbformat
-
     nb = nbformat.read(str(path), as_version=4)
     nb.metadata["kernelspec"] = {"name": KERNEL_NAME, "display_name": "Python 3", "language": LANGUAGE}
     nb.metadata.setdefault("language_info", {})["name"] = LANGUAGE
@@ -58,7 +65,6 @@ def notebook_parameters(name: str, notebook_dir: str | os.PathLike | None = None
     notebook without kernel metadata is read too)."""
     import tempfile
 
-    import nbformat
     import papermill
 
     nb = project_notebook(Path(notebook_dir or NOTEBOOK_DIR) / f"{name}.ipynb")
@@ -68,20 +74,210 @@ def notebook_parameters(name: str, notebook_dir: str | os.PathLike | None = None
         return papermill.inspect_notebook(str(path))
 
 
-def to_html(ipynb: Path) -> Path:
-    """Render an executed notebook to a self-contained HTML file next to it (figures embedded;
-    the code of cells tagged :data:`HIDE_INPUT_TAGS` hidden, their output kept)."""
-    from nbconvert import HTMLExporter
-    from traitlets.config import Config
+#: MIME type of a Jupyter widget's output (tqdm's progress bars in a notebook).
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
-    cfg = Config()
-    cfg.TagRemovePreprocessor.enabled = True
-    cfg.TagRemovePreprocessor.remove_input_tags = set(HIDE_INPUT_TAGS)
-    cfg.HTMLExporter.preprocessors = ["nbconvert.preprocessors.TagRemovePreprocessor"]
-    body, _ = HTMLExporter(config=cfg).from_filename(str(ipynb))
-    html = ipynb.with_suffix(".html")
-    html.write_text(body, encoding="utf-8")
-    return html
+
+#: The prefix of visrec's own progress lines (:mod:`visrec_utils.core.log`).
+PROGRESS_PREFIX = "[visrec] "
+
+
+class StderrSummary(Preprocessor):
+    """nbconvert preprocessor for the shared pages: each code cell's stderr stream outputs
+    (library warnings, decoder chatter), its ``[visrec]`` progress lines (on stdout or stderr;
+    :data:`PROGRESS_PREFIX`) and progress-bar widgets
+    become one line, "N lines of progress and warnings (W warnings): see <log>", placed where
+    the first of them was; stdout, results, figures and errors are kept as they are.
+
+    The removed text is appended to ``resources["stderr_log"]`` (one block per cell, headed by
+    the cell's execution count, as the page with code shows it) for the caller to write to the log file
+    (:func:`to_html`). A line counts as a warning when it contains "warning" (any case).
+    The notebook's saved widget state (``metadata.widgets``) is dropped with the widgets.
+    """
+
+    log_href = Unicode("", help="the log file the summary line links to, relative to the page").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        resources.setdefault("stderr_log", [])
+        nb.metadata.pop("widgets", None)
+        return super().preprocess(nb, resources)
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type != "code" or not cell.get("outputs"):
+            return cell, resources
+        kept, text, bars, at = [], [], 0, None
+        for o in cell.outputs:
+            if o.output_type == "stream" and o.get("name") == "stdout" and PROGRESS_PREFIX in o.get("text", ""):
+                lines = o.get("text", "").splitlines(keepends=True)  # the [visrec] progress lines go to the log
+                progress = [ln for ln in lines if ln.startswith(PROGRESS_PREFIX)]
+                rest = [ln for ln in lines if not ln.startswith(PROGRESS_PREFIX)]
+                if progress:
+                    text.append("".join(progress))
+                    at = len(kept) if at is None else at
+                if rest:
+                    kept.append(nbformat.v4.new_output("stream", name="stdout", text="".join(rest)))
+                continue
+            if o.output_type == "stream" and o.get("name") == "stderr":
+                text.append(o.get("text", ""))
+            elif o.output_type == "display_data" and WIDGET_MIME in o.get("data", {}):
+                bars += 1
+                text.append(f"[progress bar] {o['data'].get('text/plain', '')}\n")
+            else:
+                kept.append(o)
+                continue
+            at = len(kept) if at is None else at
+        if at is None:
+            return cell, resources
+        lines = [ln for ln in "".join(text).splitlines() if ln.strip() and not ln.startswith("[progress bar]")]
+        n_warn = sum("warning" in ln.lower() for ln in lines)
+        resources["stderr_log"].append(f"--- In [{cell.get('execution_count') or ' '}] ---\n"
+                                       + "".join(text).rstrip("\n") + "\n")
+        summary = summary_line(len(lines), n_warn, bars)
+        href = html.escape(self.log_href, quote=True)
+        link = f'<a href="{href}">{html.escape(self.log_href)}</a>' if self.log_href else "the with-code page"
+        kept.insert(at, nbformat.v4.new_output(
+            "display_data", data={"text/plain": f"{summary}: see {self.log_href or 'the with-code page'}",
+                                  "text/html": f'<p class="visrec-stderr" style="color:#666;font-size:90%;margin:0">'
+                                               f"{html.escape(summary)}: see {link}</p>"}))
+        cell.outputs = kept
+        return cell, resources
+
+
+def summary_line(n_lines: int, n_warnings: int = 0, n_bars: int = 0) -> str:
+    """The words of :class:`StderrSummary`'s line: ``summary_line(12, 3, 2)`` ->
+    ``"12 lines of progress and warnings (3 warnings) and 2 progress bars"``."""
+    def n(k, word):
+        return f"{k} {word}{'' if k == 1 else 's'}"
+
+    parts = []
+    if n_lines or not n_bars:
+        warnings = f" ({n(n_warnings, 'warning')})" if n_warnings else ""
+        parts.append(f"{n(n_lines, 'line')} of progress and warnings{warnings}")
+    if n_bars:
+        parts.append(n(n_bars, "progress bar"))
+    return " and ".join(parts)
+
+
+def parameters_html(nb) -> str:
+    """The values a notebook ran with, as a folded HTML table (parameter, value, meaning) under
+    a one-line summary "Parameters of this run (N; M differ from the notebook's defaults)": the
+    ``parameters`` cell's defaults, overridden by papermill's ``injected-parameters`` cell (those
+    values in bold); the meaning is the default's ``# comment``. Values are the cells' Python
+    literals. Empty when the notebook has no parameters cell."""
+    import ast
+
+    def literal(text: str):
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError, TypeError):
+            return text
+
+    rows: dict = {}  # name -> [value, comment, default]
+    for tag in ("parameters", "injected-parameters"):
+        for cell in nb.cells:
+            if cell.cell_type != "code" or tag not in cell.metadata.get("tags", []):
+                continue
+            try:
+                tree = ast.parse(cell.source)
+            except SyntaxError:
+                continue
+            lines = cell.source.splitlines()
+            for node in tree.body:
+                target = node.target if isinstance(node, ast.AnnAssign) else (
+                    node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None)
+                if not isinstance(target, ast.Name) or node.value is None:
+                    continue
+                value = " ".join((ast.get_source_segment(cell.source, node.value) or "").split())
+                comment = lines[node.lineno - 1].partition("  #")[2].strip()
+                row = rows.setdefault(target.id, [value, comment, value if tag == "parameters" else None])
+                row[0], row[1] = value, comment or row[1]
+    if not rows:
+        return ""
+    changed = {k for k, (v, _, d) in rows.items() if d is None or literal(v) != literal(d)}
+    body = "".join(f"<tr><td><code>{html.escape(k)}</code></td><td><code>"
+                   + (f"<b>{html.escape(v)}</b>" if k in changed else html.escape(v))
+                   + f"</code></td><td>{html.escape(c)}</td></tr>" for k, (v, c, _) in rows.items())
+    # tex2jax_ignore / mathjax_ignore: a "$VISREC_CACHE" in a comment is not LaTeX
+    return (f'<details class="visrec-parameters tex2jax_ignore mathjax_ignore"><summary>Parameters of this run '
+            f"({len(rows)}; {len(changed)} differ from the notebook's defaults, in bold)</summary><table><thead>"
+            f"<tr><th>parameter</th><th>value</th><th>meaning</th></tr></thead><tbody>{body}</tbody></table></details>")
+
+
+def _rebase_links(nb, prefix: str) -> None:
+    """Prefix the relative ``../`` links in the notebook's HTML and Markdown outputs (a page one
+    folder deeper, ``with_code/``, reaches the same files)."""
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            data = o.get("data", {})
+            for mime in ("text/html", "text/markdown"):
+                if isinstance(data.get(mime), str):
+                    text = data[mime].replace('href="../', f'href="{prefix}../')
+                    data[mime] = text.replace("](../", f"]({prefix}../")
+
+
+def _export(nb, shared: bool, log_href: str = "") -> tuple[str, dict]:
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(exclude_input=shared, exclude_input_prompt=shared, exclude_output_prompt=shared)
+    resources = {}
+    if shared:
+        nb, resources = StderrSummary(log_href=log_href).preprocess(nb, resources)
+    return exporter.from_notebook_node(nb, resources=resources)
+
+
+def to_html(ipynb: Path) -> Path:
+    """Render an executed notebook to two self-contained HTML pages (figures embedded) and a log.
+
+    * ``reports/NN_name.html``, the page shared with people who do not read code: no code
+      inputs, the parameters cells shown as a folded table of their values (:func:`parameters_html`),
+      each cell's stderr and progress bars replaced by one line (:class:`StderrSummary`), and a
+      link at the top to the page with code;
+    * ``reports/with_code/NN_name.html``, for analysts: every cell's code and every output;
+    * ``reports/logs/NN_name.stderr.log``: the stderr text the shared page leaves out (removed
+      when there is none).
+
+    Args:
+        ipynb: the executed notebook ``<out>/reports/NN_name.ipynb``.
+
+    Returns:
+        The path of the shared page (``ipynb`` with ``.html``).
+    """
+    import copy
+
+    ipynb = Path(ipynb)
+    name, reports = ipynb.stem, ipynb.parent
+    nb = nbformat.read(str(ipynb), as_version=4)
+    log_rel, code_rel = f"logs/{name}.stderr.log", f"with_code/{name}.html"
+
+    analyst = copy.deepcopy(nb)
+    _rebase_links(analyst, "../")
+    analyst.cells.insert(0, nbformat.v4.new_markdown_cell(
+        f"*This page shows the code of each cell and everything it printed; the same notebook without its "
+        f"code: [{name}.html](../{name}.html).*"))
+    body, _ = _export(analyst, shared=False)
+    atomic_write(reports / code_rel, lambda tmp: Path(tmp).write_text(body, encoding="utf-8"))
+
+    shared = copy.deepcopy(nb)
+    params = parameters_html(shared)
+    first = next((i for i, c in enumerate(shared.cells) if c.cell_type == "code"
+                  and {"parameters", "injected-parameters"} & set(c.metadata.get("tags", []))), None)
+    shared.cells = [c for c in shared.cells
+                    if not {"parameters", "injected-parameters"} & set(c.metadata.get("tags", []))]
+    if params and first is not None:
+        shared.cells.insert(first, nbformat.v4.new_markdown_cell(params))
+    shared.cells.insert(0, nbformat.v4.new_markdown_cell(
+        f"*The same notebook with its code: [{code_rel}]({code_rel}).*"))
+    body, resources = _export(shared, shared=True, log_href=log_rel)
+    log = reports / log_rel
+    if resources.get("stderr_log"):
+        text = f"# stderr and progress of {name}, one block per cell (left out of {name}.html)\n\n"
+        text += "\n".join(resources["stderr_log"])
+        atomic_write(log, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    else:
+        log.unlink(missing_ok=True)
+    page = ipynb.with_suffix(".html")
+    atomic_write(page, lambda tmp: Path(tmp).write_text(body, encoding="utf-8"))
+    return page
 
 
 class MemoryWatch:
@@ -144,8 +340,9 @@ def _quiet_fault_logs() -> None:
 
 
 def _kernel_manager_class(log_path: Path, launched: list):
-    """An AsyncKernelManager that sends the kernel's stdout/stderr to ``log_path`` and appends
-    the kernel's process (``subprocess.Popen``) to ``launched`` (its exit status tells a kill)."""
+    """An AsyncKernelManager that sends the kernel's stdout/stderr to ``log_path``, sets
+    :data:`BATCH_ENV` in the kernel's environment and appends the kernel's process
+    (``subprocess.Popen``) to ``launched`` (its exit status tells a kill)."""
     from jupyter_client.manager import AsyncKernelManager
 
     class LoggedKernelManager(AsyncKernelManager):
@@ -153,6 +350,7 @@ def _kernel_manager_class(log_path: Path, launched: list):
             log = open(log_path, "ab")  # noqa: SIM115 (closed when the kernel is cleaned up)
             kw.setdefault("stdout", log)
             kw.setdefault("stderr", log)
+            kw["env"] = {**(kw.get("env") or os.environ), BATCH_ENV: "1"}  # notebook.done: no index mid-run
             try:
                 await super().start_kernel(**kw)
             finally:
@@ -259,7 +457,6 @@ def run_notebook(name: str, params: dict, out_dir: Path, log_output: bool = Fals
         StudyError: one line naming the notebook, the cause and what to do (:func:`explain`);
             the partial notebook is kept and rendered to HTML.
     """
-    import nbformat
     import papermill
 
     notebook_dir = Path(notebook_dir or NOTEBOOK_DIR)
@@ -268,7 +465,9 @@ def run_notebook(name: str, params: dict, out_dir: Path, log_output: bool = Fals
     reports = Path(out_dir) / "reports"
     (reports / "logs").mkdir(parents=True, exist_ok=True)
     out_nb = reports / f"{name}.ipynb"
-    for stale in (out_nb, out_nb.with_suffix(".html")):  # a failure must never show an older run's report
+    stale_reports = (out_nb, out_nb.with_suffix(".html"), reports / "with_code" / f"{name}.html",
+                     reports / "logs" / f"{name}.stderr.log")
+    for stale in stale_reports:  # a failure must never show an older run's report
         stale.unlink(missing_ok=True)
     log = reports / "logs" / f"{name}.kernel.log"
     log.write_bytes(b"")

@@ -19,7 +19,7 @@ from pathlib import Path
 from ..core.layout import StudyLayout
 from ..core.log import get_logger
 from ..core.store import content_key, file_sha256, read_json, write_json
-from .execution import (HIDE_INPUT_TAGS, NOTEBOOK_DIR, StudyError, StudyInterrupted,  # noqa: F401 (re-exported)
+from .execution import (NOTEBOOK_DIR, StudyError, StudyInterrupted,  # noqa: F401 (re-exported)
                         notebook_parameters, run_notebook, to_html)
 
 _log = get_logger(__name__)
@@ -34,6 +34,8 @@ NOTEBOOKS = [
 ]
 #: The repository's own figures (shown by the README); refreshed from the H&M sample only.
 REPO_FIGURES = NOTEBOOK_DIR.parent / "figures"
+#: The README whose results block a whole H&M study refreshes (:func:`refresh_repo_answer`).
+REPO_README = NOTEBOOK_DIR.parent / "README.md"
 
 
 def versions() -> dict:
@@ -102,6 +104,16 @@ def _sha(*parts) -> str:
 def _code_digest() -> str:
     """Digest of the ``visrec_utils`` sources: a code change reruns every notebook."""
     return _sha(*(f.read_bytes() for f in sorted(Path(__file__).resolve().parents[1].rglob("*.py"))))
+
+
+def notebook_digest(path: str | Path) -> str:
+    """Digest of what a notebook does: each cell's type and source, in order. Outputs, execution
+    counts and metadata are left out, so a notebook run by hand in JupyterLab and saved with its
+    outputs keeps its key (its outputs on disk decide: :func:`_reusable`); an edited cell changes it."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    return _sha([(c.cell_type, c.source) for c in nb.cells])
 
 
 def _data_digest(data_dir) -> str:
@@ -185,14 +197,16 @@ def run_study(params: dict, out_dir: str | Path, notebooks=None, figures_to: str
               cell_timeout: float | None = None) -> dict:
     """Run the notebooks in order, rerunning only those whose inputs changed.
 
-    A notebook's key is a digest of its file, the parameters it receives, the ``visrec_utils``
-    sources, the catalogue folder (path, sizes, times) and the content of every earlier
-    notebook's declared output files (:func:`stage_outputs`). With ``reuse``, a notebook whose key
+    A notebook's key is a digest of its cells' sources (:func:`notebook_digest`), the parameters
+    it receives, the ``visrec_utils`` sources, the catalogue folder (path, sizes, times) and the
+    content of every earlier notebook's declared output files (:func:`stage_outputs`). With ``reuse``, a notebook whose key
     equals the one recorded in ``<out>/results/run.json``, whose reports exist and whose own
     outputs are unchanged on disk is not run again: changing one parameter of notebook 05 reruns
     only 05; changing one of notebook 02 reruns 02, then 03-05 only where 02's outputs changed.
     Within a notebook, the content-keyed caches (embeddings, fine-tuning, evaluations) skip
-    work whose inputs did not change.
+    work whose inputs did not change. A notebook run by hand (JupyterLab) into the same output
+    folder that changed a notebook's outputs makes the next run rerun that notebook (its outputs
+    differ from the recorded digest) and every later one whose inputs then differ.
 
     Args:
         params: parameter values by name (e.g. ``data_dir, models, max_users, max_items, seed,
@@ -255,7 +269,7 @@ def run_study(params: dict, out_dir: str | Path, notebooks=None, figures_to: str
         declared = notebook_parameters(nb)
         mine = {k: v for k, v in params.items() if k in declared}
         where = {k: v for k, v in mine.items() if k != "out_dir"}  # a moved output folder is still valid
-        key = _sha(base, (NOTEBOOK_DIR / f"{nb}.ipynb").read_bytes(), where, upstream)
+        key = _sha(base, notebook_digest(NOTEBOOK_DIR / f"{nb}.ipynb"), where, upstream)
         if _reusable(before.get(nb), key, out_dir):
             rec = {**before[nb], "reused": True}
             _log.info(f"{nb}: inputs unchanged, reusing its run of {rec['seconds']:.0f} s")
@@ -345,6 +359,26 @@ def _copy_figures(out_dir: Path, data_dir, figures_to, repo_figures: bool) -> No
         dest.mkdir(parents=True, exist_ok=True)
         for png in sorted(StudyLayout(out_dir).figures.glob("*.png")):
             shutil.copy2(png, dest / png.name)
+    if REPO_FIGURES in targets and not synthetic:
+        refresh_repo_answer(out_dir)
+
+
+def refresh_repo_answer(out_dir: Path, readme: Path = REPO_README, figures: Path = REPO_FIGURES) -> None:
+    """After a whole (unsliced) study on the H&M sample: write its generated answer into the
+    README's results block (:func:`visrec_utils.reports.answer.replace_block`) and, when Chromium
+    is installed, the picture of the index's top (``figures/index_top.png``). A slice's numbers
+    never replace the whole study's."""
+    from ..reports import answer, screenshot
+
+    params = (read_json(StudyLayout(out_dir).result("run")) or {}).get("parameters", {})
+    if any(params.get(k) for k in ("max_users", "max_items")):
+        _log.info("the README's results are left as they are: they come from a whole study, and this run is a slice")
+        return
+    block = answer.study_answer(out_dir).markdown(glossary=False)
+    readme.write_text(answer.replace_block(readme.read_text(encoding="utf-8"), block), encoding="utf-8")
+    _log.info(f"README results refreshed from {out_dir}")
+    if screenshot.find_chromium():
+        screenshot.screenshot(StudyLayout(out_dir).reports / "index.html", figures / "index_top.png", height=1100)
 
 
 def _report_models(out_dir: Path) -> None:
@@ -370,6 +404,12 @@ def _report_models(out_dir: Path) -> None:
 # with a refreshed baseline.
 SLICE_PARAMS = {"max_users": 60, "max_items": 1500, "models": ["mobilenetv1_025_keras"], "seed": 0,
                 "stage_models": ["mobilenetv1_025_keras"], "max_steps": 24, "contrastive_images": 200}
+#: ``python -m visrec_utils study --quick``: a slice that runs in minutes, to try the study end to end
+#: (notebooks/README.md gives the same values for a notebook's parameters cell). Explicit
+#: ``--models``, ``--max-users``, ``--max-items`` and ``-p`` values override these.
+QUICK_PARAMS = {"max_users": 100, "models": ["offline"], "imagenet_limit": 200, "max_steps": 20, "max_seconds": 20,
+                "epochs": 3, "contrastive_images": 200, "n_resamples": 200, "umap_points": 500,
+                "other_protocols": ["temporal"], "sensitivity": ["catalogue", "first_seen"]}
 BASELINE_FILE = NOTEBOOK_DIR.parent / "tests" / "baselines" / "slice_metrics.csv"
 BASELINE_ATOL = 2e-3
 _KEY = ["model", "strategy", "recommender", "metric", "k"]

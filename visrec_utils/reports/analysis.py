@@ -5,6 +5,8 @@ import numpy as np
 import pandas as pd
 
 from ..core.skips import PartSkipped
+from ..evaluation import stats
+from .labels import metric_label as metric_name
 
 MAIN_METRICS = [("auc", 0), ("ndcg", 20), ("recall", 20), ("precision", 10), ("mrr", 0)]
 
@@ -135,35 +137,54 @@ def answer_text(table: pd.DataFrame, corr: pd.DataFrame, metric: str = "ndcg@20"
     )
 
 
-_EFFECT = {"better": "helps", "worse": "hurts", "no detectable difference": "no detectable effect"}
+#: Verdict of :func:`visrec_utils.evaluation.stats.holm` -> the effect of fine-tuning, in words.
+_EFFECT = {"better": "helps", "better before correction": "helps before correction only",
+           "no detectable difference": "no detectable effect", "worse before correction": "hurts before correction only",
+           "worse": "hurts"}
 
 
-def finetune_summary(paired: pd.DataFrame, shown=(("auc", 0), ("ndcg", 20))) -> str:
+def finetune_summary(paired: pd.DataFrame, shown=stats.PRIMARY) -> str:
     """Markdown summary of fine-tuning against frozen, generated from :func:`visrec_utils.evaluation.stats.paired_vs_frozen`.
 
-    One line per (model, strategy) with the mean per-user difference, its 95% interval, the
-    Holm-corrected p-value and the verdict ("helps", "no detectable effect", "hurts"), then the
-    count of each verdict per metric. Nothing in it is written by hand.
+    A line saying which comparisons are primary and how many the Holm correction runs over; one
+    line per (model, strategy) with the mean per-user difference, its 95% interval, the
+    Holm-corrected p-value and the effect ("helps", "helps before correction only", "no
+    detectable effect", "hurts before correction only", "hurts"; see
+    :func:`visrec_utils.evaluation.stats.holm`); then the count of each effect per metric, with
+    its family. A table without a ``family`` column (an older run) is re-judged first. Nothing
+    in it is written by hand.
     """
     if paired.empty:
         return "No fine-tuned embedding set to compare with the frozen features."
-    lines = []
+    if "family" not in paired:
+        paired = stats.holm(paired)
+    size = paired[paired["wilcoxon_p"].notna()].groupby("family").size()
+    primary = paired.loc[paired["family"] == "primary", ["metric", "k"]].drop_duplicates()
+    said = (f"Primary comparisons: {' and '.join(metric_name(m, k) for m, k in primary.itertuples(index=False))}, "
+            f"Holm-corrected together ({size.get('primary', 0)} comparisons); the other metrics are a secondary "
+            "family, corrected on their own." if len(primary) else "This table has no primary comparison; its "
+            "metrics are one secondary family, Holm-corrected together.")
+    lines = [said + " \"Before correction only\": the 95% interval excludes 0, but the corrected test does not "
+             "reject.\n"]
     for (model, strategy), g in paired.groupby(["model", "strategy"], sort=False):
         parts = []
         for metric, k in shown:
             r = g[(g["metric"] == metric) & (g["k"] == k)]
             if len(r):
                 r = r.iloc[0]
-                name = f"{metric}@{k}" if k else metric.upper()
-                parts.append(f"{name} {r.mean_diff:+.4f} [{r.ci_low:+.4f}, {r.ci_high:+.4f}], Holm p = {r.p_holm:.3g}: "
-                             f"**{_EFFECT[r.verdict]}**")
+                parts.append(f"{metric_name(metric, k)} {r.mean_diff:+.4f} [{r.ci_low:+.4f}, {r.ci_high:+.4f}], "
+                             f"Holm p = {r.p_holm:.3g}: **{_EFFECT[r.verdict]}**")
         lines.append(f"- `{model}` / `{strategy}`: " + "; ".join(parts))
     for metric, k in shown:
         r = paired[(paired["metric"] == metric) & (paired["k"] == k)]
+        if r.empty:
+            continue
         counts = r["verdict"].map(_EFFECT).value_counts()
-        name = f"{metric}@{k}" if k else metric.upper()
-        lines.append(f"\nOn {name}, of {len(r)} (model, strategy) pairs against frozen: "
-                     + ", ".join(f"{counts.get(v, 0)} {v}" for v in ("helps", "no detectable effect", "hurts")) + ".")
+        family = r["family"].iloc[0]
+        said = [f"{counts.get(v, 0)} {v}" for v in _EFFECT.values()
+                if counts.get(v, 0) or "before correction" not in v]
+        lines.append(f"\nOn {metric_name(metric, k)} ({family} family, Holm over {size.get(family, 0)} comparisons), of {len(r)} "
+                     "(model, strategy) pairs against frozen: " + ", ".join(said) + ".")
     return "\n".join(lines)
 
 

@@ -1,31 +1,47 @@
 """Pictures where people would rather look than read: recommendation galleries, nearest-neighbour
 strips and UMAP maps of the embeddings. Each figure is saved as PNG and returned for display.
+Thumbnails are decoded by :func:`visrec_utils.reports.plots.thumbnail`, i.e. by the extraction's
+decoder, so every item that was embedded is also pictured.
 
-* :func:`recommendation_gallery`: per sample test user, their profile images, then each model's
-  top 10 (VisRank-max over the candidates the evaluation uses), bought test items framed green;
-  two or more models side by side.
+* :func:`recommendation_gallery`: per sample test user, their history, their actual test basket
+  (framed green), then each model's top 10 (VisRank-max over the candidates the evaluation uses),
+  hits framed green too; it records which items each row shows (``fig.gallery_rows``).
 * :func:`neighbour_strips`: per sample item, its most similar items (cosine) under each model.
 * :func:`umap_map`: a 2-D UMAP (McInnes, Healy & Melville 2018; ``umap-learn``) of a model's
   embeddings, coloured by a metadata column, with thumbnails for a sample of points.
 """
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import pandas as pd
 
-from .plots import pyplot, save_figure
+from .labels import model_label
+from .plots import legend_outside, pyplot, save_figure, thumbnail
 from ..core.skips import PartSkipped
 from ..core.linalg import l2_normalize
 from ..evaluation.recommenders import VisRank
 
+#: Frame of the items a test user bought at the test point, and of the recommendations among them (hits).
+BOUGHT = "#2ca02c"
+#: Frame of the query item of a neighbour strip.
+QUERY = "#1f77b4"
 
-def _wrap(label: str, width: int = 12) -> str:
-    return "\n".join(label[i:i + width] for i in range(0, len(label), width))
+
+def _wrap(label: str, width: int = 14) -> str:
+    """``label`` whole, broken into lines of about ``width`` characters at spaces only (a word
+    longer than ``width`` stays on its own line, never cut)."""
+    return "\n".join(textwrap.wrap(str(label), width, break_long_words=False, break_on_hyphens=False)) or str(label)
 
 
-def _thumb(ax, path, size: int = 96, frame: str | None = None, label: str = ""):
-    from ..features.images import ImageError, load_image
+def _thumb(ax, path, size: int = 96, frame: str | None = None, label: str = "") -> bool:
+    """Draw the item's picture (:func:`visrec_utils.reports.plots.thumbnail`, the extraction's
+    decoder) in ``ax``, framed in ``frame``; a file that cannot be read shows "unreadable" with
+    its reason, an item without an image file "no photo". Returns whether a picture was drawn."""
+    from ..features.images import ImageError
 
+    ax.axis("on")
     ax.set_xticks([])
     ax.set_yticks([])
     for side in ax.spines.values():
@@ -33,31 +49,48 @@ def _thumb(ax, path, size: int = 96, frame: str | None = None, label: str = ""):
         if frame:
             side.set_edgecolor(frame)
             side.set_linewidth(4)
+    drawn = True
     try:
-        im = load_image(path, min_side=size)
-        im.thumbnail((size, size))
-        ax.imshow(im)
+        ax.imshow(thumbnail(path, size))
     except ImageError as e:
-        ax.text(0.5, 0.5, "unreadable", ha="center", va="center", fontsize=6)
-        label = label or e.reason[:20]
+        missing = e.reason.startswith("no image file")
+        ax.text(0.5, 0.5, "no photo" if missing else "unreadable", ha="center", va="center", fontsize=6)
+        label = label or ("" if missing else e.reason[:20])
+        drawn = False
     if label:
         ax.set_title(label, fontsize=6)
+    return drawn
+
+
+def _row_title(ax, text: str, color: str = "0.1") -> None:
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=7, color=color, transform=ax.transAxes)
 
 
 def recommendation_gallery(cat, split, embedding_sets: dict, n_users: int = 4, k: int = 10, n_profile: int = 5,
                            seed: int = 0, path=None):
-    """Profile images and each model's top ``k`` for ``n_users`` sample test users.
+    """What sample test users bought before, what they actually bought at the test point, and
+    each model's top ``k`` for them.
+
+    Per user (test point), rows top to bottom: their history (the last ``n_profile`` profile
+    items in the split's order), their test basket (the held-out truth items, up to ``k``, framed
+    green), then one row per model: its top ``k`` by VisRank (max) over the candidates the
+    evaluation uses, recommendations they bought (hits) framed green as well. Model names are
+    shown whole (:func:`visrec_utils.reports.labels.model_label`, wrapped at spaces).
 
     Args:
-        cat: catalogue (``items.image_path`` in item order).
-        split: the evaluation's split (its candidates and truth).
-        embedding_sets: ``{label: (n_items, dim) float32}``, two or more to compare.
-        n_users: users drawn (seeded) among those with a truth item.
-        n_profile: profile images shown (the most recent first when the split keeps order).
+        cat: catalogue (``items.item_id`` and ``items.image_path`` in item order).
+        split: the evaluation's split (its users, profiles, candidates and truth).
+        embedding_sets: ``{model: (n_items, dim) float32}``, one or more to compare.
+        n_users: test points drawn (seeded) among the split's.
+        k: recommendations per model, and most truth items shown.
+        n_profile: history images shown.
 
     Returns:
-        The matplotlib figure: one row per (user, model), the first row of each user starting
-        with their profile.
+        The matplotlib figure; its ``gallery_rows`` attribute is a DataFrame of what each row
+        shows: ``point`` (index into the split), ``user`` (user id), ``row`` ("history",
+        "bought" or the model's name), ``items`` (list of item ids, left to right) and ``hits``
+        (list of bools: the item is in the test basket).
 
     Raises:
         PartSkipped: the split has no test user, or ``embedding_sets`` is empty.
@@ -70,34 +103,53 @@ def recommendation_gallery(cat, split, embedding_sets: dict, n_users: int = 4, k
     rng = np.random.default_rng(seed)
     users = np.sort(rng.choice(split.n_users, size=min(n_users, split.n_users), replace=False))
     paths = cat.items["image_path"].tolist()
+    ids = cat.items["item_id"].astype(str).tolist()
     masks = split.candidate_masks(users)
     tops = {}
     for label, emb in embedding_sets.items():
         s = VisRank("max").fit(split, emb).score(users)
         s[~masks] = -np.inf
         tops[label] = np.argsort(-s, axis=1, kind="stable")[:, :k]
-    cols = n_profile + 1 + k
-    rows = len(users) * len(embedding_sets)
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.0, rows * 1.15), squeeze=False)
+    per_user = 2 + len(embedding_sets)
+    cols = 1 + max(n_profile, k)
+    rows = len(users) * per_user
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 + (cols - 1) * 1.0, rows * 1.15), squeeze=False,
+                             gridspec_kw={"width_ratios": [1.8] + [1] * (cols - 1)})
     for a in axes.ravel():
         a.axis("off")
+    record = []
     for ui, u in enumerate(users):
-        truth = set(split.truth[u].tolist())
+        truth = [int(t) for t in split.truth[u]]
+        history = [int(i) for i in split.profiles[u][-n_profile:]]
+        r = ui * per_user
+        _row_title(axes[r, 0], f"test user {ui + 1}\nhistory ({len(history)} of {len(split.profiles[u])})")
+        for j, item in enumerate(history):
+            _thumb(axes[r, 1 + j], paths[item])
+        record.append({"point": int(u), "user": split.users[u], "row": "history", "items": [ids[i] for i in history],
+                       "hits": [False] * len(history)})
+        shown = truth[:k]
+        _row_title(axes[r + 1, 0], f"bought at the\ntest point ({len(shown)} of {len(truth)})", BOUGHT)
+        for j, item in enumerate(shown):
+            _thumb(axes[r + 1, 1 + j], paths[item], frame=BOUGHT)
+        record.append({"point": int(u), "user": split.users[u], "row": "bought", "items": [ids[i] for i in shown],
+                       "hits": [True] * len(shown)})
+        bought = set(truth)
         for mi, (label, top) in enumerate(tops.items()):
-            r = ui * len(embedding_sets) + mi
-            if mi == 0:
-                for j, item in enumerate(split.profiles[u][-n_profile:]):
-                    axes[r, j].axis("on")
-                    shown = min(n_profile, len(split.profiles[u]))
-                    _thumb(axes[r, j], paths[item], label=f"profile ({shown} of {len(split.profiles[u])})" if j == 0 else "")
-            axes[r, n_profile].text(0.5, 0.5, _wrap(label) + "\n->", ha="center", va="center", fontsize=6)
-            for j, item in enumerate(top[ui]):
-                ax = axes[r, n_profile + 1 + j]
-                ax.axis("on")
-                hit = int(item) in truth
-                _thumb(ax, paths[item], frame="#2ca02c" if hit else None, label=("bought" if hit else f"#{j + 1}"))
-    fig.suptitle(f"Top {k} by VisRank-max for {len(users)} sample test users (green frame: bought at the test "
-                 "point)", fontsize=9)
+            rr = r + 2 + mi
+            _row_title(axes[rr, 0], _wrap(model_label(label) or str(label), 20) + f"\ntop {k}")
+            items = [int(i) for i in top[ui]]
+            for j, item in enumerate(items):
+                hit = item in bought
+                _thumb(axes[rr, 1 + j], paths[item], frame=BOUGHT if hit else None,
+                       label=f"#{j + 1} bought" if hit else f"#{j + 1}")
+            record.append({"point": int(u), "user": split.users[u], "row": label, "items": [ids[i] for i in items],
+                           "hits": [i in bought for i in items]})
+    height = rows * 1.15
+    fig.subplots_adjust(top=1 - 0.7 / height, bottom=0.1 / height, hspace=0.35, wspace=0.12)
+    fig.suptitle(f"{len(users)} sample test users: what they bought before (history), what they bought at the test "
+                 f"point (green frames),\nand each model's top {k} by VisRank (max); a green frame on a "
+                 "recommendation is a hit", fontsize=9)
+    fig.gallery_rows = pd.DataFrame(record, columns=["point", "user", "row", "items", "hits"])
     return save_figure(fig, path)
 
 
@@ -110,7 +162,8 @@ def neighbour_strips(cat, embedding_sets: dict, n_items: int = 4, k: int = 8, se
     items = rng.choice(n, size=min(n_items, n), replace=False)
     paths = cat.items["image_path"].tolist()
     rows = len(items) * len(embedding_sets)
-    fig, axes = plt.subplots(rows, k + 2, figsize=((k + 2) * 1.0, rows * 1.15), squeeze=False)
+    fig, axes = plt.subplots(rows, k + 2, figsize=((k + 2) * 1.0 + 0.6, rows * 1.15), squeeze=False,
+                             gridspec_kw={"width_ratios": [1, 1.6] + [1] * k})
     for a in axes.ravel():
         a.axis("off")
     for ii, item in enumerate(items):
@@ -122,12 +175,14 @@ def neighbour_strips(cat, embedding_sets: dict, n_items: int = 4, k: int = 8, se
             r = ii * len(embedding_sets) + mi
             if mi == 0:
                 axes[r, 0].axis("on")
-                _thumb(axes[r, 0], paths[item], frame="#1f77b4", label="query")
-            axes[r, 1].text(0.5, 0.5, _wrap(label) + "\n->", ha="center", va="center", fontsize=6)
+                _thumb(axes[r, 0], paths[item], frame=QUERY, label="query")
+            _row_title(axes[r, 1], _wrap(model_label(label) or str(label), 18))
             for j, other in enumerate(near):
                 axes[r, j + 2].axis("on")
                 _thumb(axes[r, j + 2], paths[other], label=f"{sims[other]:.2f}")
-    fig.suptitle("Nearest neighbours by cosine similarity (numbers: cosine)", fontsize=9)
+    fig.subplots_adjust(top=1 - 0.8 / (rows * 1.15), hspace=0.35)
+    fig.suptitle("Most similar items under each model (blue frame: the sample item; number: cosine similarity, "
+                 "1 = most similar)", fontsize=9)
     return save_figure(fig, path)
 
 
@@ -176,7 +231,7 @@ def umap_map(cat, embedding_sets: dict, color: str = "product_group_name", max_p
     """
     from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 
-    from ..features.images import ImageError, load_image
+    from ..features.images import ImageError
 
     umap_points(len(cat.items), max_points)
     if not embedding_sets:
@@ -196,15 +251,14 @@ def umap_map(cat, embedding_sets: dict, color: str = "product_group_name", max_p
         rng = np.random.default_rng(seed)
         for j in rng.choice(len(rows), size=min(n_thumbs, len(rows)), replace=False):
             try:
-                im = load_image(cat.items["image_path"].iloc[rows[j]], min_side=48)
-                im.thumbnail((48, 48))
-                ax.add_artist(AnnotationBbox(OffsetImage(np.asarray(im), zoom=0.6), xy[j], frameon=False))
+                im = thumbnail(cat.items["image_path"].iloc[rows[j]], 48)
+                ax.add_artist(AnnotationBbox(OffsetImage(im, zoom=0.6), xy[j], frameon=False))
             except ImageError:
                 continue
-        ax.set_title(f"{name} ({len(rows):,} items)", fontsize=10)
+        ax.set_title(f"{model_label(name) or name} ({len(rows):,} items)", fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
-    axes[0, 0].legend(fontsize=7, markerscale=3, loc="best")
+    legend_outside(axes[0, -1], *axes[0, 0].get_legend_handles_labels(), title=color, markerscale=3)
     fig.suptitle(f"UMAP of the embeddings (cosine), coloured by {color}", fontsize=11)
     return save_figure(fig, path)
 

@@ -1,9 +1,12 @@
 """The run's front page: ``<out>/reports/index.html``, one self-contained page to share.
 
-It links every executed notebook's HTML and shows the key table (model, top-1, AUC and nDCG@20
-with 95% intervals), the main figures (embedded, so the page can be mailed with the reports
-folder), the run's parameters, the data figures, library versions, hardware and the wall time of
-each notebook. :func:`write_index` is called by :func:`visrec_utils.pipeline.runner.run_study` and can be
+It opens with the answer (:mod:`visrec_utils.reports.answer`: the catalogue, dates, test
+customers and a few generated sentences with a glossary), then the key table grouped by kind
+(ImageNet models by top-1, layer variants, controls, baselines) in words and at three
+significant figures, the main figures with sentence captions (embedded, so the page can be
+mailed with the reports folder), links to every notebook's shared HTML (and its with-code
+variant), and, folded, the data checks, parameters, library versions, hardware and the wall time
+of each notebook. :func:`write_index` is called by :func:`visrec_utils.pipeline.runner.run_study` and can be
 called again on any finished output folder.
 
 The parts that notebooks skipped (:mod:`visrec_utils.core.skips`) are gathered by :func:`write_index`
@@ -24,44 +27,94 @@ from markupsafe import Markup
 from ..core.layout import StudyLayout
 from ..core.skips import skipped_parts
 from ..core.store import atomic_write, read_json
+from ..evaluation import stats
+from . import answer as answer_mod
+from . import captions, labels
 
 #: The page's template, package data in ``visrec_utils/reports/templates/``.
 TEMPLATE = "index.html.j2"
 
 #: Figures shown on the page, in order, when the run wrote them (others stay in ``figures/``).
-MAIN_FIGURES = ("imagenet_vs_ndcg20", "measured_top1_vs_ndcg20", "models_ndcg20", "finetune_auc", "layers_ndcg20",
-                "gallery", "neighbours", "umap", "data_overview")
+MAIN_FIGURES = ("models_ndcg20", "metric_bars_auc", "imagenet_vs_ndcg20", "measured_top1_vs_ndcg20", "finetune_auc",
+                "layers_ndcg20", "gallery", "neighbours", "umap", "data_overview")
+
+#: Columns of the key table (:func:`key_table`).
+KEY_COLUMNS = ["group", "model", "configuration", "published top-1 (%)", "measured top-1 (%)", "AUC [95% interval]",
+               "nDCG@20 [95% interval]", "HitRate@20", "AUC against the reference"]
 
 
+def _metric(g: pd.DataFrame, metric: str, k: int) -> pd.Series | None:
+    r = g[(g["metric"] == metric) & (g["k"].fillna(0).astype(int) == k)]
+    return r.iloc[0] if len(r) else None
 
-def _fmt(v, lo, hi) -> str:
-    return "" if pd.isna(v) else f"{v:.4f}" + ("" if pd.isna(lo) else f" [{lo:.4f}, {hi:.4f}]")
+
+def _kinds(out_dir: Path, models: pd.DataFrame) -> dict:
+    """``{model: kind}`` (:func:`visrec_utils.reports.labels.kind_of`): layer variants from the
+    embedding-set manifest, controls from ``models.csv``'s family column."""
+    from ..features.embedding_sets import layer_variants, read_manifest
+
+    try:
+        variants = layer_variants(read_manifest(out_dir))
+    except (OSError, ValueError, KeyError):
+        variants = {}
+    names = models["model"].astype(str) if "model" in models else pd.Series(dtype=str)
+    family = models["family"].astype(str) if "family" in models else pd.Series("", index=names.index)
+    controls = set(names[family == "control"]) | {m for m in names if m.startswith("random_")}
+    return {"variants": variants, "controls": controls}
 
 
-def key_table(out_dir: Path) -> pd.DataFrame:
-    """Model, published and measured top-1, AUC and nDCG@20 with intervals, for the frozen
-    VisRank-max of every model and every baseline (from ``results/metrics.csv``)."""
+def key_table(out_dir: Path, strategy: str = "frozen", recommender: str = "visrank_max") -> pd.DataFrame:
+    """The page's key table: one row per model's frozen VisRank-max and per non-visual baseline.
+
+    Rows are grouped (:data:`visrec_utils.reports.labels.KINDS`: ImageNet models by published
+    top-1, highest first, then layer variants, controls, baselines) and labelled in words; values
+    at three significant figures with their 95% intervals (``results/metrics.csv``), published
+    and measured top-1 in percent (``results/models.csv``), and the AUC verdict against the
+    reference with its reason (``results/paired_vs_reference.csv``, Holm within the primary
+    family; :func:`visrec_utils.evaluation.stats.holm`).
+
+    Returns:
+        DataFrame with :data:`KEY_COLUMNS` (empty when the run has no ``metrics.csv`` rows).
+    """
     layout = StudyLayout(out_dir)
     if not layout.result("metrics").is_file():
-        return pd.DataFrame()
+        return pd.DataFrame(columns=KEY_COLUMNS)
     m = pd.read_csv(layout.result("metrics"))
-    sel = m[((m["strategy"] == "frozen") & (m["recommender"] == "visrank_max")) | (m["model"] == "-")]
+    models = pd.read_csv(layout.result("models")) if layout.result("models").is_file() else pd.DataFrame()
+    kinds = _kinds(Path(out_dir), models)
+    top1 = models.set_index("model") if "model" in models else pd.DataFrame()
+    paired = pd.read_csv(layout.result("paired_vs_reference")) if layout.result("paired_vs_reference").is_file() \
+        else pd.DataFrame()
+    if len(paired) and "family" not in paired:  # a run from before the primary family: judged now
+        paired = stats.holm(paired)
+    sel = m[((m["strategy"] == strategy) & (m["recommender"] == recommender)) | (m["model"] == "-")]
     rows = []
-    for (model, rec), g in sel.groupby(["model", "recommender"], sort=False):
-        auc = g[(g["metric"] == "auc")]
-        nd = g[(g["metric"] == "ndcg") & (g["k"] == 20)]
-        rows.append({"model": model if model != "-" else f"baseline: {rec}",
-                     "AUC [95% CI]": _fmt(*auc[["value", "ci_low", "ci_high"]].iloc[0]) if len(auc) else "",
-                     "nDCG@20 [95% CI]": _fmt(*nd[["value", "ci_low", "ci_high"]].iloc[0]) if len(nd) else ""})
-    table = pd.DataFrame(rows, columns=["model", "AUC [95% CI]", "nDCG@20 [95% CI]"])
+    for (model, strat, rec), g in sel.groupby(["model", "strategy", "recommender"], sort=False):
+        auc, nd, hit = _metric(g, "auc", 0), _metric(g, "ndcg", 20), _metric(g, "hitrate", 20)
+        row = {"group": labels.kind_of(model, kinds["variants"], kinds["controls"]), "model": model,
+               "configuration": labels.config_label(model, strat, rec) if model == "-" else labels.model_label(model),
+               "AUC [95% interval]": "" if auc is None else labels.with_interval(auc.value, auc.ci_low, auc.ci_high),
+               "nDCG@20 [95% interval]": "" if nd is None else labels.with_interval(nd.value, nd.ci_low, nd.ci_high),
+               "HitRate@20": "" if hit is None else labels.sig3(hit.value), "AUC against the reference": "",
+               "_top1": float("nan")}
+        if model in top1.index and row["group"] != "layer variant":  # a variant's top-1 is its backbone's
+            for col, name in (("published_top1", "published top-1 (%)"), ("measured_top1", "measured top-1 (%)")):
+                row[name] = labels.sig3(top1.loc[model, col]) if col in top1 else ""
+            row["_top1"] = top1.loc[model, "published_top1"] if "published_top1" in top1 else float("nan")
+        if len(paired):
+            v = paired[(paired["model"] == model) & (paired["strategy"] == strat) & (paired["recommender"] == rec)
+                       & (paired["metric"] == "auc")]
+            if len(v):
+                v = v.iloc[0]
+                row["AUC against the reference"] = f"{v.verdict} ({labels.signed3(v.mean_diff)})"
+        rows.append(row)
+    table = pd.DataFrame(rows)
     if table.empty:  # the main evaluation was skipped (see "Skipped parts")
-        return table
-    if layout.result("models").is_file():
-        models = pd.read_csv(layout.result("models"))[["model", "published_top1", "measured_top1"]]
-        table = table.merge(models.rename(columns={"published_top1": "published top-1",
-                                                   "measured_top1": "measured top-1"}), on="model", how="left")
-        table = table[["model", "published top-1", "measured top-1", "AUC [95% CI]", "nDCG@20 [95% CI]"]]
-    return table
+        return pd.DataFrame(columns=KEY_COLUMNS)
+    table["_kind"] = table["group"].map({k: i for i, k in enumerate(labels.KINDS)})
+    table["_top1"] = pd.to_numeric(table["_top1"], errors="coerce")
+    table = table.sort_values(["_kind", "_top1", "model"], ascending=[True, False, True], na_position="last")
+    return table.reindex(columns=KEY_COLUMNS).fillna("").reset_index(drop=True)
 
 
 def _hardware() -> dict:
@@ -87,11 +140,23 @@ def _table(values: dict, name: str = "value") -> Markup:
     return Markup(pd.Series(values, name=name).astype(str).to_frame().to_html(escape=True))
 
 
+def _groups(table: pd.DataFrame) -> list[dict]:
+    """The key table as ``[{"name": group, "rows": [{column: text}]}]`` in :data:`labels.KINDS` order."""
+    shown = [c for c in KEY_COLUMNS if c not in ("group", "model") and (table[c] != "").any()] if len(table) else []
+    return [{"name": name, "columns": shown, "rows": g[shown].to_dict("records")}
+            for name, g in table.groupby("group", sort=False)] if len(table) else []
+
+
 def index_context(out_dir: str | Path) -> dict:
     """What the index page shows, read from the run's outputs (see :func:`write_index`).
 
-    Tables are HTML already escaped by pandas (``Markup``); every other value is plain text that
-    the template escapes. Writes ``results/skipped.csv`` (:func:`skipped_parts`).
+    The answer box comes first (:func:`visrec_utils.reports.answer.study_answer`), then the key
+    table grouped by kind, the main figures with sentence captions
+    (:func:`visrec_utils.reports.captions.caption`), the notebooks (shared HTML without code, and
+    the with-code variant in ``reports/with_code/`` when there), skipped parts, and, folded, the
+    data checks, parameters and versions. Tables are HTML already escaped by pandas (``Markup``);
+    every other value is plain text that the template escapes. Writes ``results/skipped.csv``
+    (:func:`skipped_parts`) and ``results/answer.md``.
     """
     out_dir = Path(out_dir)
     layout = StudyLayout(out_dir)
@@ -101,25 +166,36 @@ def index_context(out_dir: str | Path) -> dict:
     runs = run.get("notebooks", [])
     timings = {r["notebook"]: (r.get("seconds"), r.get("reused", False)) for r in runs}
     notebooks = [{"href": nb.name, "name": nb.stem, "seconds": timings.get(nb.stem, (None, False))[0],
-                  "reused": timings.get(nb.stem, (None, False))[1]}
+                  "reused": timings.get(nb.stem, (None, False))[1],
+                  "code_href": f"with_code/{nb.name}" if (reports / "with_code" / nb.name).is_file() else None}
                  for nb in sorted(reports.glob("[0-9][0-9]_*.html"))]
-    table = key_table(out_dir)
+    params = run.get("parameters") or {}
+    main = (params.get("strategy") or "frozen", params.get("recommender") or "visrank_max")
+    table = key_table(out_dir, *main)
+    answer = answer_mod.study_answer(out_dir)
+    atomic_write(layout.result("answer"), lambda tmp: Path(tmp).write_text(answer.markdown(), encoding="utf-8"))
     skipped = skipped_parts(out_dir)
     atomic_write(layout.result("skipped"), lambda tmp: skipped.to_csv(tmp, index=False))
     figures = layout.figures
     shown = [figures / f"{name}.png" for name in MAIN_FIGURES if (figures / f"{name}.png").is_file()]
+    n_imagenet = int((table["group"] == "ImageNet model").sum()) if len(table) else 0
     data_rows = {k: v for k, v in cat.items() if isinstance(v, (int, float, str)) and k != "synthetic"}
     data_rows.update(cat.get("summary", {}))
-    params = run.get("parameters") or {}
     env = {**run.get("versions", {}), **{f"hardware: {k}": v for k, v in _hardware().items()}}
     return {
         "synthetic": bool(cat.get("synthetic")), "notebooks": notebooks,
+        "answer": answer,
         "total_seconds": run.get("total_seconds"), "started": str(run.get("started")),
         "reused": sum(bool(r.get("reused")) for r in runs), "n_notebooks": len(runs),
-        "key_table": Markup(table.to_html(index=False, na_rep="", escape=True)) if len(table) else None,
+        "key_groups": _groups(table),
+        "main_config": labels.config_label("", *main),
+        "reference": labels.config_label(*stats.parse_config(params.get("reference") or "-/-/random")),
+        "correlation_note": (f"This run has {n_imagenet} ImageNet model{'s' * (n_imagenet != 1)}: a correlation "
+                             "between top-1 and recommendation quality needs at least 3, so it is not drawn."
+                             if len(table) and n_imagenet < 3 else ""),
         "skipped_table": Markup(skipped.to_html(index=False, escape=True)) if len(skipped) else None,
-        "figures": [{"data": base64.b64encode(p.read_bytes()).decode(), "alt": p.stem, "caption": p.name}
-                    for p in shown],
+        "figures": [{"data": base64.b64encode(p.read_bytes()).decode(), "alt": captions.caption(p.stem),
+                     "caption": captions.caption(p.stem), "file": p.name} for p in shown],
         "data_table": _table(data_rows) if data_rows else None,
         "notes": [str(n) for n in cat.get("notes", [])],
         "sliced": any(params.get(k) for k in ("max_users", "max_items")),

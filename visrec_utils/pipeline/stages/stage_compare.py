@@ -7,11 +7,14 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ...core.layout import StudyLayout
-from ...core.skips import SkipLog
+from ...core.skips import PartSkipped, SkipLog
 from ...features import embedding_sets
-from ...reports import analysis, plots
+from ...reports import analysis, labels, plots
 
 NOTEBOOK = "05_imagenet_vs_transfer"
+
+#: The scatter plots of top-1 against the metrics (``<out>/figures/<pattern>.png``).
+SCATTER_FIGURES = ("imagenet_vs_*", "measured_top1_vs_*")
 
 
 @dataclass
@@ -27,6 +30,9 @@ class Compared:
         answer: the answer in words (Markdown); intervals_text: the same for the intervals.
         intervals, family_intervals: correlation 95% intervals (bootstrap over users), overall and by family.
         layers: ``{metric: table}`` of the layer variants (model x stage).
+        figures_note: one sentence on the scatter plots of top-1 against each metric: what they
+            show, or why none was drawn (fewer than :data:`~visrec_utils.reports.analysis.MIN_MODELS`
+            ImageNet models).
     """
 
     table: pd.DataFrame
@@ -38,6 +44,7 @@ class Compared:
     intervals_text: str
     family_intervals: pd.DataFrame
     layers: dict = field(default_factory=dict)
+    figures_note: str = ""
 
     @property
     def styled_table(self):
@@ -94,14 +101,7 @@ def compare(out_dir, strategy: str = "frozen", recommender: str = "visrank_max",
                                for f, g in analysis.family_groups(used)], ignore_index=True)
     family_ci.to_csv(out.result("correlation_by_family"), index=False)
 
-    for metric, k in analysis.MAIN_METRICS:
-        lab = analysis.metric_label(metric, k)
-        plots.imagenet_scatter(shown, lab, path=out.figure(f"imagenet_vs_{lab.replace('@', '')}"),
-                               title=f"ImageNet top-1 vs {lab} ({strategy}, {recommender})")
-    if "measured_top1" in shown:  # both axes measured: top-1 on the ImageNet sample with its 95% interval
-        for lab in ["auc", "ndcg@20"]:
-            plots.imagenet_scatter(shown, lab, x="measured_top1", path=out.figure(f"measured_top1_vs_{lab.replace('@', '')}"),
-                                   title=f"measured top-1 (ImageNet sample) vs {lab}")
+    figures_note = correlation_figures(out, log, shown, used, strategy, recommender)
     bars = metrics[(metrics["strategy"] == strategy) & (metrics["recommender"] == recommender)]
     bars.to_csv(out.result("models_bars"), index=False)
     with log.part("figure models_ndcg20"):
@@ -114,4 +114,51 @@ def compare(out_dir, strategy: str = "frozen", recommender: str = "visrank_max",
             plots.layer_heatmap(values, metric, path=out.figure(f"layers_{metric.replace('@', '')}"))
             layer_cells[metric] = cells
     return Compared(table=table, skipped_models=skipped_models, used=used, correlations=corr, answer=answer,
-                    intervals=ci, intervals_text=intervals_text, family_intervals=family_ci, layers=layer_cells)
+                    intervals=ci, intervals_text=intervals_text, family_intervals=family_ci, layers=layer_cells,
+                    figures_note=figures_note)
+
+
+def correlation_figures(out: StudyLayout, log: SkipLog, shown: pd.DataFrame, used: pd.DataFrame, strategy: str,
+                        recommender: str) -> str:
+    """Draw the scatter plots of ImageNet top-1 against each main metric (``imagenet_vs_<metric>``)
+    and, where measured, of measured top-1 (``measured_top1_vs_<metric>``), only when ``used`` has
+    at least :data:`~visrec_utils.reports.analysis.MIN_MODELS` ImageNet models; otherwise record
+    the part "correlation figures" as skipped in ``log``. Earlier runs' scatter plots are deleted
+    first, so ``figures/`` never shows a stale one.
+
+    Args:
+        shown: the rows drawn (ImageNet models and controls; layer variants left out).
+        used: the ImageNet models the correlations use (controls and flagged checkpoints left out).
+
+    Returns:
+        One sentence for the notebook: what the plots show, or why there is none.
+    """
+    for pattern in SCATTER_FIGURES:
+        for old in out.figures.glob(f"{pattern}.png"):
+            old.unlink()
+    try:
+        analysis.require_models(used)
+    except PartSkipped as e:
+        log.skip("correlation figures", e)
+        reason = str(e).rstrip(" .")
+        return f"No scatter plot of ImageNet top-1 against the metrics was drawn: {reason}."
+    for metric, k in analysis.MAIN_METRICS:
+        lab = analysis.metric_label(metric, k)
+        plots.imagenet_scatter(shown, lab, path=out.figure(f"imagenet_vs_{lab.replace('@', '')}"),
+                               title=f"ImageNet top-1 vs {labels.metric_label(metric, k)} "
+                                     f"({labels.strategy_label(strategy)}, {labels.recommender_label(recommender)})")
+    n = len(used[["published_top1", "auc"]].dropna())
+    note = (f"The scatter plots show the {n} ImageNet models the correlations use (dots, 95% intervals) and the "
+            "controls (dashed lines).")
+    measured = used["measured_top1"].notna().sum() if "measured_top1" in used else 0
+    if measured:  # both axes measured: top-1 on the ImageNet sample with its 95% interval
+        try:
+            analysis.require_models(used, x="measured_top1")
+        except PartSkipped as e:
+            log.skip("measured top-1 figures", e)
+            return note
+        for lab in ["auc", "ndcg@20"]:
+            plots.imagenet_scatter(shown, lab, x="measured_top1",
+                                   path=out.figure(f"measured_top1_vs_{lab.replace('@', '')}"),
+                                   title=f"measured top-1 (ImageNet sample) vs {labels.metric_label(lab)}")
+    return note

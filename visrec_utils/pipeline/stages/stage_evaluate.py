@@ -11,7 +11,7 @@ from ...core.layout import StudyLayout
 from ...core.skips import SkipLog
 from ...evaluation import experiment, stats
 from ...features import embedding_sets
-from ...reports import gallery, plots
+from ...reports import gallery, labels, plots
 from .stage_extract import not_pictured
 
 NOTEBOOK = "04_recommendation_eval"
@@ -44,17 +44,50 @@ class Evaluated:
 
     @property
     def shown_paired(self) -> pd.DataFrame:
-        p = self.paired
-        return p[p["metric"].isin(["auc", "mrr"]) | ((p["metric"] == "ndcg") & (p["k"] == 20))].round(4) if len(p) else p
+        """The primary comparisons against the reference (:func:`short_paired`)."""
+        return short_paired(self.paired)
 
     @property
     def shown_paired_protocols(self) -> pd.DataFrame:
-        p = self.paired_protocols
-        if not len(p):
-            return p
-        sel = p[(p["metric"] == "ndcg") & (p["k"] == 20) | (p["metric"] == "auc")]
-        return sel[["protocol", "model", "strategy", "recommender", "metric", "k", "mean_diff", "ci_low", "ci_high",
-                    "p_holm", "verdict"]].round(4)
+        """The primary comparisons under every protocol (:func:`short_paired`, by protocol)."""
+        return short_paired(self.paired_protocols, first=("protocol",))
+
+
+#: Columns of :func:`short_paired` (after any ``first`` columns).
+SHORT_COLUMNS = ["configuration", "metric", "mean_diff", "ci_low", "ci_high", "p_holm", "verdict", "why"]
+
+
+def short_paired(paired: pd.DataFrame, first=()) -> pd.DataFrame:
+    """A paired table as a notebook shows it: the primary family only, one row per comparison.
+
+    Args:
+        paired: :func:`visrec_utils.evaluation.stats.paired_comparison` rows (a table without a
+            ``family`` column is re-judged with :func:`visrec_utils.evaluation.stats.holm`).
+        first: columns kept in front and grouped on (e.g. ``("protocol",)``), in their order of
+            appearance.
+
+    Returns:
+        ``[*first, configuration, metric, mean_diff, ci_low, ci_high, p_holm, verdict, why]``:
+        ``configuration`` and ``metric`` in words (:func:`visrec_utils.reports.labels.config_label`,
+        :func:`~visrec_utils.reports.labels.metric_label`), metrics in the order of
+        :data:`visrec_utils.evaluation.stats.PRIMARY`, then the largest mean difference first;
+        numbers unrounded (formatting is the display's).
+    """
+    cols = [*first, *SHORT_COLUMNS]
+    if not len(paired):
+        return pd.DataFrame(columns=cols)
+    p = paired if "family" in paired else stats.holm(paired, within=tuple(first))
+    p = p[p["family"] == "primary"].copy()
+    order = {mk: i for i, mk in enumerate(stats.PRIMARY)}
+    p["_metric"] = [order.get((m, int(k)), len(order)) for m, k in zip(p["metric"], p["k"])]
+    keys = []
+    for c in first:
+        p[f"_{c}"] = p[c].map({v: i for i, v in enumerate(pd.unique(paired[c]))})
+        keys.append(f"_{c}")
+    p = p.sort_values([*keys, "_metric", "mean_diff"], ascending=[True] * (len(keys) + 1) + [False], kind="stable")
+    p["configuration"] = [labels.config_label(m, s, r) for m, s, r in zip(p["model"], p["strategy"], p["recommender"])]
+    p["metric"] = [labels.metric_label(m, k) for m, k in zip(p["metric"], p["k"])]
+    return p[cols].reset_index(drop=True)
 
 
 def evaluate(out_dir, protocol: str = "leave_last_basket_out", availability: str = "auto",

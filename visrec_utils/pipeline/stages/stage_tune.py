@@ -14,6 +14,7 @@ from ...features import embedding_sets
 from ...features.extract import resolve_device
 from ...reports import analysis, plots
 from ...tuning import finetune, stage_tuning, strategies as registry
+from .stage_evaluate import short_paired
 
 NOTEBOOK = "03_fine_tuning"
 
@@ -39,11 +40,8 @@ class Tuned:
 
     @property
     def shown_vs_frozen(self) -> pd.DataFrame:
-        """AUC, MRR and nDCG@20 rows of :attr:`vs_frozen`, rounded."""
-        p = self.vs_frozen
-        if not len(p):
-            return p
-        return p[p["metric"].isin(["auc", "mrr"]) | ((p["metric"] == "ndcg") & (p["k"] == 20))].round(4)
+        """The primary comparisons of :attr:`vs_frozen` (:func:`.stage_evaluate.short_paired`)."""
+        return short_paired(self.vs_frozen)
 
 
 def tune(out_dir, models=None, stage_models=("tf_efficientnet_lite0",),

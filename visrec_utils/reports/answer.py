@@ -1,0 +1,327 @@
+"""The study's answer in a few sentences, generated from a finished run's result tables.
+
+:func:`study_answer` reads ``<out>/results`` and ``<out>/data/catalogue.json`` and returns an
+:class:`Answer`: the facts of the run (catalogue, dates, test customers, candidates), three to
+five sentences that answer the study's questions in plain words, and a short glossary. The same
+answer heads ``reports/index.html``, notebook 05 and the README's results section
+(:func:`replace_block`); nothing in it is typed by hand.
+
+The questions (del Rio et al. 2018, arXiv 1807.09870, asked on the user's catalogue):
+1. Does the best ImageNet model beat the best non-visual baseline, and by how much? A paired
+   per-customer comparison (:func:`visrec_utils.evaluation.stats.paired_comparison`).
+2. Does ImageNet top-1 predict recommendation quality? The rank correlation across models with
+   its 95% interval over customers (``results/correlation_intervals.csv``).
+3. Does fine-tuning help, and which? The paired comparisons against frozen features
+   (``results/finetune_vs_frozen.csv``), judged within the primary family (AUC, nDCG@20).
+4. Where do images win? Purchases of items nobody had bought before (cold) against the rest.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ..core.layout import StudyLayout
+from ..core.store import read_json
+from ..evaluation import stats
+from . import labels
+
+#: The glossary shown under the answer (terms in the order a reader meets them).
+GLOSSARY = {
+    "AUC": "the chance that a customer's next purchase is ranked above an item they did not buy; 0.5 is "
+           "ranking at random, 1 is perfect.",
+    "nDCG@20": "how high the next purchases sit in the top 20 (1 = all at the very top, 0 = none in the top 20).",
+    "HitRate@20": "the share of customers with at least one of their next purchases in their top 20.",
+    "95% interval": "the range that holds the true mean in 95 of 100 repeats of the test with other customers "
+                    "(bootstrap over customers).",
+    "no detectable difference": "the interval includes 0: this test cannot tell the two apart (not the same as "
+                                "'equal').",
+    "before correction": "the interval excludes 0, but with this many comparisons one this size can arise by "
+                         "chance (Holm's correction); treat as a hint, not a finding.",
+    "cold / warm": "a cold item had never been bought before the test; a warm one had.",
+    "frozen / fine-tuned": "ImageNet features used as they are / retrained on this catalogue's purchases.",
+}
+
+MAIN_METRICS = (("auc", 0), ("ndcg", 20), ("hitrate", 20))
+
+
+@dataclass
+class Answer:
+    """What :func:`study_answer` returns.
+
+    Attributes:
+        facts: ``{label: text}`` of the run (catalogue, purchases, test, run date).
+        headline: the answer in one sentence (built from the sentences' verdicts).
+        sentences: the answer, three to five plain sentences (fewer when the run lacks a part).
+        glossary: ``{term: definition}`` (:data:`GLOSSARY`).
+        synthetic: the catalogue is the generated demo (every page says so).
+    """
+
+    facts: dict = field(default_factory=dict)
+    headline: str = ""
+    sentences: list = field(default_factory=list)
+    glossary: dict = field(default_factory=lambda: dict(GLOSSARY))
+    synthetic: bool = False
+
+    def markdown(self, heading: str = "", glossary: bool = True) -> str:
+        """The answer as Markdown (facts as a bullet list, the headline in bold, the sentences, and
+        with ``glossary`` the glossary in one small paragraph)."""
+        lines = [heading, ""] if heading else []
+        if self.synthetic:
+            lines += ["**SYNTHETIC demo catalogue: these numbers say nothing about real data.**", ""]
+        lines += [f"- **{k}:** {v}" for k, v in self.facts.items()] + [""]
+        if self.headline:
+            lines += [f"**{self.headline}**", ""]
+        lines += [" ".join(self.sentences) if self.sentences else "No result to answer from yet.", ""]
+        if glossary:
+            lines += ["<sub>" + " · ".join(f"**{k}**: {v}" for k, v in self.glossary.items()) + "</sub>"]
+        return "\n".join(lines).strip() + "\n"
+
+
+def _n(x) -> str:
+    return f"{int(x):,}"
+
+
+def _per_100(share) -> str:
+    """``0.0364`` -> ``"about 4 in 100 customers"``; below 1 in 100 -> ``"about 7 in 1,000 customers"``;
+    below 1 in 2,000 -> ``"almost no customer"``; 0 -> ``"no customer"``."""
+    if share <= 0:
+        return "no customer"
+    if share >= 0.01:
+        return f"about {round(share * 100):.0f} in 100 customers"
+    if share >= 0.0005:
+        return f"about {round(share * 1000):.0f} in 1,000 customers"
+    return "almost no customer"
+
+
+def _value(metrics: pd.DataFrame, model, strategy, recommender, metric, k):
+    r = metrics[(metrics["model"] == model) & (metrics["strategy"] == strategy) & (metrics["recommender"] == recommender)
+                & (metrics["metric"] == metric) & (metrics["k"] == k)]
+    return r.iloc[0] if len(r) else None
+
+
+def _facts(layout: StudyLayout, metrics: pd.DataFrame | None) -> dict:
+    cat = read_json(layout.data / "catalogue.json", {})
+    run = read_json(layout.result("run"), {})
+    summary = cat.get("summary", {})
+    facts = {"Catalogue": str(cat.get("name", layout.root.name))}
+    if summary:
+        facts["Purchases"] = (f"{_n(summary.get('interactions', 0))} purchases by {_n(summary.get('users', 0))} "
+                              f"customers of {_n(summary.get('items', 0))} items, {summary.get('first_day', '?')} "
+                              f"to {summary.get('last_day', '?')}")
+    if metrics is not None and len(metrics) and "n_users" in metrics:
+        n_users = int(metrics["n_users"].max())
+        test = f"the last basket of {_n(n_users)} customers held out and predicted from their earlier ones"
+        per_user = layout.result("per_user")
+        if per_user.is_file():
+            n_cand = pd.read_parquet(per_user, columns=["n_candidates"])["n_candidates"].median()
+            test += f"; each ranking {_n(n_cand)} candidate items (median)"
+        facts["Test"] = test
+    if run.get("started"):
+        params = run.get("parameters", {})
+        sliced = any(params.get(k) for k in ("max_users", "max_items"))
+        facts["Run"] = f"started {run['started']}" + (" on a slice of the catalogue" if sliced else "")
+    return facts
+
+
+def _versus_baseline(layout, metrics, main, seed, says: dict) -> list[str]:
+    """Sentence 1: the best ImageNet model against the best baseline, by nDCG@20, paired per customer."""
+    strategy, recommender = main
+    kinds = {m: labels.kind_of(m) for m in metrics["model"].unique()}
+    nd = metrics[(metrics["metric"] == "ndcg") & (metrics["k"] == 20)]
+    models = nd[(nd["model"].map(kinds) == "ImageNet model") & (nd["strategy"] == strategy)
+                & (nd["recommender"] == recommender)]
+    bases = nd[nd["model"] == "-"]
+    if models.empty or bases.empty:
+        return []
+    best = models.loc[models["value"].idxmax()]
+    base = bases.loc[bases["value"].idxmax()]
+    me, them = labels.config_label(best.model, best.strategy, best.recommender), labels.recommender_label(base.recommender)
+    hit_m = _value(metrics, best.model, best.strategy, best.recommender, "hitrate", 20)
+    hit_b = _value(metrics, "-", "-", base.recommender, "hitrate", 20)
+    text = f"The best ImageNet model, {me}, reaches nDCG@20 {labels.sig3(best.value)} against " \
+           f"{labels.sig3(base.value)} for the best non-visual baseline ({them})"
+    if hit_m is not None and hit_b is not None:
+        text += (f": for {_per_100(hit_m.value)} one of their next purchases was in its top 20, "
+                 f"against {_per_100(hit_b.value)} with {them}")
+    verdict, sentence = _paired(layout, (best.model, best.strategy, best.recommender), ("-", "-", base.recommender),
+                                seed)
+    says["baseline"] = {"better": "beat", "worse": "fall behind"}.get(verdict, "do neither better nor worse than") \
+        + f" the best non-visual baseline ({them})" if verdict else ""
+    return [text + (f". {sentence}." if sentence else ".")]
+
+
+def _paired(layout, config, reference, seed) -> tuple[str, str]:
+    """The verdict and one sentence: the per-customer paired difference on nDCG@20 (primary)."""
+    path = layout.result("per_user")
+    if not path.is_file():
+        return "", ""
+    pu = pd.read_parquet(path)
+    keep = pu[stats.CONFIG].apply(tuple, axis=1).isin([tuple(config), tuple(reference)])
+    cols = [c for c in ("auc", "ndcg@20") if c in pu]
+    if not cols or keep.sum() == 0:
+        return "", ""
+    table = stats.paired_comparison(pu[keep], reference, metrics=cols, seed=seed)
+    r = table[(table["metric"] == "ndcg") & (table["k"] == 20)]
+    if r.empty:
+        return "", ""
+    r = r.iloc[0]
+    words = {"better": "better, after Holm's correction", "worse": "worse, after Holm's correction",
+             "no detectable difference": "no detectable difference"}.get(r.verdict, r.verdict)
+    return r.verdict, (f"Paired over the same customers, the difference in nDCG@20 is "
+                       f"{labels.with_interval(r.mean_diff, r.ci_low, r.ci_high, signed=True)}: {words}")
+
+
+def _top1(layout, says: dict) -> list[str]:
+    """Sentence 2: does ImageNet top-1 predict recommendation quality (Spearman with its interval)?"""
+    path = layout.result("correlation_intervals")
+    if not path.is_file():
+        return []
+    ci = pd.read_csv(path)
+    rows = ci[(ci["coefficient"] == "spearman_rho") & ci["metric"].isin(["ndcg@20", "auc"])].set_index("metric")
+    if rows.empty or rows["n_models"].max() < 3 or rows["estimate"].isna().all():
+        models = int(rows["n_models"].max()) if len(rows) else 0
+        return [f"With {models} ImageNet model{'s' * (models != 1)} there is no saying whether top-1 predicts "
+                "recommendation quality (a correlation needs at least 3)."]
+    parts = []
+    for metric in ("ndcg@20", "auc"):
+        if metric not in rows.index or pd.isna(rows.loc[metric, "estimate"]):
+            continue
+        r = rows.loc[metric]
+        parts.append(f"{labels.metric_label(metric)} rho = {labels.with_interval(r.estimate, r.ci_low, r.ci_high)}")
+    n = int(rows["n_models"].max())
+    nd = rows.loc["ndcg@20"] if "ndcg@20" in rows.index else rows.iloc[0]
+    if nd.ci_low > 0:
+        found, says["top1"] = "a better ImageNet model went with better recommendations", "a higher ImageNet top-1 helps"
+    elif nd.ci_high < 0:
+        found, says["top1"] = "a better ImageNet model went with worse recommendations", "a higher ImageNet top-1 hurts"
+    else:
+        found = "top-1 is not shown to predict recommendation quality (the interval includes no relation)"
+        says["top1"] = "a higher ImageNet top-1 is not shown to help"
+    return [f"Across {n} ImageNet models, {found}: Spearman's " + "; ".join(parts) + "."]
+
+
+def _finetuning(layout, says: dict) -> list[str]:
+    """Sentence 3: does fine-tuning help, and which strategy (primary family verdicts)?"""
+    path = layout.result("finetune_vs_frozen")
+    if not path.is_file():
+        return []
+    table = pd.read_csv(path)
+    if table.empty:
+        return []
+    if "family" not in table:  # a run from before the primary/secondary families: judge it now
+        table = stats.holm(table)
+    primary = (table["metric"] == "auc") | ((table["metric"] == "ndcg") & (table["k"] == 20))
+    prim = table[table["family"] == "primary"] if "family" in table else table[primary]
+    parts, best = [], (0, "")
+    for strategy, g in prim.groupby("strategy", sort=False):
+        auc, nd = g[g["metric"] == "auc"], g[(g["metric"] == "ndcg") & (g["k"] == 20)]
+        n = g["model"].nunique()
+        helped = int((auc["verdict"] == "better").sum()), int((nd["verdict"] == "better").sum())
+        hurt = int((auc["verdict"] == "worse").sum()), int((nd["verdict"] == "worse").sum())
+        mean_auc = auc["mean_diff"].mean()
+        name = labels.strategy_label(strategy)
+        parts.append((mean_auc, f"{name} raised AUC for {helped[0]} of {n} embedding set{'s' * (n != 1)} "
+                      f"(mean {labels.signed3(mean_auc)})" + (f", lowered it for {hurt[0]}" if hurt[0] else "")
+                      + f", and nDCG@20 for {helped[1]}" + (f" (lowered for {hurt[1]})" if hurt[1] else "")))
+        if sum(helped) > best[0]:
+            raised = " and ".join(m for m, n_ in zip(("AUC", "nDCG@20"), helped) if n_)
+            kept = " and ".join(m for m, n_ in zip(("AUC", "nDCG@20"), helped) if not n_)
+            best = (sum(helped), f"fine-tuning with {name} raises {raised}" + (f", not {kept}" if kept else ""))
+    if not parts:
+        return []
+    parts.sort(key=lambda p: -p[0] if pd.notna(p[0]) else 0)
+    says["finetune"] = best[1] if best[0] else "fine-tuning is not shown to help"
+    return ["Against the same model's frozen features, after Holm's correction: " + "; ".join(p for _, p in parts)
+            + "."]
+
+
+def _cold(layout, metrics, main, says: dict) -> list[str]:
+    """Sentence 4 (and a note on popularity below chance): where images win, cold against warm items."""
+    out = []
+    path = layout.result("metrics_cold_warm")
+    strategy, recommender = main
+    if path.is_file():
+        cw = pd.read_csv(path)
+        hit = cw[(cw["metric"] == "hitrate") & (cw["k"] == 20) & (cw["truth"] == "cold")]
+        vis = hit[(hit["model"].map(labels.kind_of) == "ImageNet model") & (hit["recommender"] == recommender)
+                  & (hit["strategy"] == strategy)]
+        pop = hit[hit["model"] == "-"]
+        if len(vis) and len(pop):
+            best_v, best_p = vis.loc[vis["value"].idxmax()], pop.loc[pop["value"].idxmax()]
+            wins = best_v.ci_low > best_p.ci_high
+            if wins:
+                says["cold"] = "win on items nobody had bought before"
+            lead = "Images win where purchase history cannot help: on" if wins else "On"
+            out.append(f"{lead} items nobody had bought before (cold, {_n(best_v.n_users)} customers), "
+                       f"{labels.model_label(best_v.model)} put one in the top 20 for {_per_100(best_v.value)}, "
+                       f"the best baseline ({labels.recommender_label(best_p.recommender)}) for "
+                       f"{_per_100(best_p.value)}.")
+    below = metrics[(metrics["model"] == "-") & (metrics["metric"] == "auc") & (metrics["value"] < 0.5)
+                    & metrics["recommender"].str.startswith("popularity")]
+    if len(below):
+        names = " and ".join(f"{labels.recommender_label(r.recommender)} (AUC {labels.sig3(r.value)})"
+                             for r in below.itertuples())
+        they = "they rank" if len(below) > 1 else "it ranks"
+        out.append(f"{names[0].upper() + names[1:]} score{'s' * (len(below) == 1)} below chance because {they} "
+                   "every never-bought item last.")
+    return out
+
+
+def study_answer(out_dir, strategy: str | None = None, recommender: str | None = None) -> Answer:
+    """The answer of a finished (or partly finished) run, from its result tables.
+
+    Args:
+        out_dir: the study's output folder.
+        strategy, recommender: the configuration compared across models (default: notebook 05's
+            parameters in ``results/run.json``, else ``frozen`` and ``visrank_max``).
+
+    Returns:
+        :class:`Answer`; parts whose tables the run did not write are left out (never an error).
+    """
+    layout = StudyLayout(out_dir)
+    run = read_json(layout.result("run"), {})
+    params = run.get("parameters", {}) if isinstance(run, dict) else {}
+    main = (strategy or params.get("strategy") or "frozen", recommender or params.get("recommender") or "visrank_max")
+    seed = int(params.get("seed") or 0)
+    metrics = pd.read_csv(layout.result("metrics")) if layout.result("metrics").is_file() else None
+    if metrics is not None:
+        metrics["k"] = metrics["k"].fillna(0).astype(int)  # AUC and MRR have no cut-off
+    cat = read_json(layout.data / "catalogue.json", {})
+    answer = Answer(facts=_facts(layout, metrics), synthetic=bool(cat.get("synthetic")))
+    if metrics is None or metrics.empty:
+        return answer
+    says: dict = {}
+    answer.sentences = [*_versus_baseline(layout, metrics, main, seed, says), *_top1(layout, says),
+                        *_finetuning(layout, says), *_cold(layout, metrics, main, says)]
+    answer.headline = headline(says)
+    return answer
+
+
+def headline(says: dict) -> str:
+    """The answer in one sentence from the verdict fragments the sentences left in ``says``
+    (keys ``baseline``, ``cold``, ``top1``, ``finetune``); "" when none."""
+    images = [says[k] for k in ("baseline", "cold") if says.get(k)]
+    first = f"Image recommendations from ImageNet features {' and '.join(images)}" if images else ""
+    rest = [says[k] for k in ("top1", "finetune") if says.get(k)]
+    text = "; ".join(p for p in [first, *rest] if p)
+    return (text[0].upper() + text[1:] + ".") if text else ""
+
+
+#: The README's generated block lies between these two lines.
+MARKERS = ("<!-- visrec:answer:start -->", "<!-- visrec:answer:end -->")
+
+
+def replace_block(text: str, block: str, markers=MARKERS) -> str:
+    """``text`` with everything between the two marker lines replaced by ``block``.
+
+    Raises:
+        ValueError: the markers are missing or out of order (names them).
+    """
+    start, end = (re.escape(m) for m in markers)
+    pattern = re.compile(f"({start})(.*?)({end})", re.S)
+    if not pattern.search(text):
+        raise ValueError(f"the markers {markers[0]} and {markers[1]} (in this order) are not in the text")
+    return pattern.sub(lambda m: f"{m.group(1)}\n{block.strip()}\n{m.group(3)}", text, count=1)
