@@ -25,7 +25,8 @@ def test_labels_read_as_words_and_never_cut_a_name():
 
 @pytest.mark.parametrize("value, text", [(0.56234, "0.562"), (12345.6, "12300"), (0.000123456, "0.000123"),
                                          (-0.0881, "-0.0881"), (99.96, "100"), (0.99996, "1.00"), (74.846, "74.8"),
-                                         (float("nan"), ""), (None, ""), (0, "0")])
+                                         (float("nan"), ""), (None, ""), (0, "0"), (3.7512e-40, "3.75e-40"),
+                                         (2.5e7, "2.50e+07")])
 def test_three_significant_figures(value, text):
     assert labels.sig3(value) == text
 
@@ -152,3 +153,27 @@ def test_fine_tuning_cold_items_and_popularity_below_chance_in_words(tmp_path):
                                "never-bought item last.")
     assert a.headline.endswith("and win on items nobody had bought before; fine-tuning with BPR projection raises "
                                "AUC, not nDCG@20.")
+
+
+def test_a_whole_hm_study_refreshes_the_readme_block_and_a_slice_does_not(tmp_path):
+    from visrec_utils.pipeline import runner
+
+    out = tmp_path / "out"
+    _run(out, np.random.default_rng(3))
+    readme = tmp_path / "README.md"
+    readme.write_text("# visrec\n\n<!-- visrec:answer:start -->\nold\n<!-- visrec:answer:end -->\n\nmore\n")
+    (out / "reports").mkdir()
+    (out / "reports" / "index.html").write_text("<html><body><p>index</p></body></html>")
+    runner.refresh_repo_answer(out, readme=readme, figures=tmp_path / "figures")
+    text = readme.read_text()
+    block = answer.study_answer(out).markdown(glossary=False).strip()
+    assert text == f"# visrec\n\n<!-- visrec:answer:start -->\n{block}\n<!-- visrec:answer:end -->\n\nmore\n"
+    assert "- **Catalogue:** my_shop" in text and "<sub>" not in text
+    from visrec_utils.reports import screenshot
+    assert (tmp_path / "figures" / "index_top.png").is_file() == bool(screenshot.find_chromium())
+    run = json.loads((out / "results" / "run.json").read_text())
+    run["parameters"]["max_users"] = 50  # a slice: the README keeps the whole study's answer
+    (out / "results" / "run.json").write_text(json.dumps(run))
+    readme.write_text("<!-- visrec:answer:start -->\nwhole study\n<!-- visrec:answer:end -->\n")
+    runner.refresh_repo_answer(out, readme=readme, figures=tmp_path / "figures")
+    assert readme.read_text() == "<!-- visrec:answer:start -->\nwhole study\n<!-- visrec:answer:end -->\n"

@@ -34,8 +34,6 @@ NOTEBOOKS = [
 ]
 #: The repository's own figures (shown by the README); refreshed from the H&M sample only.
 REPO_FIGURES = NOTEBOOK_DIR.parent / "figures"
-#: The README whose results block a whole H&M study refreshes (:func:`refresh_repo_answer`).
-REPO_README = NOTEBOOK_DIR.parent / "README.md"
 
 
 def versions() -> dict:
@@ -360,25 +358,39 @@ def _copy_figures(out_dir: Path, data_dir, figures_to, repo_figures: bool) -> No
         for png in sorted(StudyLayout(out_dir).figures.glob("*.png")):
             shutil.copy2(png, dest / png.name)
     if REPO_FIGURES in targets and not synthetic:
-        refresh_repo_answer(out_dir)
+        refresh_repo_answer(out_dir, figures=REPO_FIGURES)
 
 
-def refresh_repo_answer(out_dir: Path, readme: Path = REPO_README, figures: Path = REPO_FIGURES) -> None:
+def refresh_repo_answer(out_dir: Path, readme: Path | None = None, figures: Path | None = None) -> None:
     """After a whole (unsliced) study on the H&M sample: write its generated answer into the
-    README's results block (:func:`visrec_utils.reports.answer.replace_block`) and, when Chromium
-    is installed, the picture of the index's top (``figures/index_top.png``). A slice's numbers
+    results block of ``readme`` (:func:`visrec_utils.reports.answer.replace_block`; default: the
+    ``README.md`` beside ``figures``, the repository's for :data:`REPO_FIGURES`) and, when Chromium
+    is installed, pictures of the index's top (``figures/index_top.png``) and of notebook 05's
+    shared page (``figures/notebook_05_top.png``). A slice's numbers, or a run without results,
     never replace the whole study's."""
     from ..reports import answer, screenshot
 
+    figures = Path(figures or REPO_FIGURES)
+    readme = Path(readme or figures.parent / "README.md")  # the README beside those figures
+    if not readme.is_file():
+        _log.info(f"no README at {readme}: its results block is not refreshed")
+        return
     params = (read_json(StudyLayout(out_dir).result("run")) or {}).get("parameters", {})
     if any(params.get(k) for k in ("max_users", "max_items")):
         _log.info("the README's results are left as they are: they come from a whole study, and this run is a slice")
         return
-    block = answer.study_answer(out_dir).markdown(glossary=False)
+    found = answer.study_answer(out_dir)
+    if not found.sentences:
+        _log.info("the README's results are left as they are: this run has no recommendation result to answer from")
+        return
+    block = found.markdown(glossary=False)
     readme.write_text(answer.replace_block(readme.read_text(encoding="utf-8"), block), encoding="utf-8")
     _log.info(f"README results refreshed from {out_dir}")
     if screenshot.find_chromium():
-        screenshot.screenshot(StudyLayout(out_dir).reports / "index.html", figures / "index_top.png", height=1100)
+        reports = StudyLayout(out_dir).reports
+        screenshot.screenshot(reports / "index.html", figures / "index_top.png", height=1100)
+        if (reports / "05_imagenet_vs_transfer.html").is_file():
+            screenshot.screenshot(reports / "05_imagenet_vs_transfer.html", figures / "notebook_05_top.png", height=1300)
 
 
 def _report_models(out_dir: Path) -> None:

@@ -104,7 +104,8 @@ def metric_label(metric: str, k: int | float | None = 0) -> str:
 
 def sig3(x) -> str:
     """``x`` at three significant figures (``0.56234`` -> ``"0.562"``, ``12345.6`` -> ``"12300"``,
-    ``0.000123456`` -> ``"0.000123"``); ``""`` for None or NaN. Signed values keep their sign."""
+    ``0.000123456`` -> ``"0.000123"``, ``3.7512e-40`` -> ``"3.75e-40"``: below 1e-4 and from 1e6 in
+    scientific notation); ``""`` for None or NaN. Signed values keep their sign."""
     if x is None:
         return ""
     try:
@@ -115,6 +116,8 @@ def sig3(x) -> str:
         return ""
     if v == 0:
         return "0"
+    if abs(v) < 1e-4 or abs(v) >= 1e6:  # p-values such as 3.75e-40: no run of zeros
+        return f"{v:.2e}"
     digits = 3 - int(math.floor(math.log10(abs(v)))) - 1
     v = round(v, digits)
     digits = 3 - int(math.floor(math.log10(abs(v)))) - 1  # 99.96 rounds to 100: one digit fewer
