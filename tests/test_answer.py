@@ -75,7 +75,8 @@ def test_the_answer_says_what_the_numbers_say(tmp_path):
     a = answer.study_answer(tmp_path)
     assert a.facts["Catalogue"] == "my_shop"
     assert a.facts["Purchases"] == "4,321 purchases by 300 customers of 1,000 items, 2020-01-01 to 2020-12-31"
-    assert a.facts["Test"] == ("the last basket of 200 customers held out and predicted from their earlier ones; "
+    assert a.facts["Test"] == ("the last basket of 200 customers (those with an earlier basket and a new item in the "
+                               "last one) held out and predicted from their earlier ones; "
                                "each ranking 1,000 candidate items (median)")
     # the paired difference is the one stats computes on the same customers
     ref = stats.paired_comparison(per_user, ("-", "-", "popularity_30d"), metrics=["auc", "ndcg@20"])
@@ -177,3 +178,22 @@ def test_a_whole_hm_study_refreshes_the_readme_block_and_a_slice_does_not(tmp_pa
     readme.write_text("<!-- visrec:answer:start -->\nwhole study\n<!-- visrec:answer:end -->\n")
     runner.refresh_repo_answer(out, readme=readme, figures=tmp_path / "figures")
     assert readme.read_text() == "<!-- visrec:answer:start -->\nwhole study\n<!-- visrec:answer:end -->\n"
+
+
+def test_top1_reads_each_metric_and_needs_the_models_permutation_too(tmp_path):
+    _run(tmp_path, np.random.default_rng(4))
+    rows = [{"metric": "ndcg@20", "coefficient": "spearman_rho", "n_models": 4, "estimate": 1.0, "ci_low": -0.2,
+             "ci_high": 1.0, "perm_p": 1 / 12},
+            {"metric": "auc", "coefficient": "spearman_rho", "n_models": 4, "estimate": -0.8, "ci_low": -1.0,
+             "ci_high": -0.395, "perm_p": 1 / 3}]
+    pd.DataFrame(rows).to_csv(tmp_path / "results" / "correlation_intervals.csv", index=False)
+    a = answer.study_answer(tmp_path)
+    assert a.sentences[1] == (
+        "Across 4 ImageNet models, Spearman's rank correlation of published top-1 with nDCG@20 rho = 1.00 [-0.200, "
+        "1.00] (no relation shown) and with AUC rho = -0.800 [-1.00, -0.395] (on these models a higher top-1 went "
+        "with a lower AUC, but the permutation p over 4 models is 0.333: too few models to generalise) (95% "
+        "intervals over customers).")
+    assert "a higher ImageNet top-1 is not shown to help" in a.headline
+    rows[1].update(n_models=9, perm_p=0.01)  # enough models, and both tests agree
+    pd.DataFrame(rows).to_csv(tmp_path / "results" / "correlation_intervals.csv", index=False)
+    assert "a higher ImageNet top-1 goes with a lower AUC" in answer.study_answer(tmp_path).headline

@@ -119,8 +119,11 @@ def _paired_frame(n=55):
 
 def test_table_shows_the_top_rows_in_words_with_a_note():
     t = notebook.table(_paired_frame(), csv="results/paired_vs_reference.csv")
-    assert t.note == "showing 10 of 55 rows, sorted by mean_diff; all rows: results/paired_vs_reference.csv"
-    assert list(t.frame.columns) == ["configuration", "metric", "k", "mean_diff", "n_users", "top1_source"]
+    assert t.note == ("showing 10 of 55 rows, sorted by mean difference [95% interval]; all rows: "
+                      "results/paired_vs_reference.csv")
+    assert list(t.frame.columns) == ["configuration", "metric", "k", "mean difference [95% interval]", "customers",
+                                     "source of the published top-1"]
+    t.frame.columns = ["configuration", "metric", "k", "mean_diff", "n_users", "top1_source"]
     assert t.frame["configuration"].tolist() == [f"m{i}, frozen, VisRank (max)" for i in range(54, 44, -1)]
     assert t.frame["mean_diff"].tolist()[:2] == ["+0.554 [+0.544, +0.564]", "+0.553 [+0.543, +0.563]"]
     assert set(t.frame["top1_source"]) == {"line one of the source…"}
@@ -128,7 +131,8 @@ def test_table_shows_the_top_rows_in_words_with_a_note():
     html = t._repr_html_()
     assert '<a href="../results/paired_vs_reference.csv">results/paired_vs_reference.csv</a>' in html
     assert html.count("<tr") == 11  # the header and ten rows
-    assert repr(t).endswith("\nshowing 10 of 55 rows, sorted by mean_diff; all rows: results/paired_vs_reference.csv")
+    assert repr(t).endswith("\nshowing 10 of 55 rows, sorted by mean difference [95% interval]; all rows: "
+                            "results/paired_vs_reference.csv")
 
 
 def test_table_options():

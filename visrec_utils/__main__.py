@@ -47,7 +47,7 @@ def main(argv=None) -> int:
                    help="run every notebook, even those whose inputs did not change since the last run in --out")
     s.add_argument("--quick", action="store_true",
                    help="a quick slice to try the study (minutes, not hours): the parameters of "
-                        "visrec_utils.pipeline.runner.QUICK_PARAMS (300 users, the offline models, short training, "
+                        "visrec_utils.pipeline.runner.QUICK_PARAMS (100 customers, the offline models, short training, "
                         "fewer resamples and protocols); --models, --max-users, --max-items and -p override them")
     lab = sub.add_parser("lab", help="JupyterLab on this environment, rooted here, no browser (what make lab runs)")
     lab.add_argument("--port", type=int, default=8888, help="port to listen on (default 8888)")

@@ -121,6 +121,10 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     for c in candidates:
         if c.is_dir():
             return c.resolve()
+    if data_dir:  # the folder the user named: say plainly that it is not there
+        what = "is a file, not a folder" if Path(data_dir).exists() else "does not exist"
+        raise DataError(f"--data / data_dir: {Path(data_dir).resolve()} {what}; name the catalogue folder. "
+                        f"{LAYOUTS_HELP}")
     tried = ", ".join(str(c) for c in candidates)
     raise DataError(f"No dataset found (looked at: {tried}). {LAYOUTS_HELP}")
 

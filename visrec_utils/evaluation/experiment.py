@@ -19,6 +19,7 @@ import pandas as pd
 from ..catalogue.protocols import get_protocol, make_split, study_params  # noqa: F401 (study_params re-exported)
 from ..catalogue.splits import Split, restrict_truth, split_digest
 from ..core.backends import check_backend
+from ..core.numbers import with_interval
 from ..core.skips import PartSkipped
 from ..core.store import Store, content_key
 from .metrics import DEFAULT_KS, EVAL_VERSION, coverage, evaluate_many, summarize
@@ -418,9 +419,10 @@ def availability_sensitivity(cat, embedding_sets: dict, modes, protocol: str = "
 def format_table(metrics: pd.DataFrame, index=("model", "strategy", "recommender"), ks=(20,),
                  names=("auc", "mrr", "ndcg", "recall", "coverage", "novelty")) -> pd.DataFrame:
     """Wide table for reports: one row per ``index``, one column per metric, cells
-    ``"mean [low, high]"``; metrics with a cut-off are shown at the given ``ks``."""
+    ``"mean [low, high]"`` at three significant figures (:func:`visrec_utils.core.numbers.with_interval`);
+    metrics with a cut-off are shown at the given ``ks``."""
     d = metrics[metrics["metric"].isin(names) & ((metrics["k"] == 0) | metrics["k"].isin(ks))].copy()
-    d["cell"] = [f"{v:.4f}" if np.isnan(lo) else f"{v:.4f} [{lo:.4f}, {hi:.4f}]"  # no interval: coverage, n < 2
+    d["cell"] = [with_interval(v, lo, hi)  # three significant figures, as every report; no interval: coverage, n < 2
                  for v, lo, hi in zip(d["value"], d["ci_low"], d["ci_high"])]
     d["metric"] = d["metric"] + d["k"].map(lambda k: f"@{k}" if k else "")
     order = [c for n in names for c in d["metric"].unique() if c.split("@")[0] == n]

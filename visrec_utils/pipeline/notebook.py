@@ -240,5 +240,7 @@ def table(frame, sort_by=None, top: int | None = 10, csv: str | None = None, lab
     if per and top is not None and len(d) < n:
         what += f" (top {top} per {per})"
     where = (f"; all rows: {csv}" if len(d) < n else f"; file: {csv}") if csv else ""
-    note = what + (f", sorted by {sort_by}" if sort_by else "") + where
+    note = what + (f", sorted by {_labels.column_label(sort_by) if labels else sort_by}" if sort_by else "") + where
+    if labels:  # headings in words: "mean difference [95% interval]", "nDCG@20", "Holm p"
+        shown.columns = [_labels.column_label(c) for c in shown.columns]
     return Table(shown, note, csv, n)

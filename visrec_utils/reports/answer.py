@@ -113,7 +113,8 @@ def _facts(layout: StudyLayout, metrics: pd.DataFrame | None) -> dict:
                               f"to {summary.get('last_day', '?')}")
     if metrics is not None and len(metrics) and "n_users" in metrics:
         n_users = int(metrics["n_users"].max())
-        test = f"the last basket of {_n(n_users)} customers held out and predicted from their earlier ones"
+        test = (f"the last basket of {_n(n_users)} customers (those with an earlier basket and a new item in the "
+                "last one) held out and predicted from their earlier ones")
         per_user = layout.result("per_user")
         if per_user.is_file():
             n_cand = pd.read_parquet(per_user, columns=["n_candidates"])["n_candidates"].median()
@@ -185,22 +186,26 @@ def _top1(layout, says: dict) -> list[str]:
         models = int(rows["n_models"].max()) if len(rows) else 0
         return [f"With {models} ImageNet model{'s' * (models != 1)} there is no saying whether top-1 predicts "
                 "recommendation quality (a correlation needs at least 3)."]
-    parts = []
+    parts, effects = [], []
     for metric in ("ndcg@20", "auc"):
         if metric not in rows.index or pd.isna(rows.loc[metric, "estimate"]):
             continue
-        r = rows.loc[metric]
-        parts.append(f"{labels.metric_label(metric)} rho = {labels.with_interval(r.estimate, r.ci_low, r.ci_high)}")
+        r, name = rows.loc[metric], labels.metric_label(metric)
+        way = "higher" if r.ci_low > 0 else "lower" if r.ci_high < 0 else ""
+        perm = r.get("perm_p", float("nan"))
+        if way and perm < 0.05:  # the interval over customers and the permutation over models agree
+            reading, effect = f"a higher top-1 went with a {way} {name}", f"a higher ImageNet top-1 goes with a {way} {name}"
+        elif way:  # customers' noise excludes 0, but which few models were chosen does not
+            reading, effect = (f"on these models a higher top-1 went with a {way} {name}, but the permutation p over "
+                               f"{int(r.n_models)} models is {labels.sig3(perm)}: too few models to generalise"), ""
+        else:
+            reading, effect = "no relation shown", ""
+        parts.append(f"with {name} rho = {labels.with_interval(r.estimate, r.ci_low, r.ci_high)} ({reading})")
+        effects += [effect] if effect else []
     n = int(rows["n_models"].max())
-    nd = rows.loc["ndcg@20"] if "ndcg@20" in rows.index else rows.iloc[0]
-    if nd.ci_low > 0:
-        found, says["top1"] = "a better ImageNet model went with better recommendations", "a higher ImageNet top-1 helps"
-    elif nd.ci_high < 0:
-        found, says["top1"] = "a better ImageNet model went with worse recommendations", "a higher ImageNet top-1 hurts"
-    else:
-        found = "top-1 is not shown to predict recommendation quality (the interval includes no relation)"
-        says["top1"] = "a higher ImageNet top-1 is not shown to help"
-    return [f"Across {n} ImageNet models, {found}: Spearman's " + "; ".join(parts) + "."]
+    says["top1"] = "; ".join(effects) if effects else "a higher ImageNet top-1 is not shown to help"
+    return [f"Across {n} ImageNet models, Spearman's rank correlation of published top-1 " + " and ".join(parts)
+            + " (95% intervals over customers)."]
 
 
 def _finetuning(layout, says: dict) -> list[str]:
@@ -215,7 +220,7 @@ def _finetuning(layout, says: dict) -> list[str]:
         table = stats.holm(table)
     primary = (table["metric"] == "auc") | ((table["metric"] == "ndcg") & (table["k"] == 20))
     prim = table[table["family"] == "primary"] if "family" in table else table[primary]
-    parts, best = [], (0, "")
+    parts, best, idle = [], (0, ""), []
     for strategy, g in prim.groupby("strategy", sort=False):
         auc, nd = g[g["metric"] == "auc"], g[(g["metric"] == "ndcg") & (g["k"] == 20)]
         n = g["model"].nunique()
@@ -223,6 +228,9 @@ def _finetuning(layout, says: dict) -> list[str]:
         hurt = int((auc["verdict"] == "worse").sum()), int((nd["verdict"] == "worse").sum())
         mean_auc = auc["mean_diff"].mean()
         name = labels.strategy_label(strategy)
+        if not sum(helped) and not sum(hurt):  # said together: no change after correction
+            idle.append(name)
+            continue
         parts.append((mean_auc, f"{name} raised AUC for {helped[0]} of {n} embedding set{'s' * (n != 1)} "
                       f"(mean {labels.signed3(mean_auc)})" + (f", lowered it for {hurt[0]}" if hurt[0] else "")
                       + f", and nDCG@20 for {helped[1]}" + (f" (lowered for {hurt[1]})" if hurt[1] else "")))
@@ -230,12 +238,15 @@ def _finetuning(layout, says: dict) -> list[str]:
             raised = " and ".join(m for m, n_ in zip(("AUC", "nDCG@20"), helped) if n_)
             kept = " and ".join(m for m, n_ in zip(("AUC", "nDCG@20"), helped) if not n_)
             best = (sum(helped), f"fine-tuning with {name} raises {raised}" + (f", not {kept}" if kept else ""))
-    if not parts:
+    if not parts and not idle:
         return []
     parts.sort(key=lambda p: -p[0] if pd.notna(p[0]) else 0)
+    texts = [p for _, p in parts]
+    if idle:
+        names = idle[0] if len(idle) == 1 else ", ".join(idle[:-1]) + " and " + idle[-1]
+        texts.append(f"{names} changed neither AUC nor nDCG@20 detectably")
     says["finetune"] = best[1] if best[0] else "fine-tuning is not shown to help"
-    return ["Against the same model's frozen features, after Holm's correction: " + "; ".join(p for _, p in parts)
-            + "."]
+    return ["Against the same model's frozen features, after Holm's correction: " + "; ".join(texts) + "."]
 
 
 def _cold(layout, metrics, main, says: dict) -> list[str]:
@@ -259,8 +270,8 @@ def _cold(layout, metrics, main, says: dict) -> list[str]:
                        f"{labels.model_label(best_v.model)} put one in the top 20 for {_per_100(best_v.value)}, "
                        f"the best baseline ({labels.recommender_label(best_p.recommender)}) for "
                        f"{_per_100(best_p.value)}.")
-    below = metrics[(metrics["model"] == "-") & (metrics["metric"] == "auc") & (metrics["value"] < 0.5)
-                    & metrics["recommender"].str.startswith("popularity")]
+    below = metrics[(metrics["model"] == "-") & (metrics["metric"] == "auc") & (metrics["ci_high"] < 0.5)
+                    & metrics["recommender"].str.startswith("popularity")]  # below chance: the whole interval
     if len(below):
         names = " and ".join(f"{labels.recommender_label(r.recommender)} (AUC {labels.sig3(r.value)})"
                              for r in below.itertuples())

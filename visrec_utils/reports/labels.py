@@ -12,6 +12,8 @@ import math
 
 import pandas as pd
 
+from ..core.numbers import sig3, signed3, with_interval  # noqa: F401  (the reports' number formats)
+
 #: Labels of the built-in models (others: the name itself).
 MODEL_LABELS = {
     "tf_efficientnet_lite0": "EfficientNet-Lite0",
@@ -102,42 +104,25 @@ def metric_label(metric: str, k: int | float | None = 0) -> str:
     return f"{name}@{k}" if k else name
 
 
-def sig3(x) -> str:
-    """``x`` at three significant figures (``0.56234`` -> ``"0.562"``, ``12345.6`` -> ``"12300"``,
-    ``0.000123456`` -> ``"0.000123"``, ``3.7512e-40`` -> ``"3.75e-40"``: below 1e-4 and from 1e6 in
-    scientific notation); ``""`` for None or NaN. Signed values keep their sign."""
-    if x is None:
-        return ""
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return str(x)
-    if math.isnan(v):
-        return ""
-    if v == 0:
-        return "0"
-    if abs(v) < 1e-4 or abs(v) >= 1e6:  # p-values such as 3.75e-40: no run of zeros
-        return f"{v:.2e}"
-    digits = 3 - int(math.floor(math.log10(abs(v)))) - 1
-    v = round(v, digits)
-    digits = 3 - int(math.floor(math.log10(abs(v)))) - 1  # 99.96 rounds to 100: one digit fewer
-    return f"{round(v, digits):.{max(digits, 0)}f}"
+#: Headings of the columns the result tables share (metrics read by :func:`metric_label`).
+COLUMN_LABELS = {"mean_diff": "mean difference [95% interval]", "value": "mean [95% interval]",
+                 "estimate": "estimate [95% interval]", "p_holm": "Holm p", "wilcoxon_p": "Wilcoxon p",
+                 "n_users": "customers", "n_nonzero": "customers with a difference", "published_top1": "published top-1 (%)",
+                 "measured_top1": "measured top-1 (%)", "measured_top1_stderr": "its standard error",
+                 "top1_source": "source of the published top-1", "n_models": "models", "metric": "metric",
+                 "k": "k", "family": "family", "verdict": "verdict", "why": "why", "reference": "reference"}
 
 
-def signed3(x) -> str:
-    """:func:`sig3` with a leading ``+`` on positive values (differences: ``"+0.0880"`` style)."""
-    s = sig3(x)
-    return f"+{s}" if s and not s.startswith("-") and s != "0" else s
-
-
-def with_interval(value, low, high, signed: bool = False) -> str:
-    """``"0.562 [0.551, 0.573]"``: a value and its 95% interval at three significant figures (the
-    interval left out when NaN). ``signed`` writes ``+`` on positive values (differences)."""
-    f = signed3 if signed else sig3
-    text = f(value)
-    if text and f(low) and f(high):
-        text += f" [{f(low)}, {f(high)}]"
-    return text
+def column_label(column: str) -> str:
+    """A result table's column heading in words: ``"mean_diff"`` -> ``"mean difference [95%
+    interval]"``, ``"ndcg@20"`` -> ``"nDCG@20"``, ``"auc"`` -> ``"AUC"``; other names with
+    underscores read as spaces."""
+    column = str(column)
+    if column in COLUMN_LABELS:
+        return COLUMN_LABELS[column]
+    if column.partition("@")[0].lower() in METRIC_LABELS:
+        return metric_label(column)
+    return column.replace("_", " ")
 
 
 def kind_of(model: str, layer_variants=(), controls=None) -> str:

@@ -221,11 +221,13 @@ def metric_bars(metrics: pd.DataFrame, metric: str = "ndcg", k: int = 20, path=N
         auc_axis(ax, d["ci_high"])
         xlabel = f"{name} (0.5 = ranking at random; right is better)"
     else:
-        err = np.vstack([d["value"] - d["ci_low"], d["ci_high"] - d["value"]])
+        err = np.nan_to_num(np.vstack([d["value"] - d["ci_low"], d["ci_high"] - d["value"]]))  # no interval: n < 2
         ax.barh(y, d["value"], xerr=err, color=[KIND_COLOURS[kd] for kd in d["kind"]], capsize=2)
-        for yy, hi, v in zip(y, d["ci_high"], d["value"]):
+        ends = d["ci_high"].fillna(d["value"])
+        for yy, hi, v in zip(y, ends, d["value"]):
             ax.text(hi, yy, f" {sig3(v)}", va="center", fontsize=6.5, color="0.2")
-        ax.set_xlim(0, float(d["ci_high"].max()) * 1.15 or 1.0)
+        top = float(np.nanmax(ends.to_numpy(float), initial=0.0))
+        ax.set_xlim(0, top * 1.15 if top > 0 else 1.0)
         xlabel = f"{name} (longer is better)"
     ax.set_yticks(y, d["label"])
     ax.set_ylim(-0.7, len(d) - 0.3)
