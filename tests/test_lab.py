@@ -251,7 +251,9 @@ def test_quick_preset_is_passed_and_explicit_values_override_it(tmp_path, monkey
 # --- make lab ---------------------------------------------------------------------------
 
 def test_make_lab_runs_the_lab_command_on_the_given_port():
-    dry = subprocess.run(["make", "-n", "lab", "PORT=8899"], cwd=REPO, capture_output=True, text=True, check=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}  # under make test too
+    dry = subprocess.run(["make", "-n", "--no-print-directory", "lab", "PORT=8899"], cwd=REPO, capture_output=True,
+                         text=True, check=True, env=env)
     assert dry.stdout.strip().splitlines()[-1] == ".venv/bin/python -m visrec_utils lab --port 8899"
     cmd = lab.lab_command(8899, REPO)
     assert cmd[:3] == [sys.executable, "-m", "jupyterlab"]
