@@ -149,8 +149,9 @@ def _versus_baseline(layout, metrics, main, seed, says: dict) -> list[str]:
                  f"against {_per_100(hit_b.value)} with {them}")
     verdict, sentence = _paired(layout, (best.model, best.strategy, best.recommender), ("-", "-", base.recommender),
                                 seed)
-    says["baseline"] = {"better": "beat", "worse": "fall behind"}.get(verdict, "do neither better nor worse than") \
-        + f" the best non-visual baseline ({them})" if verdict else ""
+    says["baseline"] = {"better": "beat", "worse": "fall behind", "better before correction": "may beat (not after "
+                        "correction)", "worse before correction": "may fall behind (not after correction)"}.get(
+        verdict, "do neither better nor worse than") + f" the best non-visual baseline ({them})" if verdict else ""
     return [text + (f". {sentence}." if sentence else ".")]
 
 
@@ -169,8 +170,8 @@ def _paired(layout, config, reference, seed) -> tuple[str, str]:
     if r.empty:
         return "", ""
     r = r.iloc[0]
-    words = {"better": "better, after Holm's correction", "worse": "worse, after Holm's correction",
-             "no detectable difference": "no detectable difference"}.get(r.verdict, r.verdict)
+    words = {"better": "better, after Holm's correction", "worse": "worse, after Holm's correction"}.get(
+        r.verdict, r.verdict)  # "no detectable difference", "better/worse before correction" read as they are
     return r.verdict, (f"Paired over the same customers, the difference in nDCG@20 is "
                        f"{labels.with_interval(r.mean_diff, r.ci_low, r.ci_high, signed=True)}: {words}")
 
