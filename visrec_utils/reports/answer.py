@@ -219,8 +219,7 @@ def _finetuning(layout, says: dict) -> list[str]:
         return []
     if "family" not in table:  # a run from before the primary/secondary families: judge it now
         table = stats.holm(table)
-    primary = (table["metric"] == "auc") | ((table["metric"] == "ndcg") & (table["k"] == 20))
-    prim = table[table["family"] == "primary"] if "family" in table else table[primary]
+    prim = table[table["family"] == "primary"]
     parts, best, idle = [], (0, ""), []
     for strategy, g in prim.groupby("strategy", sort=False):
         auc, nd = g[g["metric"] == "auc"], g[(g["metric"] == "ndcg") & (g["k"] == 20)]

@@ -194,8 +194,8 @@ def index_context(out_dir: str | Path) -> dict:
                              "between top-1 and recommendation quality needs at least 3, so it is not drawn."
                              if len(table) and n_imagenet < 3 else ""),
         "skipped_table": Markup(skipped.to_html(index=False, escape=True)) if len(skipped) else None,
-        "figures": [{"data": base64.b64encode(p.read_bytes()).decode(), "alt": captions.caption(p.stem),
-                     "caption": captions.caption(p.stem), "file": p.name} for p in shown],
+        "figures": [{"data": base64.b64encode(p.read_bytes()).decode(), "caption": captions.caption(p.stem),
+                     "file": p.name} for p in shown],
         "data_table": _table(data_rows) if data_rows else None,
         "notes": [str(n) for n in cat.get("notes", [])],
         "sliced": any(params.get(k) for k in ("max_users", "max_items")),
