@@ -244,3 +244,39 @@ def test_frozen_sets_written_by_embed_catalogue_carry_their_provenance(mobilenet
     assert (row["backbone"], row["layer"]) == ("", "")  # the final pooled features of the model itself
     assert rows.loc[layer, "items"] == row["items"]  # one list file for both sets
     assert [p.name for p in (out / "embeddings").glob("items-*.txt")] == [row["items"]]
+
+
+def test_one_shared_pass_equals_single_extractions_and_fills_their_cache_entries(mobilenet, hm_catalogue, tmp_path):
+    """Layer variants, a second network with the same preprocessing and the stage activations
+    come from one pass over the images, bit for bit what each gives alone, under each one's own
+    cache key (so notebook 03's cached_activations and a later single extraction read them)."""
+    from visrec_utils.catalogue import data
+    from visrec_utils.features import passes
+    from visrec_utils.tuning.stage_tuning import StagedModel, cached_activations
+
+    cat = data.Catalogue(hm_catalogue.items.iloc[:40].reset_index(drop=True),
+                         hm_catalogue.interactions.iloc[:0], name="forty", source="test")
+    ids, paths = cat.items["item_id"].tolist(), cat.items["image_path"].tolist()
+    names = ["mobilenetv1_025_keras", "mobilenetv1_025_keras@stage2", "mobilenetv1_025_keras@stage3",
+             "random_mobilenetv1_025_keras"]
+    loaded = [models.load_model(n) for n in names]
+    plan = passes.plan_passes([passes.taps_of(m) for m in loaded] + [passes.activation_tap(loaded[0], 1)])
+    assert len(plan) == 1 and len(plan[0].nets) == 2  # one decode; the layer variants ride on their backbone
+    assert [t.net for t in plan[0].taps] == [0, 0, 0, 1, 0]
+    out, cache = tmp_path / "study", tmp_path / "cache"
+    table, _ = embeddings.embed_catalogue(names, cat, out, cache_dir=cache, progress=False, batch_size=16,
+                                          activations=[("mobilenetv1_025_keras", 1)])
+    assert table["status"].tolist() == ["ok"] * 4 and not table["cache_hit"].any()
+    assert table["shared_pass"].tolist() == [plan[0].describe()] * 4
+    sets = embedding_sets.load_embedding_sets(out)
+    for m in loaded:
+        alone = extract_embeddings(m, paths, batch_size=16, compile=False, progress=False)
+        np.testing.assert_array_equal(sets[(m.spec.name, "frozen")], alone.embeddings)
+    acts, info = cached_activations(loaded[0], ids, paths, 1, cache_dir=cache, progress=False)
+    assert info["hit"]  # notebook 03 reads what the pass wrote
+    staged = StagedModel(loaded[0].model, 1, loaded[0].data_config["input_size"])
+    alone = extract_embeddings(loaded[0], paths, batch_size=16, compile=False, progress=False, module=staged.frozen,
+                               dim=acts.shape[1])
+    np.testing.assert_array_equal(acts, alone.embeddings)
+    again, _ = embeddings.embed_catalogue(names[1:2], cat, tmp_path / "again", cache_dir=cache, progress=False)
+    assert again["cache_hit"].tolist() == [True] and again["shared_pass"].tolist() == [""]

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 CACHE_VERSION = "emb-v2"
 MODEL_COLUMNS = ["model", "status", "reason", "arch", "family", "dim", "published_top1", "top1_source",
                  "measured_top1", "measured_top1_stderr", "n_imagenet", "weights", "weights_sha256",
-                 "data_config", "cache_hit", "seconds", "images_per_s", "fast_path", "n_unreadable"]
+                 "data_config", "cache_hit", "seconds", "images_per_s", "fast_path", "n_unreadable", "shared_pass"]
 CHUNK_IMAGES = 1024
 
 
@@ -132,19 +132,70 @@ def cached_embeddings(
     key = cache_key(loaded, image_set or image_set_sha256(item_ids, paths), variant)
     name = loaded.spec.name + (f"-{variant}" if variant else "")
     path = store.path("embeddings", key, ".npz", name)
-    hit = store.get_arrays("embeddings", key, name)
-    if hit is not None and hit["item_ids"].tolist() == list(item_ids):
-        failed = dict(zip(hit["failed_ids"].tolist(), hit["failed_reasons"].tolist())) if "failed_ids" in hit else {}
+    hit = read_entry(store, key, name, item_ids)
+    if hit is not None:
         log.info("%s: embeddings of %d images read from the cache (%s)", loaded.spec.name, n, path.name)
-        return hit["embeddings"], {"key": key, "path": str(path), "hit": True, "extracted": 0,
-                                   "seconds": time.perf_counter() - t0, "failed": failed, "fast_path": "cache"}
-    chunk = max(1, round(chunk_images / batch_size)) * batch_size
+        return hit[0], {"key": key, "path": str(path), "hit": True, "extracted": 0,
+                        "seconds": time.perf_counter() - t0, "failed": hit[1], "fast_path": "cache"}
     parts = store.chunks("embeddings", key, name)
+
+    def extract(order, on_batch):
+        # decided on the whole set, so a resumed run takes the same path
+        compile_mode = resolve_compile(extract_kwargs.pop("compile", "auto"), n)
+        extract_kwargs.setdefault("runtime_cache", store.root)
+        if check_backend(backend) == "ray":
+            from .ray_extract import ray_extract
+
+            plain = {k: v for k, v in extract_kwargs.items() if v is not None and k in ("module", "transform", "seeds")}
+            if plain or extract_kwargs.get("logits") or extract_kwargs.get("amp"):
+                raise ValueError(f"backend='ray' extracts float32 pooled features only, not {sorted(plain) or ['logits/amp']}; "
+                                 "use backend='local' for this variant")
+            return ray_extract(loaded.spec.name, [paths[i] for i in order], dim=loaded.dim, batch_size=batch_size,
+                               runtime=extract_kwargs.get("runtime", "auto"), runtime_cache=str(store.root),
+                               address=ray_address, progress=extract_kwargs.get("progress", True), on_batch=on_batch)
+        return extract_embeddings(loaded, [paths[i] for i in order], batch_size=batch_size,
+                                  compile=compile_mode, on_batch=on_batch, **extract_kwargs)
+
+    emb, reasons, run = run_in_chunks(parts, n, chunk_images, batch_size, extract, loaded.spec.name)
+    if emb is None:
+        emb = np.zeros((0, loaded.dim), np.float32)
+    failed = {item_ids[i]: r for i, r in enumerate(reasons) if r}
+    write_entry(store, key, name, emb, item_ids, failed)
+    parts.discard()
+    return emb, {"key": key, "path": str(path), "hit": False, "extracted": int(run.n if run else 0),
+                 "seconds": time.perf_counter() - t0, "failed": failed, "fast_path": run.path if run else "resumed chunks"}
+
+
+class ChunkRun:
+    """What :func:`run_in_chunks` ran: ``n`` images extracted in this call, the forward ``path``."""
+
+    def __init__(self, n: int, path: str):
+        self.n, self.path = n, path
+
+
+def run_in_chunks(parts, n: int, chunk_images: int, batch_size: int, extract, what: str = ""):
+    """Rows of ``n`` images computed chunk by chunk into ``parts`` (a
+    :class:`visrec_utils.core.store.Chunks`), skipping chunks already written: the resumable core
+    of :func:`cached_embeddings` and of a shared pass (:mod:`visrec_utils.features.passes`).
+
+    Chunks are ``chunk_images`` images rounded to whole batches (so batches are the same in a
+    resumed and an uninterrupted run); each is written atomically as soon as its rows are done.
+
+    Args:
+        extract: ``extract(order, on_batch) -> result with .path``, computing the rows of the
+            images at positions ``order`` (an int array) and calling ``on_batch(pos, rows,
+            reasons)`` after each batch (``pos`` indexes ``order``).
+        what: name in the resume log line.
+
+    Returns:
+        (rows ``(n, dim) float32`` or None when ``n == 0``, reasons (``n`` str, "" when read),
+        :class:`ChunkRun` or None when every chunk was already written)
+    """
+    chunk = max(1, round(chunk_images / batch_size)) * batch_size
     starts = list(range(0, n, chunk))
     todo = parts.missing(starts)
     if len(todo) < len(starts):
-        log.info("%s: resuming extraction, %d of %d chunks already written", loaded.spec.name,
-                 len(starts) - len(todo), len(starts))
+        log.info("%s: resuming extraction, %d of %d chunks already written", what, len(starts) - len(todo), len(starts))
     order = np.concatenate([np.arange(s, min(s + chunk, n)) for s in todo]) if todo else np.zeros(0, int)
     buffers: dict[int, dict] = {}
 
@@ -161,38 +212,30 @@ def cached_embeddings(
                           reasons=np.array([buf["reasons"][i] for i in idx], dtype=str))
                 del buffers[s]
 
-    run = None
-    if len(order):
-        # decided on the whole set, so a resumed run takes the same path
-        compile_mode = resolve_compile(extract_kwargs.pop("compile", "auto"), n)
-        extract_kwargs.setdefault("runtime_cache", store.root)
-        if check_backend(backend) == "ray":
-            from .ray_extract import ray_extract
-
-            plain = {k: v for k, v in extract_kwargs.items() if v is not None and k in ("module", "transform", "seeds")}
-            if plain or extract_kwargs.get("logits") or extract_kwargs.get("amp"):
-                raise ValueError(f"backend='ray' extracts float32 pooled features only, not {sorted(plain) or ['logits/amp']}; "
-                                 "use backend='local' for this variant")
-            run = ray_extract(loaded.spec.name, [paths[i] for i in order], dim=loaded.dim, batch_size=batch_size,
-                              runtime=extract_kwargs.get("runtime", "auto"), runtime_cache=str(store.root),
-                              address=ray_address, progress=extract_kwargs.get("progress", True), on_batch=on_batch)
-        else:
-            run = extract_embeddings(loaded, [paths[i] for i in order], batch_size=batch_size,
-                                     compile=compile_mode, on_batch=on_batch, **extract_kwargs)
+    run = ChunkRun(len(order), extract(order, on_batch).path) if len(order) else None
     embs, reasons = [], []
     for s in starts:
         z = parts.load(s)
         embs.append(z["embeddings"])
         reasons.extend(z["reasons"].tolist())
-    emb = np.concatenate(embs) if embs else np.zeros((0, loaded.dim), np.float32)
-    bad = [i for i, r in enumerate(reasons) if r]
-    failed = {item_ids[i]: reasons[i] for i in bad}
-    store.put_arrays("embeddings", key, name=name, embeddings=emb, item_ids=np.asarray(item_ids, dtype=str),
-                     failed_ids=np.asarray(list(failed), dtype=str),
-                     failed_reasons=np.asarray(list(failed.values()), dtype=str))
-    parts.discard()
-    return emb, {"key": key, "path": str(path), "hit": False, "extracted": int(len(order)),
-                 "seconds": time.perf_counter() - t0, "failed": failed, "fast_path": run.path if run else "resumed chunks"}
+    return (np.concatenate(embs) if embs else None), reasons, run
+
+
+def read_entry(store: Store, key: str, name: str, item_ids) -> tuple[np.ndarray, dict] | None:
+    """A cached embedding entry's ``(rows, {item_id: reason} of unreadable images)``, or None when
+    it is missing or was made for other item ids."""
+    hit = store.get_arrays("embeddings", key, name)
+    if hit is None or hit["item_ids"].tolist() != list(item_ids):
+        return None
+    failed = dict(zip(hit["failed_ids"].tolist(), hit["failed_reasons"].tolist())) if "failed_ids" in hit else {}
+    return hit["embeddings"], failed
+
+
+def write_entry(store: Store, key: str, name: str, emb: np.ndarray, item_ids, failed: dict) -> Path:
+    """Write an embedding entry (rows, item ids, unreadable ids and reasons) read by :func:`read_entry`."""
+    return store.put_arrays("embeddings", key, name=name, embeddings=emb, item_ids=np.asarray(item_ids, dtype=str),
+                            failed_ids=np.asarray(list(failed), dtype=str),
+                            failed_reasons=np.asarray(list(failed.values()), dtype=str))
 
 
 def cached_imagenet_top1(loaded: LoadedModel, folder, limit: int | None = None, cache_dir=None,
@@ -222,7 +265,7 @@ def cached_imagenet_top1(loaded: LoadedModel, folder, limit: int | None = None, 
 def embed_catalogue(model_names, cat, out_dir, cache_dir=None, batch_size: int = 32,
                     imagenet_dir=None, imagenet_limit: int | None = None, progress: bool = True,
                     backend: str = "local", ray_address: str | None = None, device: str = "auto",
-                    amp: bool = False):
+                    amp: bool = False, activations=()):
     """Frozen embeddings of every catalogue image for each model, plus a top-1 check.
 
     For each model: load it (a model whose weights cannot be had is reported as skipped with
@@ -246,13 +289,26 @@ def embed_catalogue(model_names, cat, out_dir, cache_dir=None, batch_size: int =
             local Ray).
         device, amp: where the local backend runs the model, and whether in mixed precision
             (:func:`visrec_utils.features.extract.extract_embeddings`).
+        activations: ``(model, n_stages)`` pairs: the activations entering the last ``n_stages``
+            blocks of these models (notebook 03's stage strategies) are computed in the same pass
+            and cached for :func:`visrec_utils.tuning.stage_tuning.cached_activations`; a model
+            not among ``model_names`` or outside timm's EfficientNet/MobileNet family is left out.
+
+    Passes: on the local backend in float32, the sets of models with the same preprocessing share
+    one pass over the images (:mod:`visrec_utils.features.passes`): each image is decoded once,
+    each network runs once, and a layer variant and the activations are taps of their backbone's
+    forward; rows equal a single extraction's bit for bit (tested) and go to the same cache
+    entries. ``seconds`` and ``images_per_s`` of models sharing a pass are the pass's, named in
+    ``shared_pass``. Ray and mixed precision extract each model alone.
 
     Returns:
         (models: one row per model with ``model, status, reason, arch, family, dim,
         published_top1, top1_source, measured_top1, measured_top1_stderr, n_imagenet, weights,
-        weights_sha256, data_config, cache_hit, seconds, images_per_s, fast_path, n_unreadable``;
+        weights_sha256, data_config, cache_hit, seconds, images_per_s, fast_path, n_unreadable,
+        shared_pass``;
         unreadable: ``item_id, reason, image_path`` of the images left out)
     """
+    from . import passes
     from .models import ModelUnavailable, expand_presets, load_model
 
     model_names = expand_presets(model_names)
@@ -266,6 +322,7 @@ def embed_catalogue(model_names, cat, out_dir, cache_dir=None, batch_size: int =
         save_embedding_set(out_dir, name, "frozen", emb, item_ids=ids)
         rows.append({"model": name, "status": "precomputed", "reason": "embeddings shipped with the catalogue",
                      "dim": emb.shape[1], "published_top1": np.nan, "top1_source": "unknown checkpoint"})
+    loaded_models, taps = {}, []
     for name in model_names:
         if not has_images:
             rows.append({"model": name, "status": "skipped", "reason": "the catalogue has no images"})
@@ -285,16 +342,38 @@ def embed_catalogue(model_names, cat, out_dir, cache_dir=None, batch_size: int =
             chk = cached_imagenet_top1(loaded, imagenet_dir, limit=imagenet_limit, cache_dir=cache_dir,
                                        batch_size=batch_size, progress=progress, compile=False)
             row.update(measured_top1=chk["top1"], measured_top1_stderr=chk["stderr"], n_imagenet=chk["n_images"])
-        emb, info = cached_embeddings(loaded, ids, paths, cache_dir=cache_dir, batch_size=batch_size,
-                                      image_set=image_set, progress=progress, backend=backend,
-                                      ray_address=ray_address, device=device, amp=amp)
-        save_embedding_set(out_dir, name, "frozen", emb, item_ids=ids,
-                           provenance={**model_provenance(loaded), "image_set": image_set})
-        failed.update(info["failed"])
-        row.update(cache_hit=info["hit"], seconds=round(info["seconds"], 1), n_unreadable=len(info["failed"]),
-                   images_per_s=np.nan if info["hit"] else round(len(ids) / max(info["seconds"], 1e-9), 1),
-                   fast_path=info["fast_path"])
         rows.append(row)
+        loaded_models[name] = loaded
+        taps.append(passes.taps_of(loaded))
+    for model, n_stages in activations:
+        tap = passes.activation_tap(loaded_models[model], int(n_stages)) if model in loaded_models else None
+        if tap is not None:
+            taps.append(tap)
+    shared = backend == "local" and not amp
+    plan = passes.plan_passes(taps) if shared else [passes.Pass(t.loaded.data_config, [], [t]) for t in taps]
+    by_name = {r["model"]: r for r in rows}
+    for p in plan:
+        if shared:
+            got = passes.cached_pass(p, ids, paths, image_set, cache_dir=cache_dir, batch_size=batch_size,
+                                     progress=progress, device=device)
+        else:
+            t = p.taps[0]
+            got = {t.name: cached_embeddings(t.loaded, ids, paths, cache_dir=cache_dir, batch_size=batch_size,
+                                             image_set=image_set, progress=progress, backend=backend,
+                                             ray_address=ray_address, device=device, amp=amp)}
+        for t in p.taps:
+            emb, info = got[t.name]
+            failed.update(info["failed"])
+            if t.kind == "act":  # cached for notebook 03, not an embedding set of the study
+                continue
+            save_embedding_set(out_dir, t.name, "frozen", emb, item_ids=ids,
+                               provenance={**model_provenance(t.loaded), "image_set": image_set})
+            by_name[t.name].update(
+                cache_hit=info["hit"], seconds=round(info["seconds"], 1), n_unreadable=len(info["failed"]),
+                images_per_s=np.nan if info["hit"] else round(len(ids) / max(info["seconds"], 1e-9), 1),
+                fast_path=info["fast_path"], shared_pass=info.get("shared_pass", ""))
+        for t in p.taps:  # this pass's networks are no longer needed
+            loaded_models.pop(t.name, None)
     unreadable = pd.DataFrame({"item_id": list(failed), "reason": list(failed.values())})
     unreadable["image_path"] = unreadable["item_id"].map(dict(zip(ids, paths)))
     if failed:

@@ -127,6 +127,8 @@ def extract_embeddings(
     runtime_cache: str | Path | None = None,
     device: str = "auto",
     amp: bool = False,
+    label: str | None = None,
+    module_key: str = "",
 ) -> Extraction:
     """Pooled penultimate features of ``paths`` under ``loaded``'s own preprocessing.
 
@@ -161,6 +163,10 @@ def extract_embeddings(
             :func:`visrec_utils.features.embeddings.cached_embeddings`); on the CPU, bfloat16 keeps only 8
             mantissa bits: MobileNet-V1 0.25 rows had cosine 0.97-0.996 to float32 (64 H&M images), so a
             warning is logged there.
+        label: what the progress bar and log lines call this extraction (default the model's name).
+        module_key: names what ``module`` computes, so its converted OpenVINO model is cached in
+            ``runtime_cache`` too (:func:`openvino_cache_path`'s ``variant``); "" converts a
+            ``module`` anew each call.
 
     Returns:
         :class:`Extraction`; unreadable images are NaN rows listed in ``failed``, never errors.
@@ -200,7 +206,8 @@ def extract_embeddings(
                                          pin_memory=device == "cuda")
     t0 = time.perf_counter()
     done = 0
-    bar = tqdm(total=n, desc=f"embeddings {loaded.spec.name}", unit="img", disable=not progress)
+    label = label or loaded.spec.name
+    bar = tqdm(total=n, desc=f"embeddings {label}", unit="img", disable=not progress)
     with torch.inference_mode(), contextlib.ExitStack() as restore:
         restore.callback(pooled.to, "cpu")  # the loaded model goes back to the CPU afterwards
         restore.callback(_set_tf32, *tf32)
@@ -212,7 +219,8 @@ def extract_embeddings(
             if ok.any():
                 xs = (x[torch.from_numpy(ok)] if not ok.all() else x).to(device, non_blocking=True)
                 if not chosen:
-                    xml = openvino_cache_path(loaded, xs.shape, runtime_cache) if module is None else None
+                    xml = (openvino_cache_path(loaded, xs.shape, runtime_cache, module_key)
+                           if module is None or module_key else None)
                     name = f"{loaded.spec.name}-{type(pooled).__name__}-{emb.shape[1]}-{xs.shape[-2]}x{xs.shape[-1]}"
                     forward, desc, channels_last = choose_forward(pooled, xs, bool(compile), runtime, xml, normalize,
                                                                   runtime_cache, name)
@@ -226,7 +234,7 @@ def extract_embeddings(
                         rel = float((low - full).norm() / full.norm())
                         desc += f" + autocast ({'bfloat16' if device == 'cpu' else 'float16'}; relative diff {rel:.1e})"
                     chosen = True
-                    log.info("%s: using %s", loaded.spec.name, desc)
+                    log.info("%s: using %s", label, desc)
                 if channels_last:
                     xs = xs.contiguous(memory_format=torch.channels_last)
                 k = xs.shape[0]
@@ -244,7 +252,7 @@ def extract_embeddings(
             bar.update(b)
     bar.close()
     dt = time.perf_counter() - t0
-    log.info("%s: %d images in %.1f s (%.1f img/s, %s), %d unreadable", loaded.spec.name, n, dt,
+    log.info("%s: %d images in %.1f s (%.1f img/s, %s), %d unreadable", label, n, dt,
              n / max(dt, 1e-9), desc, len(failed))
     return Extraction(emb, failed, out_logits, dt, desc)
 

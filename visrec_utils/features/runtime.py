@@ -134,20 +134,25 @@ def save_ir(model, xml: Path) -> None:
     atomic_write(xml, write)
 
 
-def openvino_cache_path(loaded: LoadedModel, shape, folder) -> Path | None:
+def openvino_cache_path(loaded: LoadedModel, shape, folder, variant: str = "") -> Path | None:
     """Where the converted model of ``loaded`` for ``shape``'s input size is kept: the store
     entry ``Store(folder)``'s ``("openvino", key)``, i.e.
     ``<folder>/openvino/<safe model name>-<key>.xml`` (+ ``.bin``), ``key`` the
     :func:`visrec_utils.core.store.content_key` of the model name, weights sha256, input
-    ``(H, W)`` and OpenVINO version; None when OpenVINO is not installed or ``folder`` is None."""
+    ``(H, W)``, OpenVINO version and ``variant`` when given (what the converted module computes
+    besides the pooled features, e.g. a shared pass's taps); None when OpenVINO is not installed
+    or ``folder`` is None."""
     try:
         import openvino as ov
     except ImportError:
         return None
     if folder is None:
         return None
-    key = content_key({"model": loaded.spec.name, "weights_sha256": loaded.weights_sha256 or "noweights",
-                       "input": [int(shape[-2]), int(shape[-1])], "openvino": ov.__version__.split("-")[0]})
+    payload = {"model": loaded.spec.name, "weights_sha256": loaded.weights_sha256 or "noweights",
+               "input": [int(shape[-2]), int(shape[-1])], "openvino": ov.__version__.split("-")[0]}
+    if variant:
+        payload["variant"] = variant
+    key = content_key(payload)
     return Store(folder).path("openvino", key, ".xml", name=loaded.spec.name)
 
 

@@ -37,7 +37,7 @@ class Extracted:
     def shown_models(self) -> pd.DataFrame:
         """The model table's columns worth showing (those present)."""
         cols = [c for c in ["model", "status", "dim", "published_top1", "measured_top1", "measured_top1_stderr",
-                            "cache_hit", "seconds", "images_per_s", "fast_path", "n_unreadable", "reason"]
+                            "cache_hit", "seconds", "images_per_s", "fast_path", "shared_pass", "n_unreadable", "reason"]
                 if c in self.models]
         return self.models[cols]
 
@@ -69,7 +69,8 @@ def default_imagenet_dir() -> str:
 def extract(out_dir, models=("offline", "controls", "layers"), cache_dir=None, batch_size: int = 32,
             imagenet_dir: str | None = None, imagenet_limit: int | None = None, backend: str = "local",
             ray_address: str | None = None, device: str = "auto", amp: bool = False, umap_points: int = 3000,
-            umap_color: str = "product_group_name") -> Extracted:
+            umap_color: str = "product_group_name", stage_models=("tf_efficientnet_lite0",),
+            n_stages: int = 1) -> Extracted:
     """Extract (or read from the cache) the frozen embedding sets of ``models`` for the prepared catalogue.
 
     Writes ``<out>/embeddings`` (one set per model, with its manifest row), ``results/models.csv``,
@@ -86,6 +87,9 @@ def extract(out_dir, models=("offline", "controls", "layers"), cache_dir=None, b
         backend, ray_address: ``"local"`` or ``"ray"`` and the Ray cluster.
         device, amp: where extraction runs (auto: cuda, else mps, else cpu) and mixed precision.
         umap_points, umap_color: items per UMAP map (0 skips it) and the item column colouring it.
+        stage_models, n_stages: notebook 03's models whose last ``n_stages`` stages are fine-tuned:
+            the activations entering those stages are computed in the same pass as the models'
+            frozen features and cached for notebook 03 (``[]`` leaves them to notebook 03).
 
     Raises:
         DataError: no prepared data in ``out_dir`` (run the ``prepare`` stage first).
@@ -96,7 +100,8 @@ def extract(out_dir, models=("offline", "controls", "layers"), cache_dir=None, b
     cat = data.load_prepared(out.root)
     table, unreadable = embeddings.embed_catalogue(models, cat, out.root, cache_dir=cache_dir, batch_size=batch_size,
                                                    imagenet_dir=imagenet_dir or None, imagenet_limit=imagenet_limit,
-                                                   backend=backend, ray_address=ray_address, device=device, amp=amp)
+                                                   backend=backend, ray_address=ray_address, device=device, amp=amp,
+                                                   activations=[(m, n_stages) for m in stage_models or ()])
     log = SkipLog(out.root, NOTEBOOK)
     if not imagenet_dir:
         log.skip("ImageNet top-1 check", "imagenet_dir is empty (no labelled ImageNet sample given or found), so no "
