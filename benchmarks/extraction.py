@@ -4,6 +4,7 @@
     python benchmarks/extraction.py rss --n 1000     # peak RSS of visrec's extraction of n images
     python benchmarks/extraction.py runtimes         # model alone under each runtime (Lite0)
     python benchmarks/extraction.py device           # on a GPU (cuda/mps): float32 and mixed precision
+    python benchmarks/extraction.py passes --n 2000  # each set alone vs one shared pass (CSV)
 
 (a) a plain timm loop: PIL decode and the model's eval transform in the loop, NCHW float32 eager
 PyTorch, batch 32; (b) visrec end to end: ``embeddings.cached_embeddings`` into an empty cache
@@ -232,9 +233,74 @@ def bench_runtimes(name: str) -> None:
         print(f"{name} {desc}: {ips:.1f} img/s, max abs diff vs eager {np.abs(np.asarray(out) - ref).max():.1e}")
 
 
+PASS_SETS = ["tf_efficientnet_lite0", "random_tf_efficientnet_lite0", "tf_efficientnet_lite0@stage2",
+             "tf_efficientnet_lite0@stage3", "tf_efficientnet_lite0@stage4"]
+
+
+def bench_passes(names: list[str], n: int, csv: Path) -> None:
+    """Notebook 02's sets that share a preprocessing (default: EfficientNet-Lite0, its random
+    control, three layer variants) plus notebook 03's last-stage activations of the first,
+    extracted (1) each alone, as before issue 17, and (2) in one shared pass
+    (:mod:`visrec_utils.features.passes`), each into an empty cache with the converted models
+    cached; writes one row per set and the totals to ``csv`` with the largest difference."""
+    import pandas as pd
+
+    from visrec_utils.features import passes
+    from visrec_utils.tuning.stage_tuning import StagedModel
+
+    ids, paths = _paths(n)
+    image_set = embeddings.image_set_sha256(ids, paths)
+    loaded = [models.load_model(m) for m in names]
+    staged = StagedModel(loaded[0].model, 1, loaded[0].data_config["input_size"])
+    taps = [passes.taps_of(m) for m in loaded] + [passes.activation_tap(loaded[0], 1)]
+    rows, alone = [], {}
+    with tempfile.TemporaryDirectory() as warm:  # converted models cached first, as in a rerun
+        kw = {"cache_dir": warm, "image_set": image_set, "progress": False}
+        for m in loaded:
+            embeddings.cached_embeddings(m, ids[:64], paths[:64], **{**kw, "image_set": None})
+        embeddings.cached_embeddings(loaded[0], ids[:64], paths[:64], cache_dir=warm, variant="act1",
+                                     module=staged.frozen, dim=taps[-1].dim, progress=False)
+        passes.cached_pass(passes.plan_passes(taps)[0], ids[:64], paths[:64],
+                           embeddings.image_set_sha256(ids[:64], paths[:64]), cache_dir=warm, progress=False)
+        for run in ("alone", "shared"):
+            with tempfile.TemporaryDirectory() as cold:
+                import shutil
+                for sub in ("openvino", "micro_batch.json"):
+                    src = Path(warm) / sub
+                    (shutil.copytree if src.is_dir() else shutil.copy)(src, Path(cold) / sub)
+                t0 = time.perf_counter()
+                if run == "alone":
+                    for m in loaded:
+                        t = time.perf_counter()
+                        alone[m.spec.name] = embeddings.cached_embeddings(m, ids, paths, cache_dir=cold, **{
+                            k: v for k, v in kw.items() if k != "cache_dir"})[0]
+                        rows.append({"run": run, "set": m.spec.name, "seconds": time.perf_counter() - t})
+                    t = time.perf_counter()
+                    alone[taps[-1].name] = embeddings.cached_embeddings(
+                        loaded[0], ids, paths, cache_dir=cold, image_set=image_set, variant="act1", module=staged.frozen,
+                        dim=taps[-1].dim, progress=False)[0]
+                    rows.append({"run": run, "set": taps[-1].name, "seconds": time.perf_counter() - t})
+                else:
+                    got = passes.cached_pass(passes.plan_passes(taps)[0], ids, paths, image_set, cache_dir=cold,
+                                             progress=False)
+                    diff = max(float(np.nanmax(np.abs(got[k][0] - alone[k]))) for k in alone)
+                    rows.append({"run": run, "set": "all, one pass", "seconds": time.perf_counter() - t0,
+                                 "max_abs_diff": diff})
+                rows.append({"run": run, "set": "total", "seconds": time.perf_counter() - t0})
+    table = pd.DataFrame(rows).assign(n_images=n, images_per_s=lambda d: (n / d["seconds"]).round(1))
+    table["seconds"] = table["seconds"].round(1)
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(csv, index=False)
+    print(table.to_string(index=False))
+    total = table[table["set"] == "total"].set_index("run")["seconds"]
+    print(f"one shared pass: {total['alone'] / total['shared']:.2f}x faster than each set alone; written to {csv}")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["speed", "rss", "runtimes", "device"])
+    ap.add_argument("what", choices=["speed", "rss", "runtimes", "device", "passes"])
+    ap.add_argument("--csv", type=Path, default=ROOT / "benchmarks/results/extraction_passes.csv",
+                    help="where 'passes' writes its table")
     ap.add_argument("--device", default="auto", help="device mode: auto (cuda, else mps, else cpu), cuda, mps, cpu")
     ap.add_argument("--models", nargs="+", default=OFFLINE)
     ap.add_argument("--n", type=int, default=2000, help="images for (b) and rss")
@@ -242,6 +308,8 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     if a.what == "speed":
         bench_speed(a.models, a.n, a.n_plain)
+    elif a.what == "passes":
+        bench_passes(PASS_SETS if a.models == OFFLINE else a.models, a.n, a.csv)
     elif a.what == "device":
         bench_device(a.models, a.n, a.device)
     elif a.what == "rss":

@@ -221,7 +221,7 @@ def cached_pass(p: Pass, item_ids, paths, image_set: str, cache_dir=None, batch_
     import time
 
     from ..core.store import Store, content_key
-    from .embeddings import CHUNK_IMAGES, cache_key, read_entry, run_in_chunks, write_entry
+    from .entries import CHUNK_IMAGES, cache_key, read_entry, run_in_chunks, write_entry
     from .extract import extract_embeddings, resolve_compile
 
     store = Store(cache_dir)
