@@ -34,7 +34,7 @@ def notebook_dir(tmp_path, monkeypatch):
     d.mkdir()
     monkeypatch.setattr(execution, "NOTEBOOK_DIR", d)
     monkeypatch.setattr(runner, "NOTEBOOK_DIR", d)
-    monkeypatch.setattr("visrec_utils.reports.index.write_index", lambda out: out / "reports" / "index.html")
+    monkeypatch.setattr("visrec_utils.reports.index.write_index", lambda out, pending=(): out / "reports" / "index.html")
     return d
 
 
@@ -172,3 +172,31 @@ def test_cli_empty_value_is_the_empty_string_and_out_must_be_a_folder(tmp_path, 
     assert cli.main(["study", "--data", "demo", "--out", str(afile)]) == 2
     assert capsys.readouterr().err.strip() == (f"visrec: error: the output folder {afile} (--out / out_dir) is a file; "
                                                "name a folder (it is created)")
+
+
+def test_a_batch_run_shows_the_kernels_bar_as_one_line_without_start_up_noise(tmp_path, notebook_dir, monkeypatch):
+    seen = []
+
+    class Recorded(execution.ProgressLine):
+        def update(self):
+            seen.append(super().update())
+            return seen[-1]
+
+    monkeypatch.setattr(execution, "ProgressLine", Recorded)
+    _notebook(notebook_dir, "02_bars", "import sys, time\nfrom tqdm.auto import tqdm\n"
+              "from visrec_utils.pipeline import notebook\nnotebook.setup(out_dir)\n"
+              "bar = tqdm(total=5, desc='embeddings tf_efficientnet_lite0@stage2', unit='img')\n"
+              "for _ in range(5):\n    time.sleep(0.5)\n    bar.update(1)\nbar.close()\n"
+              "print('[IPKernelApp] WARNING | Kernel is running over TCP without ' + 'encryption. All', file=sys.stderr)\n"
+              "print('a real warning', file=sys.stderr)",
+              params='out_dir: str = "."\nmodels: list = ["tf_efficientnet_lite0", "tf_efficientnet_lite0@stage2"]\n')
+    execution.run_notebook("02_bars", {"out_dir": str(tmp_path)}, tmp_path)
+    assert "02 | embeddings tf_efficientnet_lite0@stage2 (model 2/2)" in seen
+    logs = tmp_path / "reports" / "logs"
+    assert not (logs / "02_bars.progress.json").exists()  # the channel's file goes with the run
+    kernel_log = (logs / "02_bars.kernel.log").read_text()
+    assert "without encryption" not in kernel_log
+    stderr_log = (logs / "02_bars.stderr.log").read_text()
+    assert "a real warning" in stderr_log and "without encryption" not in stderr_log
+    for page in ("02_bars.ipynb", "02_bars.html", "with_code/02_bars.html"):
+        assert "without encryption" not in (tmp_path / "reports" / page).read_text()

@@ -268,7 +268,7 @@ def test_a_failed_notebook_is_not_reused_by_the_next_run(tmp_path, monkeypatch):
 
     monkeypatch.setattr(runner, "run_notebook", fake_run)
     monkeypatch.setattr(runner, "_report_models", lambda out: None)
-    monkeypatch.setattr("visrec_utils.reports.index.write_index", lambda out: out)
+    monkeypatch.setattr("visrec_utils.reports.index.write_index", lambda out, pending=(): out)
     nbs = runner.NOTEBOOKS[:3]
     runner.run_study({"data_dir": "demo"}, tmp_path, notebooks=nbs)
     with pytest.raises(runner.StudyError):

@@ -94,6 +94,24 @@ def test_index_page_leaves_out_what_the_run_did_not_produce(tmp_path):
     assert "Versions and hardware</summary>" in page and "<h2>Notebooks</h2>" in page and "Skipped parts" not in page
 
 
+def test_a_study_in_progress_is_marked_until_its_last_notebook(tmp_path):
+    _fake_run(tmp_path, with_metrics=False)  # notebooks 01-02 done; an earlier run's 04 page still on disk
+    (tmp_path / "reports" / "04_recommendation_eval.html").write_text("<html>an earlier run</html>")
+    pending = ["03_fine_tuning", "04_recommendation_eval", "05_imagenet_vs_transfer"]
+    page = index.write_index(tmp_path, pending=pending).read_text()
+    assert ('<p class="in-progress">Study in progress: 2 of 5 notebooks done; this page is rewritten after each '
+            "notebook (reload it to see more).</p>") in page
+    assert page.index('class="in-progress"') < page.index('<section class="answer"')
+    items = re.findall(r"<li>(.*?)</li>", page[page.index("<h2>Notebooks</h2>"):])
+    assert items == ['<a href="01_data_prep.html">01_data_prep</a> (<a href="with_code/01_data_prep.html">with code</a>) '
+                     "(12 s)", '<a href="02_embedding_extraction.html">02_embedding_extraction</a> (reused: inputs '
+                     "unchanged since its run of 40 s)", "03_fine_tuning (not run yet)",
+                     "04_recommendation_eval (not run yet)", "05_imagenet_vs_transfer (not run yet)"]
+    assert "No recommendation result yet" in page and "models_ndcg20.png" in page  # what is there already shows
+    final = index.write_index(tmp_path).read_text()  # the runner's last write: no banner
+    assert "Study in progress" not in final and "not run yet" not in final and 'href="04_recommendation_eval.html"' in final
+
+
 def test_the_template_ships_as_package_data():
     import tomllib
     from pathlib import Path

@@ -39,7 +39,9 @@ def main(argv=None) -> int:
     s.add_argument("--ray-address", default=None,
                    help="Ray cluster to connect to, e.g. 'auto' or 'ray://head:10001' (default $RAY_ADDRESS, "
                         "else a local Ray)")
-    s.add_argument("--log-output", action="store_true", help="stream notebook output to the terminal")
+    s.add_argument("--log-output", action="store_true",
+                   help="stream notebook output to the terminal (default: one live progress line per notebook, "
+                        "then its time and peak memory)")
     s.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="any notebook parameter (as papermill -p; VALUE is read as YAML: 2000, true, '[10, 20]'); "
                         "repeatable")

@@ -3,8 +3,9 @@
 :func:`run_notebook` runs ``notebooks/NN_name.ipynb`` with papermill on the project's own kernel
 (:data:`KERNEL_NAME`, whatever the notebook's metadata says: nbstripout and jupytext round trips
 drop ``metadata.kernelspec``, papermill issue 735), keeps the kernel's own stderr out of the
-terminal (it goes to ``reports/logs/NN_name.kernel.log``: ipykernel's transport warnings,
-libtiff's decoder chatter), watches the peak memory of the notebook's processes, and renders the
+terminal (it goes to ``reports/logs/NN_name.kernel.log``; start-up noise, ``progress.NOISE``, is
+dropped), shows the kernel's tqdm bars as one live line (``progress.ProgressLine``), watches the
+peak memory of the notebook's processes, and renders the
 executed notebook to HTML, also when it failed part-way (:func:`to_html`: a page without code
 whose stderr is summarised in one line per cell, and a page with code for analysts).
 
@@ -15,6 +16,7 @@ missing kernel. The partial notebook is kept (papermill saves it after every cel
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import html
 import os
@@ -28,11 +30,10 @@ from nbconvert.preprocessors import Preprocessor
 from traitlets import Unicode
 
 from ..core.store import atomic_write
+from .progress import (BATCH_ENV, PROGRESS_ENV, ProgressLine, drop_noise, drop_noise_outputs,  # noqa: F401 (re-exported)
+                       progress_names)
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
-#: Set in the environment of the kernels the batch runner starts: :func:`visrec_utils.pipeline.notebook.done`
-#: then leaves ``reports/index.html`` to the runner, which writes it once at the end.
-BATCH_ENV = "VISREC_BATCH_RUN"
 #: The kernel every study notebook runs on (the project's environment), and its language.
 KERNEL_NAME = "python3"
 LANGUAGE = "python"
@@ -247,6 +248,8 @@ def to_html(ipynb: Path) -> Path:
     ipynb = Path(ipynb)
     name, reports = ipynb.stem, ipynb.parent
     nb = nbformat.read(str(ipynb), as_version=4)
+    if drop_noise_outputs(nb):  # start-up noise stays out of the executed notebook and both pages
+        atomic_write(ipynb, lambda tmp: nbformat.write(nb, tmp))
     log_rel, code_rel = f"logs/{name}.stderr.log", f"with_code/{name}.html"
 
     analyst = copy.deepcopy(nb)
@@ -321,6 +324,11 @@ class _ExplainedFaults:
     def filter(self, record) -> bool:
         from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
+        if record.name.startswith("papermill") and isinstance(record.msg, str) and not record.args:
+            record.msg = drop_noise(record.msg)  # --log-output: the kernel's streams, without start-up noise
+            if not record.msg.strip():
+                return False
+
         exc = record.exc_info[1] if record.exc_info else None
         exc = exc or (record.args.get("exception") if isinstance(record.args, dict) else None)
         if isinstance(exc, (DeadKernelError, CellTimeoutError)):
@@ -339,9 +347,9 @@ def _quiet_fault_logs() -> None:
             logger.addFilter(_ExplainedFaults())
 
 
-def _kernel_manager_class(log_path: Path, launched: list):
+def _kernel_manager_class(log_path: Path, launched: list, env: dict | None = None):
     """An AsyncKernelManager that sends the kernel's stdout/stderr to ``log_path``, sets
-    :data:`BATCH_ENV` in the kernel's environment and appends the kernel's process
+    :data:`BATCH_ENV` and ``env`` in the kernel's environment and appends the kernel's process
     (``subprocess.Popen``) to ``launched`` (its exit status tells a kill)."""
     from jupyter_client.manager import AsyncKernelManager
 
@@ -350,7 +358,7 @@ def _kernel_manager_class(log_path: Path, launched: list):
             log = open(log_path, "ab")  # noqa: SIM115 (closed when the kernel is cleaned up)
             kw.setdefault("stdout", log)
             kw.setdefault("stderr", log)
-            kw["env"] = {**(kw.get("env") or os.environ), BATCH_ENV: "1"}  # notebook.done: no index mid-run
+            kw["env"] = {**(kw.get("env") or os.environ), BATCH_ENV: "1", **(env or {})}  # notebook.done: no index
             try:
                 await super().start_kernel(**kw)
             finally:
@@ -442,7 +450,9 @@ def run_notebook(name: str, params: dict, out_dir: Path, log_output: bool = Fals
 
     The notebook runs on :data:`KERNEL_NAME` with ``notebooks/`` as working directory; the
     executed copy is ``<out>/reports/<name>.ipynb`` (saved after every cell) and ``.html``; the
-    kernel's stdout/stderr go to ``<out>/reports/logs/<name>.kernel.log``.
+    kernel's stdout/stderr go to ``<out>/reports/logs/<name>.kernel.log`` (without start-up noise).
+    Without ``log_output`` the kernel's tqdm bars show as one live line on a terminal's stderr
+    (:class:`~visrec_utils.pipeline.progress.ProgressLine`, through ``logs/<name>.progress.json``).
 
     Args:
         name: notebook name without ``.ipynb``; params: parameter values (only those the
@@ -474,15 +484,19 @@ def run_notebook(name: str, params: dict, out_dir: Path, log_output: bool = Fals
     launched: list = []
     _quiet_fault_logs()
     src = reports / "logs" / f"{name}.input.ipynb"  # the notebook with the project's kernel metadata
+    progress = reports / "logs" / f"{name}.progress.json"
+    progress.unlink(missing_ok=True)
+    env = {} if log_output else {PROGRESS_ENV: str(progress)}
+    line = ProgressLine(progress, name, progress_names(mine, declared))
     t0 = time.perf_counter()
     watch = MemoryWatch()
     try:
         nbformat.write(project_notebook(notebook_dir / f"{name}.ipynb"), str(src))
-        with watch:
+        with watch, (contextlib.nullcontext() if log_output else line):
             papermill.execute_notebook(str(src), str(out_nb), parameters=mine, kernel_name=KERNEL_NAME,
                                        language=LANGUAGE, progress_bar=False, log_output=log_output,
                                        cwd=str(notebook_dir), execution_timeout=timeout,
-                                       kernel_manager_class=_kernel_manager_class(log, launched))
+                                       kernel_manager_class=_kernel_manager_class(log, launched, env))
     except BaseException as e:  # noqa: BLE001 (Ctrl-C too: the partial notebook is rendered, then one line)
         if out_nb.is_file():
             try:
@@ -494,6 +508,9 @@ def run_notebook(name: str, params: dict, out_dir: Path, log_output: bool = Fals
         raise explain(e, name, out_nb, watch.peak, code, timeout) from e
     finally:
         src.unlink(missing_ok=True)
+        text = log.read_text(encoding="utf-8", errors="replace") if log.is_file() else ""
+        if drop_noise(text) != text:  # start-up noise (NOISE) left out of the kernel's log
+            atomic_write(log, lambda tmp: Path(tmp).write_text(drop_noise(text), encoding="utf-8"))
     seconds = time.perf_counter() - t0
     to_html(out_nb)
     return {"notebook": name, "seconds": round(seconds, 1), "parameters": mine,

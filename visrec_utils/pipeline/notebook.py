@@ -6,11 +6,15 @@ its section is (:func:`figure`) instead of at the end of the call cell (:func:`s
 long result table in words a reader without the code follows, with the file holding every row.
 :func:`done` also refreshes ``<out>/reports/index.html``, so a notebook run by hand in
 JupyterLab updates the index like a batch run does.
+
+In a batch run, :func:`setup` starts the kernel's end of the progress channel
+(:mod:`visrec_utils.pipeline.progress`).
 """
 from __future__ import annotations
 
 import math
 import numbers
+import os
 import re
 from pathlib import Path
 
@@ -19,7 +23,7 @@ import numpy as np
 from ..core import log
 from ..core.layout import StudyLayout
 from ..reports import labels as _labels
-
+from .progress import BATCH_ENV, PROGRESS_ENV, publish_progress  # noqa: F401 (BATCH_ENV: callers read it here)
 
 def setup(out_dir) -> StudyLayout:
     """Prepare a notebook run: ``[visrec]`` progress lines (:func:`visrec_utils.core.log.configure`),
@@ -28,6 +32,8 @@ def setup(out_dir) -> StudyLayout:
 
     log.configure()
     pd.set_option("display.max_colwidth", None)  # show reasons and advice in full
+    if os.environ.get(PROGRESS_ENV):  # a batch run: the runner shows the kernel's bars in the terminal
+        publish_progress(os.environ[PROGRESS_ENV])
     return StudyLayout(out_dir).make_dirs()
 
 
@@ -35,13 +41,9 @@ def done(out_dir=None) -> None:
     """Close the figures a stage drew (they are saved; :func:`figure` shows them in place) and,
     given the output folder, rewrite ``<out>/reports/index.html`` from what is on disk now
     (:func:`visrec_utils.reports.index.write_index`): a notebook run by hand refreshes the index.
-    In a batch run (:data:`visrec_utils.pipeline.execution.BATCH_ENV` set in the kernel's
-    environment) the index is left to the runner, which writes it once at the end."""
-    import os
-
+    In a batch run (:data:`BATCH_ENV` set in the kernel's environment) the index is left to the
+    runner, which rewrites it after every notebook."""
     import matplotlib.pyplot as plt
-
-    from .execution import BATCH_ENV
 
     plt.close("all")
     if out_dir is not None and not os.environ.get(BATCH_ENV):

@@ -6,6 +6,21 @@ error (papermill itself only warns). Outputs: ``<out>/reports/NN_name.ipynb`` (e
 ``.html``, ``<out>/figures``, ``<out>/results`` and ``<out>/results/run.json`` (parameters,
 library versions, git commit, wall time per notebook, and the keys that let a rerun skip the
 notebooks whose inputs did not change).
+
+What a person sees while it runs (without ``--log-output``): per notebook, one live tqdm line on
+stderr, then the summary ``[visrec] NN_name done in X s (peak memory Y GiB)``. The line comes
+from the kernel through a file, the simplest channel that works in papermill's batch runs: the
+runner sets ``VISREC_PROGRESS_FILE`` in the kernel's environment; the notebook's
+:func:`visrec_utils.pipeline.notebook.setup` then starts a thread in the kernel that writes the
+kernel's live tqdm bars (description, count, total, unit, elapsed: the stage code keeps using
+tqdm as anywhere) to ``reports/logs/NN_name.progress.json`` twice a second; the runner reads it
+and draws the newest bar as one tqdm line, with which model or strategy it is (e.g. ``model
+3/11``, from the parameters), items done, rate and time left
+(:class:`visrec_utils.pipeline.progress.ProgressLine`). JupyterLab runs never set the variable,
+so their bars show in the notebook as before. Start-up lines of Jupyter and Ray
+(:data:`visrec_utils.pipeline.progress.NOISE`) are kept out of the terminal and the reports.
+``reports/index.html`` is rewritten after every notebook, marked "in progress" until the last one,
+so the first results can be opened while the rest runs.
 """
 from __future__ import annotations
 
@@ -289,6 +304,8 @@ def run_study(params: dict, out_dir: str | Path, notebooks=None, figures_to: str
             _log.info(f"{nb} done in {rec['seconds']:.0f} s (peak memory {rec.get('peak_rss_mib', 0) / 1024:.1f} GiB)")
         upstream.append(rec["outputs_digest"])
         record["notebooks"].append(rec)
+        if nb != notebooks[-1]:
+            _write_progress(out_dir, record, before, notebooks[notebooks.index(nb) + 1:])
     record["total_seconds"] = round(time.perf_counter() - t0, 1)
     _write_json(run_json, record)
     from ..reports.index import write_index
@@ -296,6 +313,21 @@ def run_study(params: dict, out_dir: str | Path, notebooks=None, figures_to: str
     _log.info(f"report index: {write_index(out_dir)}")
     _copy_figures(out_dir, params.get("data_dir"), figures_to, repo_figures)
     return record
+
+
+def _write_progress(out_dir: Path, record: dict, before: dict, pending: list) -> None:
+    """After a notebook, with ``pending`` ones still to run: ``run.json`` so far (the pending
+    notebooks' earlier entries kept, as after a failure, so an interrupted run resumes where it
+    stopped) and ``reports/index.html`` marked in progress (:func:`visrec_utils.reports.index.write_index`).
+    A page that cannot be written now is logged, never a reason to stop the study."""
+    from ..reports.index import write_index
+
+    _write_json(StudyLayout(out_dir).result("run"),
+                {**record, "notebooks": [*record["notebooks"], *(before[n] for n in pending if n in before)]})
+    try:
+        write_index(out_dir, pending=pending)
+    except Exception as e:  # noqa: BLE001 (the final index is written at the end; its errors do stop)
+        _log.warning(f"warning: the in-progress report index was not written ({type(e).__name__}: {e})")
 
 
 def _write_json(path: Path, obj) -> None:

@@ -6,8 +6,9 @@ customers and a few generated sentences with a glossary), then the key table gro
 significant figures, the main figures with sentence captions (embedded, so the page can be
 mailed with the reports folder), links to every notebook's shared HTML (and its with-code
 variant), and, folded, the data checks, parameters, library versions, hardware and the wall time
-of each notebook. :func:`write_index` is called by :func:`visrec_utils.pipeline.runner.run_study` and can be
-called again on any finished output folder.
+of each notebook. :func:`write_index` is called by :func:`visrec_utils.pipeline.runner.run_study` after
+every notebook (marked "in progress", with the notebooks still to run, until the last one) and
+can be called again on any output folder, finished or not: what is not there yet is left out.
 
 The parts that notebooks skipped (:mod:`visrec_utils.core.skips`) are gathered by :func:`write_index`
 into ``results/skipped.csv`` and a "Skipped parts" section.
@@ -147,7 +148,7 @@ def _groups(table: pd.DataFrame) -> list[dict]:
             for name, g in table.groupby("group", sort=False)] if len(table) else []
 
 
-def index_context(out_dir: str | Path) -> dict:
+def index_context(out_dir: str | Path, pending=()) -> dict:
     """What the index page shows, read from the run's outputs (see :func:`write_index`).
 
     The answer box comes first (:func:`visrec_utils.reports.answer.study_answer`), then the key
@@ -157,6 +158,11 @@ def index_context(out_dir: str | Path) -> dict:
     data checks, parameters and versions. Tables are HTML already escaped by pandas (``Markup``);
     every other value is plain text that the template escapes. Writes ``results/skipped.csv``
     (:func:`skipped_parts`) and ``results/answer.md``.
+
+    ``pending``: the notebooks of a study still running that have not run yet (names such as
+    ``"03_fine_tuning"``): the page then says "Study in progress: D of T notebooks done" (D the
+    notebooks of ``run.json`` not pending, T = D + len(pending)), and lists the pending ones as
+    not run yet, without a link (a page from an earlier run may still be on disk).
     """
     out_dir = Path(out_dir)
     layout = StudyLayout(out_dir)
@@ -164,11 +170,15 @@ def index_context(out_dir: str | Path) -> dict:
     run = read_json(layout.result("run"), {})
     cat = read_json(layout.data / "catalogue.json", {})
     runs = run.get("notebooks", [])
+    pending = [str(n) for n in pending]
     timings = {r["notebook"]: (r.get("seconds"), r.get("reused", False)) for r in runs}
     notebooks = [{"href": nb.name, "name": nb.stem, "seconds": timings.get(nb.stem, (None, False))[0],
-                  "reused": timings.get(nb.stem, (None, False))[1],
+                  "reused": timings.get(nb.stem, (None, False))[1], "pending": False,
                   "code_href": f"with_code/{nb.name}" if (reports / "with_code" / nb.name).is_file() else None}
-                 for nb in sorted(reports.glob("[0-9][0-9]_*.html"))]
+                 for nb in sorted(reports.glob("[0-9][0-9]_*.html")) if nb.stem not in pending]
+    notebooks += [{"href": None, "name": n, "seconds": None, "reused": False, "pending": True, "code_href": None}
+                  for n in pending]
+    n_done = sum(1 for r in runs if r.get("notebook") not in pending and not r.get("failed"))
     params = run.get("parameters") or {}
     main = (params.get("strategy") or "frozen", params.get("recommender") or "visrank_max")
     table = key_table(out_dir, *main)
@@ -184,6 +194,7 @@ def index_context(out_dir: str | Path) -> dict:
     env = {**run.get("versions", {}), **{f"hardware: {k}": v for k, v in _hardware().items()}}
     return {
         "synthetic": bool(cat.get("synthetic")), "notebooks": notebooks,
+        "in_progress": {"done": n_done, "total": n_done + len(pending)} if pending else None,
         "answer": answer,
         "total_seconds": run.get("total_seconds"), "started": str(run.get("started")),
         "reused": sum(bool(r.get("reused")) for r in runs), "n_notebooks": len(runs),
@@ -212,7 +223,7 @@ def render_index(context: dict) -> str:
     return env.get_template(TEMPLATE).render(**context)
 
 
-def write_index(out_dir: str | Path) -> Path:
+def write_index(out_dir: str | Path, pending=()) -> Path:
     """Write ``<out>/reports/index.html`` from the run's outputs and return its path.
 
     Reads ``results/run.json`` (parameters, versions, timings), ``results/models.csv``,
@@ -220,10 +231,12 @@ def write_index(out_dir: str | Path) -> Path:
     ``figures/*.png``; parts that a run did not produce are left out, never an error. Writes
     ``results/skipped.csv`` (every notebook's skipped parts, :func:`skipped_parts`). The page is
     rendered from the template ``templates/index.html.j2`` (:func:`render_index`), written atomically.
+    ``pending``: the notebooks still to run while a study runs; the page is then marked "in
+    progress" (:func:`index_context`); the runner's last write has none.
     """
     out_dir = Path(out_dir)
     StudyLayout(out_dir).reports.mkdir(parents=True, exist_ok=True)
-    page = render_index(index_context(out_dir))
+    page = render_index(index_context(out_dir, pending))
     path = StudyLayout(out_dir).reports / "index.html"
     atomic_write(path, lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
     return path
