@@ -21,7 +21,6 @@ import errno
 import html
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from nbconvert.preprocessors import Preprocessor
 from traitlets import Unicode
 
 from ..core.store import atomic_write
-from .progress import (BATCH_ENV, PROGRESS_ENV, ProgressLine, drop_noise, drop_noise_outputs,  # noqa: F401 (re-exported)
+from .progress import (BATCH_ENV, PROGRESS_ENV, Poller, ProgressLine, drop_noise, drop_noise_outputs,  # noqa: F401 (re-exported)
                        progress_names)
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
@@ -283,36 +282,24 @@ def to_html(ipynb: Path) -> Path:
     return page
 
 
-class MemoryWatch:
+class MemoryWatch(Poller):
     """Peak resident memory (bytes) of this process's children (the kernel and its workers),
     sampled every ``interval`` seconds in a background thread (psutil)."""
 
     def __init__(self, interval: float = 0.5):
-        self.interval, self.peak = interval, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__(interval, "visrec-memory")
+        self.peak = 0
 
-    def _run(self):
+    def tick(self) -> None:
         import psutil
 
-        me = psutil.Process()
-        while not self._stop.is_set():
-            total = 0
-            for child in me.children(recursive=True):
-                try:
-                    total += child.memory_info().rss
-                except (psutil.NoSuchProcess, psutil.AccessDenied):
-                    pass
-            self.peak = max(self.peak, total)
-            self._stop.wait(self.interval)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(timeout=2)
+        total = 0
+        for child in psutil.Process().children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+        self.peak = max(self.peak, total)
 
 
 class _ExplainedFaults:

@@ -160,7 +160,36 @@ def describe_progress(state: dict, notebook: str, names: dict | None = None) -> 
     return " | ".join([head, *outer, f"{bar['desc']}{part}" if bar["desc"] or part else "working"]), bar
 
 
-class ProgressLine:
+class Poller:
+    """A daemon thread calling :meth:`tick` every ``interval`` seconds while the ``with`` block runs
+    (and once more on exit); an exception in :meth:`tick` never reaches the caller."""
+
+    def __init__(self, interval: float = 0.5, name: str = "visrec-poller"):
+        self.interval, self._stop = interval, threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def tick(self) -> None:
+        """One poll (subclasses)."""
+
+    def _run(self):
+        while True:
+            try:
+                self.tick()
+            except Exception:  # noqa: BLE001 (watching must never stop the study)
+                pass
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=2)
+
+
+class ProgressLine(Poller):
     """The runner's end of the channel: a thread that reads the kernel's progress file every
     ``interval`` seconds and shows it as one tqdm line (:func:`describe_progress`; rate and time
     left are tqdm's, from the kernel's counts). A new bar in the kernel restarts the line with the
@@ -170,10 +199,10 @@ class ProgressLine:
 
     def __init__(self, path, notebook: str, names: dict | None = None, interval: float = 0.5,
                  file=None, disable: bool | None = None):
-        self.path, self.notebook, self.names, self.interval = Path(path), notebook, names or {}, interval
+        super().__init__(interval, "visrec-progress-line")
+        self.path, self.notebook, self.names = Path(path), notebook, names or {}
         self.file, self.disable = file, disable
-        self.bar, self.shown, self.desc, self._stop = None, None, None, threading.Event()
-        self._thread = threading.Thread(target=self._run, name="visrec-progress-line", daemon=True)
+        self.bar, self.shown, self.desc = None, None, None
 
     def update(self) -> str | None:
         """Read the file once and refresh the line; returns the description shown (None: no bar yet)."""
@@ -209,20 +238,11 @@ class ProgressLine:
             self.bar.update(kbar["n"] - self.bar.n)
         return desc
 
-    def _run(self):
-        while not self._stop.wait(self.interval):
-            try:
-                self.update()
-            except Exception:  # noqa: BLE001 (the display must never stop the study)
-                pass
-
-    def __enter__(self):
-        self._thread.start()
-        return self
+    def tick(self) -> None:
+        self.update()
 
     def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(timeout=2)
+        super().__exit__(*exc)
         if self.bar is not None:
             self.bar.close()
         self.path.unlink(missing_ok=True)
