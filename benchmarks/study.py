@@ -15,7 +15,8 @@ records:
   workers) from ``results/run.json`` (:func:`visrec_utils.pipeline.runner.run_study`), ``reused``
   when the runner did not run it again;
 * per model of notebook 02 (``extract <model>``): ``seconds`` and ``images_per_s`` of
-  ``results/models.csv`` (``cache hit`` when read from the cache);
+  ``results/models.csv`` (``cache hit`` when read from the cache); the sets of one shared pass
+  (column ``shared_pass``) are one row, ``extract <model>, <model>, ...``, its time counted once;
 * per model and strategy of notebook 03 (``tune <strategy> <model>``): the sum of the
   ``*_seconds`` columns of ``results/finetune_cost.csv``;
 * one ``study`` row: the run's total seconds and the highest notebook peak.
@@ -79,14 +80,22 @@ def stage_rows(out: str | Path) -> pd.DataFrame:
                      "note": "reused (earlier run's time)" if r.get("reused") else ""})
         if nb.startswith("02_") and layout.result("models").is_file():
             models = pd.read_csv(layout.result("models"), keep_default_na=False)
+            passes = {}  # sets extracted in one shared pass: one row, its time counted once
             for m in models.itertuples():
                 if getattr(m, "status", "ok") not in ("ok", "precomputed"):
+                    continue
+                shared = str(getattr(m, "shared_pass", "") or "")
+                if shared and shared in passes:
+                    passes[shared]["part"] += f", {m.model}"
                     continue
                 rate = pd.to_numeric(getattr(m, "images_per_s", ""), errors="coerce")
                 rows.append({"notebook": nb, "part": f"extract {m.model}",
                              "seconds": pd.to_numeric(getattr(m, "seconds", ""), errors="coerce"),
                              "rate": rate, "rate_unit": "img/s" if pd.notna(rate) else "",
-                             "note": "cache hit" if str(getattr(m, "cache_hit", "")) == "True" else ""})
+                             "note": "cache hit" if str(getattr(m, "cache_hit", "")) == "True"
+                             else ("one pass: " + shared if shared else "")})
+                if shared:
+                    passes[shared] = rows[-1]
         if nb.startswith("03_") and layout.result("finetune_cost").is_file():
             cost = pd.read_csv(layout.result("finetune_cost"), keep_default_na=False)
             seconds = [c for c in cost.columns if c.endswith("_seconds")]

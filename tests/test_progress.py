@@ -167,3 +167,23 @@ def test_the_stage_table_of_a_whole_study_and_its_readme_block(tmp_path):
         bench.put_in_readme(readme, table)
     assert str(info.value) == ("the markers <!-- visrec:times:start --> and <!-- visrec:times:end --> (in this order) "
                                "are not in the text")
+
+
+def test_the_sets_of_one_shared_pass_are_one_stage_row(tmp_path):
+    bench = _bench()
+    results = tmp_path / "out" / "results"
+    results.mkdir(parents=True)
+    (results / "run.json").write_text(json.dumps({"total_seconds": 400.0, "notebooks": [
+        {"notebook": "02_embedding_extraction", "seconds": 400.0, "peak_rss_mib": 2048}]}))
+    one = "tf_efficientnet_lite0 + 2 more sets (2 networks, one decode per image)"
+    (results / "models.csv").write_text(
+        "model,status,cache_hit,seconds,images_per_s,shared_pass\n"
+        f"tf_efficientnet_lite0,ok,False,240.0,71.0,{one}\nmobilenetv1_025_keras,ok,False,40.0,425.8,\n"
+        f"random_tf_efficientnet_lite0,ok,False,240.0,71.0,{one}\ntf_efficientnet_lite0@stage2,ok,False,240.0,71.0,{one}\n")
+    rows = bench.stage_rows(tmp_path / "out")
+    extract = rows[rows["part"].str.startswith("extract")]
+    assert extract["part"].tolist() == [
+        "extract tf_efficientnet_lite0, random_tf_efficientnet_lite0, tf_efficientnet_lite0@stage2",
+        "extract mobilenetv1_025_keras"]
+    assert extract["seconds"].tolist() == [240.0, 40.0] and extract["share"].tolist() == [0.6, 0.1]
+    assert extract["note"].tolist() == [f"one pass: {one}", ""]
