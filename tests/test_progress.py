@@ -176,10 +176,11 @@ def test_the_sets_of_one_shared_pass_are_one_stage_row(tmp_path):
     (results / "run.json").write_text(json.dumps({"total_seconds": 400.0, "notebooks": [
         {"notebook": "02_embedding_extraction", "seconds": 400.0, "peak_rss_mib": 2048}]}))
     one = "tf_efficientnet_lite0 + 2 more sets (2 networks, one decode per image)"
+    q = f"\"{one}\""  # quoted, as pandas writes it
     (results / "models.csv").write_text(
         "model,status,cache_hit,seconds,images_per_s,shared_pass\n"
-        f"tf_efficientnet_lite0,ok,False,240.0,71.0,{one}\nmobilenetv1_025_keras,ok,False,40.0,425.8,\n"
-        f"random_tf_efficientnet_lite0,ok,False,240.0,71.0,{one}\ntf_efficientnet_lite0@stage2,ok,False,240.0,71.0,{one}\n")
+        f"tf_efficientnet_lite0,ok,False,240.0,71.0,{q}\nmobilenetv1_025_keras,ok,False,40.0,425.8,\n"
+        f"random_tf_efficientnet_lite0,ok,False,240.0,71.0,{q}\ntf_efficientnet_lite0@stage2,ok,False,240.0,71.0,{q}\n")
     rows = bench.stage_rows(tmp_path / "out")
     extract = rows[rows["part"].str.startswith("extract")]
     assert extract["part"].tolist() == [
