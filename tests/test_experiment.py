@@ -104,3 +104,26 @@ def test_run_protocols_takes_plain_split_settings(hm_catalogue):
     for name, split_kw in [("temporal", dict(cut=0.7, availability="catalogue")), ("random_holdout", dict(seed=1))]:
         want, _ = experiment.run_experiment(protocols.make_split(cat, name, **split_kw), {}, **kw)
         pd.testing.assert_frame_equal(m[m["protocol"] == name].reset_index(drop=True), want)
+
+
+def test_set_major_evaluation_fills_the_cache_with_the_same_numbers(tmp_path):
+    from visrec_utils.evaluation import set_major
+
+    split = _two_point_split()
+    other = Split(users=np.array(["b"], dtype=object), profiles=[np.array([1, 4])], truth=[np.array([0])],
+                  test_day=np.array(["2020-01-03"], dtype="datetime64[ns]"), train=split.train, n_items=5,
+                  interactions=split.interactions, protocol="temporal")
+    sets = {("toy", "frozen"): np.array([[1, 0], [0, 1], [1, 0.1], [0.2, 1], [-1, -1]], dtype=np.float32),
+            ("toy", "other"): np.array([[1, 2], [0, 1], [3, 0.1], [0.2, 1], [1, -1]], dtype=np.float32)}
+    recs = ["visrank_max", "visrank_top3"]
+    jobs = [(split, sets, recs), (other, {("toy", "frozen"): sets[("toy", "frozen")]}, ["visrank_max", "random"]),
+            (split, sets, ["visrank_max"])]  # the same split again: nothing more to compute
+    assert set_major.evaluate_set_major(jobs, ks=(1, 2), cache_dir=tmp_path, progress=False) == 5
+    assert set_major.evaluate_set_major(jobs, ks=(1, 2), cache_dir=tmp_path, progress=False) == 0
+    for s, ss, r in jobs:
+        fresh = experiment.run_experiment(s, ss, r, ["random"], ks=(1, 2), n_resamples=50, progress=False,
+                                          cache_dir=False)
+        cached = experiment.run_experiment(s, ss, r, ["random"], ks=(1, 2), n_resamples=50, progress=False,
+                                           cache_dir=tmp_path)
+        pd.testing.assert_frame_equal(cached[0], fresh[0], check_exact=True)
+        pd.testing.assert_frame_equal(cached[1], fresh[1], check_exact=True)

@@ -258,3 +258,21 @@ def test_candidate_mask_equals_minus_inf_scores_and_names_the_bad_row():
     mask[5, truth[5][0]] = False
     with pytest.raises(ValueError, match="block row 5"):
         metrics.block_metrics(scores, truth, mask=mask)
+
+
+def test_bootstrap_interval_is_scipy_bootstrap_to_the_last_bit():
+    from scipy import stats as sst
+
+    rng = np.random.default_rng(3)
+    for n, seed in ((2, 0), (37, 1), (879, 0), (1219, 2)):
+        v = rng.random(n)
+        v[0] = np.nan  # dropped first, as before
+        w = v[np.isfinite(v)]
+        if np.all(w == w[0]):
+            continue
+        ref = sst.bootstrap((w,), np.mean, n_resamples=500, confidence_level=0.95, method="percentile",
+                            vectorized=True, random_state=np.random.default_rng(seed))
+        got = bootstrap_ci(v, n_resamples=500, seed=seed)
+        assert got == (float(w.mean()), float(ref.confidence_interval.low), float(ref.confidence_interval.high))
+    with pytest.raises(ValueError, match="n_resamples must be a positive integer, not 0"):
+        bootstrap_ci(np.array([0.1, 0.2]), n_resamples=0)

@@ -213,3 +213,21 @@ def test_a_registered_toy_recommender_runs():
     finally:
         recommenders.unregister_recommender("first_item")
     assert "first_item" not in recommenders.list_recommenders()
+
+
+def test_similarity_rows_of_several_splits_score_like_each_split_alone():
+    rng = np.random.default_rng(0)
+    emb = rng.standard_normal((9, 4)).astype(np.float32)
+    inter = pd.DataFrame({"user_id": ["a"], "item_idx": [0], "timestamp": pd.to_datetime(["2020-01-01"])})
+    one = _split([[0, 3], [5]], [[1], [2]], ["2020-01-02", "2020-01-02"], inter, n_items=9)
+    two = _split([[2, 7, 8], [0]], [[4], [6]], ["2020-01-02", "2020-01-02"], inter, n_items=9)
+    sims, row_of = recommenders.similarity_rows(emb, [one, two])
+    assert sims.shape == (6, 9) and list(np.flatnonzero(row_of >= 0)) == [0, 2, 3, 5, 7, 8]
+    for split in (one, two):
+        alone = recommenders.make_score_fns(split, emb, ["visrank_max", "visrank_mean", "visrank_top3"])
+        shared = recommenders.make_score_fns(split, emb, ["visrank_max", "visrank_mean", "visrank_top3"],
+                                             shared=recommenders.SharedSimilarities.from_rows(split, sims, row_of))
+        for name in alone:
+            np.testing.assert_array_equal(shared[name](np.arange(2)), alone[name](np.arange(2)))
+    with pytest.raises(ValueError, match="miss a profile item of this split"):
+        recommenders.SharedSimilarities.from_rows(one, *recommenders.similarity_rows(emb, [two]))

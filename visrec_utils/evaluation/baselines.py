@@ -156,8 +156,16 @@ class ItemKNN(Recommender):
 
     def score(self, users: np.ndarray) -> np.ndarray:
         """Scores ``(len(users), n_items) float32`` for test-point positions ``users``."""
+        import scipy.sparse as sp
+
+        users = np.asarray(users, dtype=np.int64)
         out = np.zeros((len(users), self._split.n_items), dtype=np.float32)
-        for r, u in enumerate(users):
-            sim = self._sims[self._anchor_of[self._split.test_day[u]]]
-            out[r] = np.asarray(sim[self._split.profiles[u]].sum(0)).ravel()
+        anchors = np.array([self._anchor_of[d] for d in self._split.test_day[users]]) if len(users) else users
+        for a in np.unique(anchors):  # per anchor: (profile indicator) @ similarities, one sparse product
+            rows = np.flatnonzero(anchors == a)
+            profs = [self._split.profiles[u] for u in users[rows]]
+            ptr = np.concatenate([[0], np.cumsum([len(p) for p in profs])]).astype(np.int64)
+            ind = sp.csr_matrix((np.ones(ptr[-1], np.float32), np.concatenate(profs).astype(np.int64), ptr),
+                                shape=(len(rows), self._split.n_items))
+            out[rows] = (ind @ self._sims[a]).toarray()  # sums the rows in profile order, as a loop would
         return out

@@ -48,31 +48,49 @@ def per_user_means(per_point: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _evaluation_key(digest: str, emb, configs, ks, seed) -> str:
-    """Content key of one group's evaluation: metric version, split digest, the recommenders'
-    configurations (``repr`` of each object: its class and parameters), ks, seed, embedding bytes."""
-    parts = [EVAL_VERSION, digest, [repr(c) for c in configs], list(ks), seed]
+_EMB_DIGESTS: dict = {}  # id(array) -> (array, digest): each embedding matrix is hashed once per process
+
+
+def _embedding_digest(emb) -> str:
+    """Content digest of an embedding matrix (dtype, shape, bytes), memoised per array object."""
+    hit = _EMB_DIGESTS.get(id(emb))
+    if hit is not None and hit[0] is emb:
+        return hit[1]
+    a = np.ascontiguousarray(emb)
+    digest = content_key(f"{a.dtype}{a.shape}", a.tobytes(), length=32)
+    if len(_EMB_DIGESTS) > 256:
+        _EMB_DIGESTS.clear()
+    _EMB_DIGESTS[id(emb)] = (emb, digest)
+    return digest
+
+
+def evaluation_key(digest: str, emb, config, ks, seed) -> str:
+    """Content key of one recommender's evaluation on one split and embedding set: metric
+    version, split digest, the recommender's configuration (``repr``: its class and parameters),
+    ks, seed and the embedding digest. Per recommender, so a part that evaluates a subset of the
+    recommenders on the same split (the every-protocol table, the availability rules) reuses
+    the main evaluation's per-point results."""
+    parts = [EVAL_VERSION, digest, repr(config), list(ks), seed]
     if emb is not None:
-        a = np.ascontiguousarray(emb)
-        parts += [f"{a.dtype}{a.shape}", a.tobytes()]
+        parts.append(_embedding_digest(emb))
     return content_key(*parts, length=32)
 
 
-def _load_evaluation(store: Store, key: str, names):
+def load_evaluation(store: Store, key: str, name: str):
+    """One recommender's cached evaluation ``(per-point DataFrame, (n_points, max(ks)) top lists)``
+    under ``key`` (:func:`evaluation_key`), or None when absent or incomplete."""
     if not store.has(EVALUATIONS, key, ".parquet"):  # written last: present only when complete
         return None
     tops = store.get_arrays(EVALUATIONS, key)
-    if tops is None or not set(names) <= set(tops):
+    if tops is None or name not in tops:
         return None
-    df = store.get_table(EVALUATIONS, key)
-    per_point = {n: g.drop(columns="recommender").reset_index(drop=True) for n, g in df.groupby("recommender", sort=False)}
-    return per_point, {n: tops[n] for n in names}
+    return store.get_table(EVALUATIONS, key), tops[name]
 
 
-def _save_evaluation(store: Store, key: str, per_point: dict, tops: dict) -> None:
-    store.put_arrays(EVALUATIONS, key, **tops)
-    table = pd.concat([pp.assign(recommender=n) for n, pp in per_point.items()], ignore_index=True)
-    store.put_table(EVALUATIONS, key, table)  # the parquet last: both exist only when complete
+def save_evaluation(store: Store, key: str, name: str, per_point: pd.DataFrame, top: np.ndarray) -> None:
+    """Cache one recommender's evaluation under ``key`` (what :func:`load_evaluation` reads)."""
+    store.put_arrays(EVALUATIONS, key, **{name: top})
+    store.put_table(EVALUATIONS, key, per_point)  # the parquet last: both exist only when complete
 
 
 def run_experiment(
@@ -103,10 +121,11 @@ def run_experiment(
             (:func:`visrec_utils.evaluation.ray_evaluate.ray_evaluate`; the same numbers).
         ray_address: Ray cluster address (default ``$RAY_ADDRESS``, else a local Ray).
         cache_dir: per-point results are cached in the :class:`visrec_utils.core.store.Store` at
-            ``cache_dir`` (kind ``"evaluations"``: a parquet of per-point metrics and an npz of
-            top lists), keyed by the split's content
+            ``cache_dir`` (kind ``"evaluations"``: per recommender, a parquet of per-point metrics
+            and an npz of its top lists), keyed by the split's content
             (:func:`visrec_utils.catalogue.splits.split_digest`), the embedding bytes, the
-            recommenders' configurations, ks, seed and
+            recommender's configuration (:func:`evaluation_key`; entries written by
+            :func:`visrec_utils.evaluation.set_major.evaluate_set_major` are found here), ks, seed and
             :data:`visrec_utils.evaluation.metrics.EVAL_VERSION`; default ``$VISREC_CACHE`` or
             ``~/.cache/visrec``; False disables it.
 
@@ -137,22 +156,33 @@ def run_experiment(
         if not configs:
             continue
         names = [c.name for c in configs]
+        if len(set(names)) < len(names):
+            raise ValueError(f"two recommenders are named {next(n for n in names if names.count(n) > 1)!r}; "
+                             "give each configuration its own name")
         emb = embedding_sets.get((model, strategy))
-        key = _evaluation_key(digest, emb, configs, ks, seed)
-        cached = _load_evaluation(store, key, names) if store else None
-        if cached is not None:
-            log.debug("evaluation of %s/%s under %s: cached (%s)", model, strategy, split.protocol, key)
-            per_point, tops = cached
-        elif check_backend(backend) == "ray":
-            from .ray_evaluate import ray_evaluate
+        keys = {c.name: evaluation_key(digest, emb, c, ks, seed) for c in configs} if store else {}
+        per_point, tops = {}, {}
+        for c in configs if store else ():
+            cached = load_evaluation(store, keys[c.name], c.name)
+            if cached is not None:
+                log.debug("evaluation of %s/%s/%s under %s: cached", model, strategy, c.name, split.protocol)
+                per_point[c.name], tops[c.name] = cached
+        todo = [c for c in configs if c.name not in per_point]
+        if todo:
+            if check_backend(backend) == "ray":
+                from .ray_evaluate import ray_evaluate
 
-            per_point, tops = ray_evaluate(split, emb, configs, ks=ks, seed=seed, address=ray_address)
-        else:
-            per_point, tops = evaluate_many(make_score_fns(split, emb, configs, seed=seed), split, ks=ks, seed=seed,
-                                            return_top=True)
-        if store and cached is None:
-            _save_evaluation(store, key, per_point, tops)
-        for rec, pp in per_point.items():
+                new_pp, new_tops = ray_evaluate(split, emb, todo, ks=ks, seed=seed, address=ray_address)
+            else:
+                new_pp, new_tops = evaluate_many(make_score_fns(split, emb, todo, seed=seed), split, ks=ks,
+                                                 seed=seed, return_top=True)
+            for c in todo:
+                if store:
+                    save_evaluation(store, keys[c.name], c.name, new_pp[c.name], new_tops[c.name])
+            per_point.update(new_pp)
+            tops.update(new_tops)
+        for rec in names:
+            pp = per_point[rec]
             labels = {"model": model, "strategy": strategy, "recommender": rec}
             pu = per_user_means(pp)
             cov = []
@@ -234,13 +264,14 @@ def _skipper(on_skip):
 def cold_warm_breakdown(split: Split, embedding_sets: dict, recommenders=("visrank_max",), baselines=BASELINES,
                         ks=DEFAULT_KS, seed: int = 0, n_resamples: int = 1000, progress: bool = False,
                         backend: str = "local", ray_address: str | None = None, enabled: bool = True,
-                        on_skip=None) -> pd.DataFrame:
+                        on_skip=None, subs: dict | None = None) -> pd.DataFrame:
     """Metrics on cold and on warm truth items separately (:func:`visrec_utils.catalogue.splits.restrict_truth`).
 
     Args:
         enabled: False (the notebook's ``cold_warm``) skips the breakdown.
         on_skip: called ``on_skip(part, reason)`` for a half with no test point (e.g. no user
             bought a cold item), e.g. :meth:`visrec_utils.core.skips.SkipLog.skip`.
+        subs: optional ``{"cold": Split, "warm": Split}`` already made by :func:`cold_warm_splits`.
 
     Returns:
         Tidy metrics like :func:`run_experiment` with a ``truth`` column ("cold", "warm").
@@ -251,7 +282,7 @@ def cold_warm_breakdown(split: Split, embedding_sets: dict, recommenders=("visra
     """
     if not enabled:
         raise PartSkipped("cold_warm is False, which switches the breakdown off")
-    subs = {which: restrict_truth(split, which) for which in ("cold", "warm")}
+    subs = subs or cold_warm_splits(split)
     if not any(sub.n_users for sub in subs.values()):
         raise PartSkipped("no test user has a cold or a warm truth item")
     parts = []
@@ -263,6 +294,12 @@ def cold_warm_breakdown(split: Split, embedding_sets: dict, recommenders=("visra
                               n_resamples=n_resamples, progress=progress, backend=backend, ray_address=ray_address)
         parts.append(m.assign(truth=which))
     return pd.concat(parts, ignore_index=True)
+
+
+def cold_warm_splits(split: Split) -> dict:
+    """``{"cold": Split, "warm": Split}``: ``split`` with truth restricted to cold, then warm items
+    (:func:`visrec_utils.catalogue.splits.restrict_truth`), as :func:`cold_warm_breakdown` uses."""
+    return {which: restrict_truth(split, which) for which in ("cold", "warm")}
 
 
 def leak_free_sets(embedding_sets: dict, protocol: str, uses_purchases) -> dict:
@@ -311,7 +348,8 @@ def run_protocols(cat, embedding_sets: dict, protocols, recommenders=("visrank_m
                   baselines=BASELINES, reference=("-", "-", "random"), *, uses_purchases=None,
                   availability: str = "auto", one_of_a_kind: bool = False, cut: str | float = 0.8,
                   split_kwargs: dict | None = None, ks=DEFAULT_KS, seed: int = 0, n_resamples: int = 1000,
-                  progress: bool = True, backend: str = "local", ray_address: str | None = None, on_skip=None):
+                  progress: bool = True, backend: str = "local", ray_address: str | None = None, on_skip=None,
+                  splits: dict | None = None):
     """The same configurations under several protocols, with paired tests per protocol.
 
     Args:
@@ -327,6 +365,7 @@ def run_protocols(cat, embedding_sets: dict, protocols, recommenders=("visrank_m
         split_kwargs: optional ``{protocol: kwargs}`` overriding those settings per protocol.
         on_skip: called ``on_skip(part, reason)`` for a protocol with no test user or nothing to
             evaluate, and for a protocol's paired tests without the reference.
+        splits: optional ``{protocol: Split}`` already built with these settings (reused, not rebuilt).
 
     Returns:
         (metrics: tidy with :data:`SPLIT_COLUMNS`; paired: :func:`visrec_utils.evaluation.stats.paired_comparison`
@@ -347,7 +386,7 @@ def run_protocols(cat, embedding_sets: dict, protocols, recommenders=("visrank_m
     for name in protocols:
         kw = study_params(name, availability=availability, one_of_a_kind=one_of_a_kind, seed=seed, cut=cut)
         try:
-            split = make_split(cat, name, **{**kw, **split_kwargs.get(name, {})})
+            split = (splits or {}).get(name) or make_split(cat, name, **{**kw, **split_kwargs.get(name, {})})
             described[name] = split.describe()
             m, pu = run_experiment(split, leak_free_sets(embedding_sets, name, uses_purchases), recommenders,
                                    baselines, ks=ks, seed=seed, n_resamples=n_resamples, progress=progress,
@@ -370,7 +409,8 @@ def availability_sensitivity(cat, embedding_sets: dict, modes, protocol: str = "
                              recommenders=("visrank_max",), baselines=("random", "popularity"), *,
                              uses_purchases=None, one_of_a_kind: bool = False, cut: str | float = 0.8,
                              ks=DEFAULT_KS, seed: int = 0, n_resamples: int = 1000, progress: bool = False,
-                             backend: str = "local", ray_address: str | None = None, on_skip=None) -> pd.DataFrame:
+                             backend: str = "local", ray_address: str | None = None, on_skip=None,
+                             splits: dict | None = None) -> pd.DataFrame:
     """The main metrics under each availability rule.
 
     Args:
@@ -383,6 +423,7 @@ def availability_sensitivity(cat, embedding_sets: dict, modes, protocol: str = "
         one_of_a_kind, cut, seed: the split settings (:func:`visrec_utils.catalogue.protocols.make_split`).
         on_skip: called ``on_skip(part, reason)`` for a rule the catalogue cannot support
             (``items_table`` without dates) or that leaves no test user or nothing to evaluate.
+        splits: optional ``{mode: Split}`` already built with these settings (reused, not rebuilt).
 
     Returns:
         Tidy metrics like :func:`run_experiment`, ``availability`` naming the rule, plus ``test_points``.
@@ -404,7 +445,8 @@ def availability_sensitivity(cat, embedding_sets: dict, modes, protocol: str = "
         try:
             if mode == "items_table" and not has_dates:
                 raise PartSkipped("the items table has no available_from dates")
-            split = make_split(cat, protocol, availability=mode, one_of_a_kind=one_of_a_kind, seed=seed, cut=cut)
+            split = (splits or {}).get(mode) or make_split(cat, protocol, availability=mode,
+                                                          one_of_a_kind=one_of_a_kind, seed=seed, cut=cut)
             parts.append(run_experiment(split, sets, recommenders, baselines, ks=ks, seed=seed,
                                         n_resamples=n_resamples, progress=progress, backend=backend,
                                         ray_address=ray_address)[0]

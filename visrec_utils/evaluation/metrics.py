@@ -25,6 +25,8 @@ Conventions (stated once, used everywhere):
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 
@@ -334,11 +336,26 @@ def evaluate_scores(score_fn, split, ks=DEFAULT_KS, seed: int = 0, chunk: int = 
     return evaluate_many({"scores": score_fn}, split, ks=ks, seed=seed, chunk=chunk)["scores"]
 
 
+@functools.lru_cache(maxsize=8)
+def _resample_indices(n: int, n_resamples: int, seed: int) -> np.ndarray:
+    """The ``(n_resamples, n) int64`` user draws ``scipy.stats.bootstrap`` makes for ``n`` values
+    with ``random_state=np.random.default_rng(seed)`` (its ``rng.integers(0, n, (n_resamples, n))``),
+    made once per ``(n, n_resamples, seed)``: every metric and configuration with the same number
+    of users shares them (read-only)."""
+    i = np.random.default_rng(seed).integers(0, n, (n_resamples, n))
+    i.flags.writeable = False
+    return i
+
+
 def bootstrap_ci(values: np.ndarray, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0):
     """Mean of per-user values with a percentile bootstrap interval (resampling users).
 
-    Uses ``scipy.stats.bootstrap`` (percentile method). The same seed and number of users give
-    the same resamples, so intervals of different configurations share their user draws.
+    The same numbers as ``scipy.stats.bootstrap((v,), np.mean, method="percentile",
+    vectorized=True, random_state=np.random.default_rng(seed))``: the same draws (made once per
+    number of users, :func:`_resample_indices`), the same resample means (``np.mean`` over each
+    row of ``v[draws]``) and the same quantiles (``scipy.stats.quantile``). The same seed and
+    number of users give the same resamples, so intervals of different configurations share
+    their user draws.
 
     Returns:
         (mean, ci_low, ci_high); the interval is (mean, mean) when all values are equal and NaN
@@ -353,9 +370,12 @@ def bootstrap_ci(values: np.ndarray, n_resamples: int = 1000, confidence: float 
         return mean, np.nan, np.nan
     if np.all(v == v[0]):
         return mean, mean, mean
-    res = stats.bootstrap((v,), np.mean, n_resamples=n_resamples, confidence_level=confidence,
-                          method="percentile", vectorized=True, random_state=np.random.default_rng(seed))
-    return mean, float(res.confidence_interval.low), float(res.confidence_interval.high)
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be a positive integer, not {n_resamples}")
+    theta = np.mean(v[_resample_indices(v.size, int(n_resamples), seed)], axis=-1)
+    alpha = np.asarray((1 - confidence) / 2, dtype=theta.dtype)
+    ci = stats.quantile(theta, np.stack((alpha, 1 - alpha), axis=-1), axis=-1)
+    return mean, float(ci[..., 0]), float(ci[..., 1])
 
 
 def summarize(per_user: pd.DataFrame, labels: dict, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:

@@ -111,6 +111,39 @@ def _kernel(fn):
     return _KERNELS[fn.__name__]
 
 
+def _similarities(emb: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """``(len(items), n_items) float32`` rows ``emb[items] @ emb.T`` (numpy's BLAS float32 matmul,
+    4,096 rows at a time to bound temporaries)."""
+    out = np.empty((len(items), len(emb)), dtype=np.float32)
+    for a in range(0, len(items), 4096):
+        np.matmul(emb[items[a:a + 4096]], emb.T, out=out[a:a + 4096])
+    return out
+
+
+def similarity_rows(embeddings: np.ndarray, splits) -> tuple[np.ndarray, np.ndarray]:
+    """The cosine-similarity rows of every profile item of several splits, computed once.
+
+    Each element is the same float32 dot product :class:`SharedSimilarities` computes for one
+    split (each row ``e_j . E^T`` by the same BLAS product, whatever other rows share its call),
+    so VisRank's scores are the same numbers; the rows are computed once for all the splits that
+    evaluate one embedding set instead of once per split.
+
+    Args:
+        embeddings: ``(n_items, dim)`` (normalised here).
+        splits: splits over the same catalogue.
+
+    Returns:
+        (sims ``(n_distinct, n_items) float32``, row_of ``(n_items,) int64``: the row of each item,
+        -1 for items in no profile), for :meth:`SharedSimilarities.from_rows`.
+    """
+    emb = l2_normalize(embeddings)
+    profiles = [np.concatenate(s.profiles) for s in splits if s.n_users]
+    distinct = np.unique(np.concatenate(profiles)) if profiles else np.empty(0, np.int64)
+    row_of = np.full(len(emb), -1, dtype=np.int64)
+    row_of[distinct] = np.arange(distinct.size)
+    return _similarities(emb, distinct), row_of
+
+
 class SharedSimilarities:
     """Cosine similarities of test users' profile items to every item, shared by all VisRank
     aggregates of one embedding set.
@@ -130,8 +163,8 @@ class SharedSimilarities:
     """
 
     def __init__(self, embeddings: np.ndarray, split: Split, max_bytes: int = 2 * 2**30,
-                 points: np.ndarray | None = None):
-        self.emb = l2_normalize(embeddings)
+                 points: np.ndarray | None = None, precomputed: tuple[np.ndarray, np.ndarray] | None = None):
+        self.emb = l2_normalize(embeddings) if precomputed is None else None
         self.split = split
         self.max_bytes = max_bytes
         self.points = points
@@ -139,12 +172,32 @@ class SharedSimilarities:
         self._rows: list[np.ndarray] = []
         self._all = None  # (n_distinct, n_items) for the whole split, when it fits
         self._row_of = None  # item -> row of self._all (-1: not a profile item)
+        if precomputed is not None:
+            self._all, self._row_of = precomputed
+            self.emb = np.empty((self._all.shape[1], 0), np.float32)  # only its length is used from here on
+
+    @classmethod
+    def from_rows(cls, split: Split, sims: np.ndarray, row_of: np.ndarray) -> "SharedSimilarities":
+        """Shared rows computed beforehand (:func:`similarity_rows`), e.g. once for every split that
+        evaluates this embedding set.
+
+        Args:
+            split: the split whose profiles are scored.
+            sims: ``(n_rows, n_items) float32`` similarity rows.
+            row_of: ``(n_items,) int64``, the row of ``sims`` of each item (-1: none); every
+                profile item of ``split`` needs a row.
+
+        Raises:
+            ValueError: a profile item without a row.
+        """
+        flat = np.concatenate(split.profiles) if split.n_users else np.empty(0, np.int64)
+        if flat.size and (row_of[flat] < 0).any():
+            raise ValueError("the precomputed similarity rows miss a profile item of this split; "
+                             "compute them with similarity_rows over every split's profiles")
+        return cls(None, split, precomputed=(sims, row_of))
 
     def _similarities(self, items: np.ndarray) -> np.ndarray:
-        out = np.empty((len(items), len(self.emb)), dtype=np.float32)
-        for a in range(0, len(items), 4096):  # bounded temporaries
-            np.matmul(self.emb[items[a:a + 4096]], self.emb.T, out=out[a:a + 4096])
-        return out
+        return _similarities(self.emb, items)
 
     def _whole_split(self) -> np.ndarray | None:
         """The whole-split matrix (built at the first call), or None when it exceeds max_bytes."""
@@ -397,7 +450,7 @@ BASELINES = list_recommenders(content_based=False)
 
 
 def make_score_fns(split: Split, embeddings: np.ndarray | None, names, seed: int = 0,
-                   points: np.ndarray | None = None) -> dict:
+                   points: np.ndarray | None = None, shared: SharedSimilarities | None = None) -> dict:
     """Fitted scoring functions ``{name: score(positions) -> (len, n_items) float32}`` for one
     embedding set (content-based recommenders share one :class:`SharedSimilarities`) or, with
     ``embeddings=None``, for baselines.
@@ -409,11 +462,14 @@ def make_score_fns(split: Split, embeddings: np.ndarray | None, names, seed: int
             evaluation ``seed`` when its class takes one, an object keeps its own.
         seed: evaluation seed.
         points: the test points that will be scored (default all; a shard passes its own).
+        shared: the similarity rows of this embedding set (:meth:`SharedSimilarities.from_rows`),
+            default computed here.
 
     Raises:
         ValueError: an unknown name, or two recommenders with the same ``name``.
     """
-    shared = SharedSimilarities(embeddings, split, points=points) if embeddings is not None else None
+    if shared is None and embeddings is not None:
+        shared = SharedSimilarities(embeddings, split, points=points)
     fns = {}
     for n in names:
         r = make_recommender(n, seed=seed)

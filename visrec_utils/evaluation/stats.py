@@ -103,15 +103,18 @@ def paired_comparison(per_user: pd.DataFrame, reference: tuple[str, str, str], m
         raise PartSkipped(f"only the reference {'/'.join(reference)} was evaluated, so there is nothing to compare "
                           "with it")
     metrics = metrics or [c for c in per_user.columns if c not in META]
-    ref = per_user[(per_user[CONFIG].apply(tuple, axis=1) == tuple(reference))].set_index("user_id")
+    is_ref = np.logical_and.reduce([per_user[c].to_numpy() == v for c, v in zip(CONFIG, reference)])
+    ref = per_user[is_ref].set_index("user_id")
     rows = []
     for cfg, g in per_user.groupby(CONFIG, sort=False):
         if tuple(cfg) == tuple(reference):
             continue
         g = g.set_index("user_id")
         users = g.index.intersection(ref.index)
-        for col in metrics:
-            d = (g.loc[users, col] - ref.loc[users, col]).to_numpy(dtype=float)
+        diffs = (g.loc[users, metrics].to_numpy(dtype=float)  # one aligned block per configuration
+                 - ref.loc[users, metrics].to_numpy(dtype=float))
+        for j, col in enumerate(metrics):
+            d = diffs[:, j]
             d = d[np.isfinite(d)]
             mean, lo, hi = bootstrap_ci(d, n_resamples=n_resamples, seed=seed)
             nz = int(np.count_nonzero(d))

@@ -9,7 +9,8 @@ import pandas as pd
 from ...catalogue import data, protocols, splits
 from ...core.layout import StudyLayout
 from ...core.skips import SkipLog
-from ...evaluation import experiment, stats
+from ...core.skips import PartSkipped
+from ...evaluation import experiment, set_major, stats
 from ...features import embedding_sets
 from ...reports import gallery, labels, plots
 from .stage_extract import not_pictured
@@ -133,6 +134,21 @@ def evaluate(out_dir, protocol: str = "leave_last_basket_out", availability: str
                       for r in manifest.itertuples()}
     sets = experiment.leak_free_sets(embedding_sets.load_embedding_sets(out.root), protocol, uses_purchases)
 
+    variants = embedding_sets.layer_variants(manifest)
+    core = {k: v for k, v in sets.items() if k[0] not in variants}  # layer variants: main protocol only
+    purchase_free = experiment.leak_free_sets(core, "temporal", uses_purchases)  # sets that never saw a purchase
+    sens_protocol = protocol if protocol != "random_holdout" else "leave_last_basket_out"
+    built = _other_splits(cat, split if n_negatives <= 0 else None, protocol, other_protocols, sensitivity,
+                          sens_protocol, cold_warm, common)
+    if backend == "local":  # every split's VisRank rows of one embedding set at once, into the evaluation cache
+        jobs = [(split, sets, list(recommenders))]
+        jobs += [(s, experiment.leak_free_sets(core, name, uses_purchases), ["visrank_max", "hybrid_itemknn_visrank"])
+                 for name, s in built["protocols"].items()]
+        jobs += [(s, purchase_free, ["visrank_max", "hybrid_itemknn_visrank"]) for s in built["cold_warm"].values()]
+        jobs += [(s, experiment.leak_free_sets(purchase_free, sens_protocol, uses_purchases), ["visrank_max"])
+                 for s in built["availability"].values()]
+        set_major.evaluate_set_major(jobs, ks=ks, seed=seed)
+
     metrics, per_user = experiment.empty_metrics(), experiment.empty_per_user()
     with log.part("evaluation under the main protocol"):
         metrics, per_user = experiment.run_experiment(split, sets, list(recommenders), list(baselines), ks=ks, seed=seed,
@@ -159,8 +175,6 @@ def evaluate(out_dir, protocol: str = "leave_last_basket_out", availability: str
         compared = gallery.picture_sets(sets, split.n_items, limit=2, exclude=not_pictured(out.root))
         gallery.recommendation_gallery(cat, split, compared, seed=seed, path=out.figure("gallery"))
 
-    variants = embedding_sets.layer_variants(manifest)
-    core = {k: v for k, v in sets.items() if k[0] not in variants}  # layer variants: main protocol only
     by_protocol, paired_protocols = experiment.empty_metrics(), pd.DataFrame(columns=[*stats.PAIRED_COLUMNS, "protocol"])
     described = {}
     with log.part("every protocol"):
@@ -168,30 +182,63 @@ def evaluate(out_dir, protocol: str = "leave_last_basket_out", availability: str
         by_protocol, paired_protocols, described = experiment.run_protocols(
             cat, core, names, baselines=list(baselines), reference=stats.parse_config(reference),
             uses_purchases=uses_purchases, ks=ks, n_resamples=n_resamples, backend=backend,
-            ray_address=ray_address, on_skip=log.skip, **common)
+            ray_address=ray_address, on_skip=log.skip, splits=built["protocols"], **common)
         with log.part("figure protocols_auc"):
             plots.grouped_bars(by_protocol, "auc", 0, group="protocol", path=out.figure("protocols_auc"))
     by_protocol.to_csv(out.result("metrics_protocols"), index=False)
     by_protocol.to_parquet(out.result("metrics_protocols_parquet"), index=False)
     paired_protocols.to_csv(out.result("paired_protocols"), index=False)
 
-    purchase_free = experiment.leak_free_sets(core, "temporal", uses_purchases)  # sets that never saw a purchase
     cw = experiment.empty_metrics("truth")
     with log.part("cold/warm breakdown"):
         cw = experiment.cold_warm_breakdown(split, purchase_free, recommenders=("visrank_max", "hybrid_itemknn_visrank"),
                                             baselines=list(baselines), ks=ks, seed=seed, n_resamples=n_resamples,
                                             backend=backend, ray_address=ray_address, enabled=cold_warm,
-                                            on_skip=log.skip)
+                                            on_skip=log.skip, subs=built["cold_warm"] or None)
     cw.to_csv(out.result("metrics_cold_warm"), index=False)
 
     sens = experiment.empty_metrics("test_points")
     with log.part("availability sensitivity"):
         sens = experiment.availability_sensitivity(
             cat, purchase_free, list(sensitivity), uses_purchases=uses_purchases,
-            protocol=protocol if protocol != "random_holdout" else "leave_last_basket_out",
+            protocol=sens_protocol, splits=built["availability"],
             baselines=[b for b in baselines if b in ("random", "popularity", "popularity_30d")], ks=ks, seed=seed,
             n_resamples=n_resamples, backend=backend, ray_address=ray_address, on_skip=log.skip)
     sens.to_csv(out.result("metrics_availability"), index=False)
     return Evaluated(split_text=split.describe(), set_names=sorted(sets), metrics=metrics, per_user=per_user,
                      paired=paired, by_protocol=by_protocol, paired_protocols=paired_protocols, cold_warm=cw,
                      availability=sens, protocol_text=described)
+
+
+def _other_splits(cat, main, protocol, other_protocols, sensitivity, sens_protocol, cold_warm, common) -> dict:
+    """The splits of the later parts, built once: ``{"protocols": {name: Split}, "cold_warm":
+    {"cold"|"warm": Split}, "availability": {mode: Split}}``. ``main`` (the main split, None when
+    it was changed, e.g. sampled negatives) stands for the main protocol. A split that cannot be
+    built is left out here; its part says why when it builds it again."""
+    out = {"protocols": {}, "cold_warm": {}, "availability": {}}
+    try:
+        names = experiment.study_protocols(protocol, other_protocols)
+    except PartSkipped:
+        names = []
+    for name in names:
+        try:
+            out["protocols"][name] = main if name == protocol and main is not None else protocols.make_split(
+                cat, name, **protocols.study_params(name, **common))
+        except (PartSkipped, ValueError):
+            continue
+    if cold_warm and main is not None:
+        try:
+            out["cold_warm"] = experiment.cold_warm_splits(main)
+        except (PartSkipped, ValueError):
+            pass
+    has_dates = "available_from" in cat.items and cat.items["available_from"].notna().any()
+    for mode in sensitivity:
+        if mode == "items_table" and not has_dates:
+            continue
+        try:
+            out["availability"][mode] = protocols.make_split(
+                cat, sens_protocol, availability=mode, one_of_a_kind=common["one_of_a_kind"], seed=common["seed"],
+                cut=common["cut"])
+        except (PartSkipped, ValueError):
+            continue
+    return out

@@ -1,0 +1,84 @@
+"""Evaluation of several splits embedding set by embedding set, each set's similarity rows computed once.
+
+A study evaluates the same embedding set on many splits (the main protocol, every other
+protocol, cold and warm truth items, every availability rule). VisRank's cost is the
+similarity rows ``e_j . E^T`` of the profile items, and these do not depend on the split. The
+splits of one study are therefore evaluated set by set: one
+:func:`visrec_utils.evaluation.recommenders.similarity_rows` over the profile items of every split
+that uses the set (at most ``n_items`` rows, one set in memory at a time), then every split's
+per-point evaluation from those rows. The results go to the evaluation cache
+(:func:`visrec_utils.evaluation.experiment.evaluation_key`, one entry per recommender), where
+:func:`~visrec_utils.evaluation.experiment.run_experiment` and the functions built on it find
+them, so the tables (order, intervals, paired tests) are made by the same code and hold the
+same numbers.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ..catalogue.splits import Split, split_digest
+from ..core.store import Store
+from .experiment import evaluation_key, load_evaluation, save_evaluation
+from .metrics import DEFAULT_KS, evaluate_many
+from .recommenders import SharedSimilarities, make_recommender, make_score_fns, similarity_rows
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_set_major(jobs, ks=DEFAULT_KS, seed: int = 0, cache_dir: str | Path | None = None,
+                       progress: bool = True) -> int:
+    """Fill the evaluation cache for the content-based recommenders of several splits, set by set.
+
+    Args:
+        jobs: ``[(split, {(model, strategy): (n_items, dim)}, recommenders)]``: each split's
+            embedding sets (already filtered for leaks) and recommenders (names and/or objects;
+            baselines are left out, :func:`~visrec_utils.evaluation.experiment.run_experiment`
+            evaluates them once per split). A split without test points is left out.
+        ks, seed: as in :func:`~visrec_utils.evaluation.experiment.run_experiment` (the cache
+            key includes them: pass the same values).
+        cache_dir: the evaluation cache (default ``$VISREC_CACHE`` or ``~/.cache/visrec``).
+        progress: a tqdm bar over embedding sets.
+
+    Returns:
+        The number of (split, set, recommender) evaluations computed (the rest were cached).
+
+    Raises:
+        ValueError: an unknown recommender name.
+    """
+    from tqdm.auto import tqdm
+
+    store = Store(cache_dir or None)
+    jobs = [(split, sets, [c for c in (make_recommender(r, seed=seed) for r in recs) if c.content_based])
+            for split, sets, recs in jobs if split.n_users > 0]
+    digests = {id(split): split_digest(split) for split, _, _ in jobs}
+    order = list(dict.fromkeys(key for _, sets, configs in jobs if configs for key in sets))
+    done = 0
+    for key in tqdm(order, desc="evaluate (embedding sets)", disable=not progress):
+        todo, pending = [], set()  # (split, emb, configs still missing from the cache, their keys)
+        for split, sets, configs in jobs:
+            if key not in sets:
+                continue
+            emb = sets[key]
+            keys = {c.name: evaluation_key(digests[id(split)], emb, c, ks, seed) for c in configs}
+            missing = [c for c in configs  # a split evaluated twice (same content) is computed once
+                       if keys[c.name] not in pending and load_evaluation(store, keys[c.name], c.name) is None]
+            pending.update(keys[c.name] for c in missing)
+            if missing:
+                todo.append((split, emb, missing, keys))
+        if not todo:
+            continue
+        rows = {}  # id(embedding array) -> its rows (one array per set in a study)
+        for split, emb, missing, keys in todo:
+            if id(emb) not in rows:
+                rows.clear()
+                rows[id(emb)] = similarity_rows(emb, [s for s, e, *_ in todo if e is emb])
+            shared = SharedSimilarities.from_rows(split, *rows[id(emb)])
+            fns = make_score_fns(split, emb, missing, seed=seed, shared=shared)
+            per_point, tops = evaluate_many(fns, split, ks=ks, seed=seed, return_top=True)
+            for c in missing:
+                save_evaluation(store, keys[c.name], c.name, per_point[c.name], tops[c.name])
+                done += 1
+        log.debug("embedding set %s: %d split(s) evaluated from one set of similarity rows", "/".join(key), len(todo))
+        rows.clear()
+    return done
