@@ -49,7 +49,7 @@ def test_bpr_projection_loss_falls_on_real_slice(slice_split):
     loaded = models.load_model("mobilenetv1_025_keras")
     emb, _ = embeddings.cached_embeddings(loaded, cat.items["item_id"].tolist(), cat.items["image_path"].tolist(),
                                           progress=False)
-    tuned, hist = finetune.train_bpr_projection(emb, split, finetune.BPRConfig(epochs=6, seed=0), progress=False)
+    tuned, hist = finetune.train_bpr_projection(emb, split, finetune.BPRConfig(max_steps=120, seed=0), progress=False)
     assert tuned.shape == emb.shape and tuned.dtype == np.float32
     assert hist["train_loss"].iloc[-1] < hist["train_loss"].iloc[1]
     assert hist["val_loss"].min() < hist["val_loss"].iloc[0]
@@ -59,7 +59,7 @@ def test_bpr_projection_loss_falls_on_real_slice(slice_split):
 def test_strategy_cache_and_unknown_name(tmp_path, slice_split):
     _, split = slice_split
     emb = np.random.default_rng(1).normal(size=(split.n_items, 8)).astype(np.float32)
-    cfg = finetune.BPRConfig(epochs=2)
+    cfg = finetune.BPRConfig(max_steps=2, eval_every=1)
     a, _, info_a = finetune.apply_strategy("bpr_projection", emb, split, tmp_path, cfg, progress=False)
     b, _, info_b = finetune.apply_strategy("bpr_projection", emb, split, tmp_path, cfg, progress=False)
     assert not info_a["hit"] and info_b["hit"]
@@ -92,9 +92,9 @@ def test_list_strategies_and_what_they_train_on():
         "frozen": False, "bpr_projection": True, "partial_bpr": True, "proxy_metadata": False, "contrastive": False}
     assert S.list_strategies(needs_backbone=True) == ["partial_bpr", "proxy_metadata", "contrastive"]
     assert S.list_strategies(uses_purchases=False, needs_backbone=False) == ["frozen"]
-    s = S.create_strategy("bpr_projection", epochs=4)
-    assert s.params() == {**S.create_strategy("bpr_projection").params(), "epochs": 4}
-    assert S.create_strategy("bpr_projection").params()["epochs"] == 15  # the registered one is unchanged
+    s = S.create_strategy("bpr_projection", max_steps=4)
+    assert s.params() == {**S.create_strategy("bpr_projection").params(), "max_steps": 4}
+    assert S.create_strategy("bpr_projection").params()["max_steps"] == 400  # the registered one is unchanged
     with pytest.raises(ValueError, match="already registered"):
         S.register_strategy(S.create_strategy("frozen"))
 
@@ -144,7 +144,7 @@ def test_tune_runs_bpr_projection_as_apply_strategy(tmp_path, slice_split):
     """tune's bpr_projection part gives apply_strategy's embeddings, history and cost row."""
     cat, split = slice_split
     emb = np.random.default_rng(1).normal(size=(split.n_items, 8)).astype(np.float32)
-    cfg = finetune.BPRConfig(epochs=2)
+    cfg = finetune.BPRConfig(max_steps=2, eval_every=1)
     skips = []
     tuned, prov, hist, _, cost = S.tune({("m", "frozen"): emb}, cat, split, ["frozen", "bpr_projection"], [],
                                         tmp_path, bpr_cfg=cfg, on_skip=lambda part, e: skips.append(part),
@@ -154,7 +154,58 @@ def test_tune_runs_bpr_projection_as_apply_strategy(tmp_path, slice_split):
     np.testing.assert_array_equal(tuned[("m", "bpr_projection")], ref)
     pd.testing.assert_frame_equal(hist, ref_hist.assign(model="m"))
     assert list(hist.columns) == finetune.HISTORY_COLUMNS + ["model"]
-    assert prov[("m", "bpr_projection")]["strategy_params"]["epochs"] == 2
+    assert prov[("m", "bpr_projection")]["strategy_params"]["max_steps"] == 2
     assert prov[("m", "bpr_projection")]["uses_purchases"] is True
-    assert cost.iloc[0]["budget"] == f"{int(ref_hist['epoch'].max())} of 2 epochs"
+    assert cost.iloc[0]["budget"] == f"{int(ref_hist['step'].max())} of 2 steps"
     assert list(cost.columns) == S.COST_COLUMNS and skips == ["stage strategies"]
+
+
+def _toy_split(n_users=40, n_items=60, seed=0):
+    """A synthetic split: each user buys on 4 days, 2 items a day; the last day is the test basket."""
+    rng = np.random.default_rng(seed)
+    rows = [(f"u{u}", int(i), pd.Timestamp("2020-01-01") + pd.Timedelta(days=d))
+            for u in range(n_users) for d in range(4) for i in rng.choice(n_items, 2, replace=False)]
+    inter = pd.DataFrame(rows, columns=["user_id", "item_idx", "timestamp"])
+    items = pd.DataFrame({"item_id": [f"i{i}" for i in range(n_items)]})
+    last = inter.groupby("user_id")["timestamp"].transform("max")
+    return inter, items, inter[inter["timestamp"] < last], inter[inter["timestamp"] == last]
+
+
+def test_bpr_projection_takes_exactly_max_steps_and_is_deterministic(monkeypatch):
+    """Without early stopping (patience larger than the validations) exactly max_steps steps run,
+    validated every eval_every steps and after the last; the same seed gives identical embeddings."""
+    from types import SimpleNamespace
+
+    inter, items, train, test = _toy_split()
+    truth = [g["item_idx"].to_numpy() for _, g in test.groupby("user_id", sort=True)]
+    split = SimpleNamespace(train=train, n_items=len(items), users=np.array(sorted(test["user_id"].unique())),
+                            truth=truth, test_day=test.groupby("user_id", sort=True)["timestamp"].max().to_numpy(),
+                            n_users=test["user_id"].nunique())
+    emb = np.random.default_rng(1).normal(size=(len(items), 8)).astype(np.float32)
+    cfg = finetune.BPRConfig(max_steps=7, eval_every=3, batch_size=16, patience=100, lr=1e-2, seed=3)
+    a, hist = finetune.train_bpr_projection(emb, split, cfg, progress=False)
+    b, hist_b = finetune.train_bpr_projection(emb, split, cfg, progress=False)
+    assert hist["step"].tolist() == [0, 3, 6, 7]
+    assert list(hist.columns) == finetune.HISTORY_COLUMNS
+    np.testing.assert_array_equal(a, b)
+    pd.testing.assert_frame_equal(hist.drop(columns="seconds"), hist_b.drop(columns="seconds"))
+    c, _ = finetune.train_bpr_projection(emb, split, finetune.BPRConfig(**{**cfg.__dict__, "seed": 4}), progress=False)
+    assert not np.array_equal(a, c)
+    # patience 1: stops at the first validation that does not improve (deterministically)
+    _, short = finetune.train_bpr_projection(emb, split, finetune.BPRConfig(**{**cfg.__dict__, "patience": 1,
+                                                                               "lr": 0.0}), progress=False)
+    assert short["step"].tolist() == [0, 3]
+
+
+def test_sample_training_negatives_matches_the_per_triplet_loop():
+    """The vectorised sampler draws exactly what the loop over triplets (redraw while bought) draws."""
+    _, items, train, _ = _toy_split(n_items=12)
+    ev = finetune.training_events(train)
+    got = finetune.sample_training_negatives(ev, np.random.default_rng(5), len(items))
+    rng = np.random.default_rng(5)
+    ref = rng.integers(0, len(items), size=len(ev.pos))
+    for t in range(len(ref)):
+        while ref[t] in set(ev.bought[ev.user[ev.event[t]]].tolist()):
+            ref[t] = rng.integers(0, len(items))
+    np.testing.assert_array_equal(got, ref)
+    assert all(n not in ev.bought[ev.user[e]] for n, e in zip(got, ev.event))

@@ -241,10 +241,10 @@ def test_quick_preset_is_passed_and_explicit_values_override_it(tmp_path, monkey
     assert cli.main(["study", "--data", "demo", "--out", str(tmp_path), "--quick", "--max-users", "50",
                      "--models", "mobilenetv1_025_keras", "-p", "n_resamples", "100", "-p", "umap_points", "0"]) == 0
     assert seen["max_users"] == 50 and seen["models"] == ["mobilenetv1_025_keras"]
-    assert seen["n_resamples"] == 100 and seen["umap_points"] == 0 and seen["epochs"] == 3
+    assert seen["n_resamples"] == 100 and seen["umap_points"] == 0 and seen["bpr_steps"] == 40
     seen.clear()
     assert cli.main(["study", "--data", "demo", "--out", str(tmp_path)]) == 0  # without it: the full study
-    assert seen["max_users"] is None and "epochs" not in seen and seen["models"] == list(cli.DEFAULT_MODELS)
+    assert seen["max_users"] is None and "bpr_steps" not in seen and seen["models"] == list(cli.DEFAULT_MODELS)
     runner.check_parameters(runner.QUICK_PARAMS)  # every name is a notebook parameter of the right type
 
 

@@ -193,3 +193,45 @@ def test_tune_passes_the_loaded_backbone_to_a_registered_stage_strategy(tmp_path
     skipped = pd.read_csv(log.path)
     assert skipped["part"].tolist() == ["bpr_projection", "stage strategies: m2"]
     assert skipped["reason"].iloc[1] == "m2 has no frozen embeddings in this study (add it to models)."
+
+
+def _proxy_run(mobilenet, **cfg):
+    """train_proxy_metadata on 60 random activation rows (3 balanced classes), row 5 unreadable."""
+    import pandas as pd
+
+    from visrec_utils.tuning import stage_training
+
+    staged = stage_tuning.StagedModel(mobilenet.model, 1, mobilenet.data_config["input_size"])
+    acts = np.random.default_rng(0).normal(size=(60, int(np.prod(staged.act_shape)))).astype(np.float32)
+    acts[5] = np.nan
+    items = pd.DataFrame({"item_id": [f"i{i}" for i in range(60)], "kind": ["a", "b", "c"] * 20})
+    c = stage_tuning.StageConfig(**{"proxy_column": "kind", "min_class_items": 2, "batch_size": 8, "lr": 1e-3,
+                                    "seed": 0, **cfg})
+    return stage_training.train_proxy_metadata(staged, acts, items, c, progress=False)
+
+
+def test_stage_budget_is_steps_and_a_seed_gives_identical_embeddings(mobilenet):
+    """Exactly max_steps steps without early stopping (validated every eval_every and after the
+    last), no wall clock unless asked, and the same seed twice gives identical embeddings."""
+    assert stage_tuning.StageConfig().max_seconds is None
+    assert not hasattr(stage_tuning.StageConfig(), "seconds")
+    emb, hist = _proxy_run(mobilenet, max_steps=5, eval_every=2, patience=100)
+    again, hist2 = _proxy_run(mobilenet, max_steps=5, eval_every=2, patience=100)
+    assert hist["step"].tolist() == [0, 2, 4, 5] and not hist["stopped_by_clock"].any()
+    np.testing.assert_array_equal(emb, again)
+    np.testing.assert_array_equal(hist["val_loss"].to_numpy(), hist2["val_loss"].to_numpy())
+    assert emb.shape == (60, mobilenet.dim) and np.isfinite(emb).all()
+
+
+def test_stage_clock_is_an_explicit_opt_in_and_recorded(mobilenet):
+    _, hist = _proxy_run(mobilenet, max_steps=50, eval_every=20, patience=100, max_seconds=0.0)
+    assert hist["step"].tolist() == [0, 1] and hist["stopped_by_clock"].tolist() == [False, True]
+    _, stopped = _proxy_run(mobilenet, max_steps=50, eval_every=1, patience=1, lr=0.0)
+    assert stopped["step"].tolist() == [0, 1]  # lr 0: the first validation does not improve, patience 1 stops
+
+
+def test_unreadable_rows_by_chunks():
+    acts = np.ones((5, 3), np.float32)
+    acts[1, 2], acts[4, 0] = np.nan, np.inf
+    assert stage_tuning.unreadable_rows(acts, chunk=2).tolist() == [False, True, False, False, True]
+    assert stage_tuning.unreadable_rows(np.zeros((0, 3), np.float32)).tolist() == []

@@ -451,8 +451,7 @@ SLICE_PARAMS = {"max_users": 60, "max_items": 1500, "models": ["mobilenetv1_025_
 #: ``python -m visrec_utils study --quick``: a slice that runs in minutes, to try the study end to end
 #: (notebooks/README.md gives the same values for a notebook's parameters cell). Explicit
 #: ``--models``, ``--max-users``, ``--max-items`` and ``-p`` values override these.
-QUICK_PARAMS = {"max_users": 100, "models": ["offline"], "imagenet_limit": 200, "max_steps": 20, "max_seconds": 20,
-                "epochs": 3, "contrastive_images": 200, "n_resamples": 200, "umap_points": 500,
+QUICK_PARAMS = {"max_users": 100, "models": ["offline"], "imagenet_limit": 200, "max_steps": 20, "bpr_steps": 40, "contrastive_images": 200, "n_resamples": 200, "umap_points": 500,
                 "other_protocols": ["temporal"], "sensitivity": ["catalogue", "first_seen"]}
 BASELINE_FILE = NOTEBOOK_DIR.parent / "tests" / "baselines" / "slice_metrics.csv"
 BASELINE_ATOL = 2e-3

@@ -21,7 +21,7 @@ Strategies (registered in :mod:`visrec_utils.tuning.strategies`; their losses an
   ``contrastive_images`` images), the InfoNCE / NT-Xent loss through a 2-layer projection head
   that is dropped afterwards; no labels and no purchases.
 
-Each trains for a budget of ``max_steps`` steps (capped by ``seconds``) with validation every ``eval_every`` steps,
+Each trains for a budget of ``max_steps`` optimiser steps with validation every ``eval_every`` steps,
 early stopping (``patience``) and the best state restored; embeddings are the fine-tuned pooled
 features of every item. Results (embeddings, learning curve, trained weights) are entries of
 kind ``finetune`` in the artefact store (:class:`visrec_utils.core.store.Store`), keyed by
@@ -59,13 +59,15 @@ STAGE_STRATEGIES = ("partial_bpr", "proxy_metadata", "contrastive")
 class StageConfig:
     """Hyper-parameters of the stage strategies (defaults sized for a 2-core laptop).
 
-    The budget is ``max_steps`` optimiser steps (reproducible), capped by ``seconds`` of wall
-    clock as a safety net (a run stopped by the clock says so in its history).
+    The budget is ``max_steps`` optimiser steps (reproducible: the same on every machine);
+    early stopping on the validation loss may end it sooner. ``max_seconds`` is an opt-in
+    wall-clock cap (default None: off); when set it is part of the config (so of the cache key
+    and the provenance) and a run it stops says so in its history (``stopped_by_clock``).
     """
 
     n_stages: int = 1
     max_steps: int = 400
-    seconds: float = 600.0
+    max_seconds: float | None = None
     eval_every: int = 40
     patience: int = 4
     batch_size: int = 64
@@ -243,6 +245,13 @@ def require_stage_data(strategy: str, cat, split, cfg: StageConfig = StageConfig
         contrastive_val_size(min(cfg.contrastive_images, cat.n_items), cfg)
 
 
+def unreadable_rows(acts: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """``(n_rows,) bool``: rows of ``acts`` with a non-finite value (unreadable images), checked
+    ``chunk`` rows at a time so no full-size boolean copy is made."""
+    return np.concatenate([~np.isfinite(acts[s:s + chunk]).all(1) for s in range(0, len(acts), chunk)]
+                          or [np.zeros(0, bool)])
+
+
 def save_weights(store: Store, key: str, name: str, head) -> Path:
     """Write ``head``'s trained weights (``torch.save`` of its ``state_dict``) as the store entry
     ``(finetune, key, .pt)`` atomically: a failed or killed write leaves no file.
@@ -329,7 +338,7 @@ def run_stage_strategy(strategy: str, loaded, cat, split, cfg: StageConfig = Sta
         emb, hist = train_proxy_metadata(staged, acts, cat.items, cfg, progress)
     else:
         emb, hist = train_contrastive(staged, acts, views[0], views[1], cfg, progress)
-    emb[~np.isfinite(acts).all(1)] = np.nan  # unreadable images stay unreadable
+    emb[unreadable_rows(acts)] = np.nan  # unreadable images stay unreadable
     t_train = time.perf_counter() - t0 - t_act
     save_weights(store, key, name, staged.head)  # the weights first: an .npz entry always has its .pt
     store.put_arrays("finetune", key, name=name, embeddings=emb, activation_seconds=np.float64(t_act),

@@ -5,7 +5,7 @@ A :class:`Strategy` says what it trains on (``uses_purchases``: does training se
 embeddings?), what its parameters are (:meth:`Strategy.params`, recorded as provenance) and
 how it fits, with one call signature for every strategy::
 
-    emb, history, info = create_strategy("bpr_projection", epochs=5).fit(
+    emb, history, info = create_strategy("bpr_projection", max_steps=200).fit(
         model_name, frozen_embeddings, cat, split, store, loaded=None)
 
 The built-ins wrap the study's code paths unchanged: ``frozen`` (the reference),
@@ -90,7 +90,7 @@ class Strategy:
         little data to train (cheap: called before any model is trained). Default: no check."""
 
     def budget(self, history: pd.DataFrame) -> str:
-        """The training budget used, in words, for the cost table (e.g. ``"6 of 15 epochs"``)."""
+        """The training budget used, in words, for the cost table (e.g. ``"240 of 400 steps"``)."""
         return f"{len(history)} history rows"
 
     def fit(self, model_name: str, frozen_embeddings, cat, split, store, loaded=None, progress: bool = True):
@@ -140,7 +140,7 @@ class BPRProjection(Strategy):
         require_triplets(split.train, self.config.max_profile)
 
     def budget(self, history) -> str:
-        return f"{int(history['epoch'].max())} of {self.config.epochs} epochs"
+        return f"{int(history['step'].max())} of {self.config.max_steps} steps"
 
     def fit(self, model_name, frozen_embeddings, cat, split, store, loaded=None, progress=True):
         emb, hist, info = apply_strategy(self.name, frozen_embeddings, split, as_store(store), self.config, progress)
@@ -218,8 +218,8 @@ def create_strategy(name: str, **params) -> Strategy:
     """The registered strategy ``name`` with ``params`` (config fields, or ``cfg=`` a whole config).
 
     Example:
-        >>> create_strategy("bpr_projection", epochs=5).params()["epochs"]
-        5
+        >>> create_strategy("bpr_projection", max_steps=200).params()["max_steps"]
+        200
 
     Raises:
         ValueError: unknown name, naming the choices and the closest one, e.g.
@@ -286,7 +286,7 @@ def tune(frozen: dict, cat, split, strategies, stage_models, store=None, bpr_cfg
 
     Returns:
         (tuned ``{(model, strategy): (n_items, dim) float32}``, provenance ``{(model, strategy):
-        {"strategy", "strategy_params", "uses_purchases"}}``, history (``epoch, train_loss,
+        {"strategy", "strategy_params", "uses_purchases"}}``, history (``step, epoch, train_loss,
         val_loss, val_acc, seconds, model``), stage history (:data:`STAGE_HISTORY_COLUMNS`),
         cost (:data:`COST_COLUMNS`)).
 

@@ -46,7 +46,7 @@ class Tuned:
 
 def tune(out_dir, models=None, stage_models=("tf_efficientnet_lite0",),
          strategies=("bpr_projection", "partial_bpr", "proxy_metadata", "contrastive"), cache_dir=None,
-         epochs: int = 15, n_stages: int = 1, max_steps: int = 400, max_seconds: float = 600.0,
+         bpr_steps: int = 400, n_stages: int = 1, max_steps: int = 400, max_seconds: float | None = None,
          proxy_column: str = "product_type_name", contrastive_images: int = 2000, device: str = "auto",
          n_resamples: int = 1000, seed: int = 0, backend: str = "local", ray_address: str | None = None) -> Tuned:
     """Fine-tune, save the tuned embedding sets, evaluate them against the frozen ones.
@@ -58,9 +58,11 @@ def tune(out_dir, models=None, stage_models=("tf_efficientnet_lite0",),
         stage_models: models whose last CNN stage(s) the stage strategies train.
         strategies: registered strategy names (:func:`visrec_utils.tuning.strategies.list_strategies`).
         cache_dir: the artefact store (default ``$VISREC_CACHE`` or ``~/.cache/visrec``).
-        epochs: maximum epochs of ``bpr_projection`` (early stopping on validation loss).
+        bpr_steps: optimiser steps of ``bpr_projection`` (batches of 512 triplets; early stopping
+            on validation loss may end sooner; :class:`visrec_utils.tuning.finetune.BPRConfig`).
         n_stages, max_steps, max_seconds, proxy_column, contrastive_images: the stage strategies'
-            budget and tasks (:class:`visrec_utils.tuning.stage_tuning.StageConfig`).
+            budget (``max_steps`` optimiser steps; ``max_seconds`` an opt-in wall-clock cap, None =
+            off) and tasks (:class:`visrec_utils.tuning.stage_tuning.StageConfig`).
         device: auto (cuda, else mps, else cpu), cpu, cuda or mps.
         n_resamples, seed: bootstrap resamples of the 95% intervals; seed of everything random.
         backend, ray_address: evaluation backend (``local`` or ``ray``) and Ray cluster.
@@ -72,8 +74,8 @@ def tune(out_dir, models=None, stage_models=("tf_efficientnet_lite0",),
     for name in strategies:
         registry.create_strategy(name)  # unknown names fail before any work
     dev = resolve_device(device)
-    cfg = finetune.BPRConfig(epochs=epochs, seed=seed)
-    stage_cfg = stage_tuning.StageConfig(n_stages=n_stages, max_steps=max_steps, seconds=max_seconds, seed=seed,
+    cfg = finetune.BPRConfig(max_steps=bpr_steps, seed=seed)
+    stage_cfg = stage_tuning.StageConfig(n_stages=n_stages, max_steps=max_steps, max_seconds=max_seconds, seed=seed,
                                          proxy_column=proxy_column, contrastive_images=contrastive_images, device=dev)
     log = SkipLog(out.root, NOTEBOOK)
     cat = data.load_study_catalogue(out.root)
