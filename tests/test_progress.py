@@ -175,7 +175,7 @@ def test_the_sets_of_one_shared_pass_are_one_stage_row(tmp_path):
     results.mkdir(parents=True)
     (results / "run.json").write_text(json.dumps({"total_seconds": 400.0, "notebooks": [
         {"notebook": "02_embedding_extraction", "seconds": 400.0, "peak_rss_mib": 2048}]}))
-    one = "tf_efficientnet_lite0 + 2 more sets (2 networks, one decode per image)"
+    one = "tf_efficientnet_lite0 +2 sets, 2 networks"
     q = f"\"{one}\""  # quoted, as pandas writes it
     (results / "models.csv").write_text(
         "model,status,cache_hit,seconds,images_per_s,shared_pass\n"
@@ -188,3 +188,10 @@ def test_the_sets_of_one_shared_pass_are_one_stage_row(tmp_path):
         "extract mobilenetv1_025_keras"]
     assert extract["seconds"].tolist() == [240.0, 40.0] and extract["share"].tolist() == [0.6, 0.1]
     assert extract["note"].tolist() == [f"one pass: {one}", ""]
+
+
+def test_a_long_description_is_cut_so_the_rate_and_time_left_stay_on_the_line():
+    desc = "02 | embeddings tf_efficientnet_lite0 +5 sets, 2 networks (model 1/11)"
+    assert progress.fit(desc, 200) == desc
+    assert progress.fit(desc, 30) == "02 | embeddings tf_efficientn…" and len(progress.fit(desc, 30)) == 30
+    assert progress.fit(desc, 5) == "02 | embeddings tf_…"  # never below 20 characters

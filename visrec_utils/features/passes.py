@@ -69,10 +69,10 @@ class Pass:
         return sum(t.dim for t in self.taps)
 
     def describe(self) -> str:
-        """e.g. ``tf_efficientnet_lite0 + 4 more sets (2 networks, 1 decode)``."""
+        """e.g. ``tf_efficientnet_lite0 +5 sets, 2 networks`` (short: it heads a progress line)."""
         more = len(self.taps) - 1
-        return self.taps[0].name + (f" + {more} more set{'s' * (more > 1)} ({len(self.nets)} network"
-                                    f"{'s' * (len(self.nets) > 1)}, one decode per image)" if more else "")
+        return self.taps[0].name + (f" +{more} set{'s' * (more > 1)}, {len(self.nets)} network"
+                                    f"{'s' * (len(self.nets) > 1)}" if more else "")
 
 
 def taps_of(loaded: LoadedModel) -> Tap:

@@ -160,6 +160,17 @@ def describe_progress(state: dict, notebook: str, names: dict | None = None) -> 
     return " | ".join([head, *outer, f"{bar['desc']}{part}" if bar["desc"] or part else "working"]), bar
 
 
+#: Columns kept for tqdm's count, rate and times after the description of the progress line.
+STATS_WIDTH = 60
+
+
+def fit(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters (at least 20), ending in "…" when cut, so the progress
+    line's count, rate and time left stay on a narrow terminal."""
+    width = max(20, width)
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
 class Poller:
     """A daemon thread calling :meth:`tick` every ``interval`` seconds while the ``with`` block runs
     (and once more on exit); an exception in :meth:`tick` never reaches the caller."""
@@ -205,7 +216,8 @@ class ProgressLine(Poller):
         self.bar, self.shown, self.desc = None, None, None
 
     def update(self) -> str | None:
-        """Read the file once and refresh the line; returns the description shown (None: no bar yet)."""
+        """Read the file once and refresh the line; returns the whole description (None: no bar yet);
+        the line shows it cut to the terminal's width (:func:`fit`)."""
         import shutil
         import sys
 
@@ -219,7 +231,7 @@ class ProgressLine(Poller):
         if found is None:
             return self.desc
         self.desc, kbar = found
-        desc = self.desc
+        desc = fit(self.desc, shutil.get_terminal_size((120, 20)).columns - STATS_WIDTH)
         if self.bar is None:  # a terminal that reports no size (a bare pty): 120 x 20, not a hidden line
             known = min(shutil.get_terminal_size((0, 0))) > 0
             self.bar = tqdm(total=kbar["total"], desc=desc, unit=kbar["unit"], leave=False, dynamic_ncols=known,
@@ -236,7 +248,7 @@ class ProgressLine(Poller):
         else:
             self.bar.set_description_str(desc, refresh=False)
             self.bar.update(kbar["n"] - self.bar.n)
-        return desc
+        return self.desc
 
     def tick(self) -> None:
         self.update()
