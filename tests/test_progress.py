@@ -195,3 +195,32 @@ def test_a_long_description_is_cut_so_the_rate_and_time_left_stay_on_the_line():
     assert progress.fit(desc, 200) == desc
     assert progress.fit(desc, 30) == "02 | embeddings tf_efficientn…" and len(progress.fit(desc, 30)) == 30
     assert progress.fit(desc, 5) == "02 | embeddings tf_…"  # never below 20 characters
+
+
+def test_the_memory_watch_counts_pages_a_forked_worker_shares_once():
+    """A forked child (a DataLoader worker) shares its parent's pages: RSS counts them in both,
+    PSS splits them, so the study's peak memory is not doubled by its workers."""
+    import multiprocessing as mp
+    import os
+
+    import numpy as np
+    import psutil
+
+    from visrec_utils.pipeline.execution import proportional_set_size
+
+    if proportional_set_size(os.getpid()) is None:
+        pytest.skip("no /proc/<pid>/smaps_rollup on this system (PSS is Linux-only); RSS is used there")
+    big = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
+    ctx = mp.get_context("fork")
+    ready, done = ctx.Event(), ctx.Event()
+    child = ctx.Process(target=lambda: (ready.set(), done.wait(30)))
+    child.start()
+    try:
+        assert ready.wait(30)
+        pids = [os.getpid(), child.pid]
+        rss = sum(psutil.Process(p).memory_info().rss for p in pids)
+        pss = sum(proportional_set_size(p) for p in pids)
+        assert rss - pss > 0.9 * big.nbytes  # the shared 64 MiB (and more) counted once, not twice
+    finally:
+        done.set()
+        child.join(30)

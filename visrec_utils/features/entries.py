@@ -64,7 +64,7 @@ class ChunkRun:
         self.n, self.path = n, path
 
 
-def run_in_chunks(parts, n: int, chunk_images: int, batch_size: int, extract, what: str = ""):
+def run_in_chunks(parts, n: int, chunk_images: int, batch_size: int, extract, what: str = "", columns=None):
     """Rows of ``n`` images computed chunk by chunk into ``parts`` (a
     :class:`visrec_utils.core.store.Chunks`), skipping chunks already written: the resumable core
     of :func:`cached_embeddings` and of a shared pass (:mod:`visrec_utils.features.passes`).
@@ -77,10 +77,13 @@ def run_in_chunks(parts, n: int, chunk_images: int, batch_size: int, extract, wh
             images at positions ``order`` (an int array) and calling ``on_batch(pos, rows,
             reasons)`` after each batch (``pos`` indexes ``order``).
         what: name in the resume log line.
+        columns: ``[(start, stop), ...]`` column ranges: the rows come back as one array per range
+            (each ``(n, stop - start)``), so a shared pass's sets never exist twice in memory.
 
     Returns:
-        (rows ``(n, dim) float32`` or None when ``n == 0``, reasons (``n`` str, "" when read),
-        :class:`ChunkRun` or None when every chunk was already written)
+        (rows ``(n, dim) float32`` or None when ``n == 0`` (a list of such arrays with
+        ``columns``), reasons (``n`` str, "" when read), :class:`ChunkRun` or None when every
+        chunk was already written)
     """
     chunk = max(1, round(chunk_images / batch_size)) * batch_size
     starts = list(range(0, n, chunk))
@@ -107,8 +110,11 @@ def run_in_chunks(parts, n: int, chunk_images: int, batch_size: int, extract, wh
     embs, reasons = [], []
     for s in starts:
         z = parts.load(s)
-        embs.append(z["embeddings"])
+        rows = z["embeddings"]
+        embs.append(rows if columns is None else [rows[:, a:b].copy() for a, b in columns])
         reasons.extend(z["reasons"].tolist())
+    if columns is not None:  # one array per column range, built chunk by chunk (no copy of the whole)
+        return [np.concatenate([e[i] for e in embs]) if embs else None for i in range(len(columns))], reasons, run
     return (np.concatenate(embs) if embs else None), reasons, run
 
 

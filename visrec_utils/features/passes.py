@@ -253,13 +253,13 @@ def cached_pass(p: Pass, item_ids, paths, image_set: str, cache_dir=None, batch_
                                   on_batch=on_batch, module=module, dim=sub.dim, progress=progress,
                                   label=sub.describe(), module_key=pass_variant(sub), **extract_kwargs)
 
-    rows, reasons, run = run_in_chunks(parts, n, chunk_images or CHUNK_IMAGES, batch_size, extract, sub.describe())
+    ends = np.cumsum([t.dim for t, _ in todo])
+    cols, reasons, run = run_in_chunks(parts, n, chunk_images or CHUNK_IMAGES, batch_size, extract, sub.describe(),
+                                       columns=list(zip([0, *ends[:-1]], ends)))
     failed = {item_ids[i]: r for i, r in enumerate(reasons) if r}
     seconds = time.perf_counter() - t0
-    start = 0
-    for t, info in todo:
-        emb = np.ascontiguousarray(rows[:, start:start + t.dim]) if rows is not None else np.zeros((0, t.dim), np.float32)
-        start += t.dim
+    for (t, info), emb in zip(todo, cols):
+        emb = emb if emb is not None else np.zeros((0, t.dim), np.float32)
         write_entry(store, info["key"], info["name"], emb, item_ids, failed)
         out[t.name] = (emb, {**info, "hit": False, "extracted": int(run.n if run else 0), "seconds": seconds,
                              "failed": failed, "fast_path": run.path if run else "resumed chunks",

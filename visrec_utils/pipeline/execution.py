@@ -283,8 +283,11 @@ def to_html(ipynb: Path) -> Path:
 
 
 class MemoryWatch(Poller):
-    """Peak resident memory (bytes) of this process's children (the kernel and its workers),
-    sampled every ``interval`` seconds in a background thread (psutil)."""
+    """Peak memory (bytes) of this process's children (the kernel and its workers), sampled every
+    ``interval`` seconds in a background thread: the sum of their proportional set sizes (PSS,
+    Linux ``/proc/<pid>/smaps_rollup``), so the pages a forked DataLoader worker shares with the
+    kernel count once, not once per process as resident sizes (RSS) would; RSS (psutil) where
+    PSS cannot be read."""
 
     def __init__(self, interval: float = 0.5):
         super().__init__(interval, "visrec-memory")
@@ -296,10 +299,22 @@ class MemoryWatch(Poller):
         total = 0
         for child in psutil.Process().children(recursive=True):
             try:
-                total += child.memory_info().rss
+                total += proportional_set_size(child.pid) or child.memory_info().rss
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 pass
         self.peak = max(self.peak, total)
+
+
+def proportional_set_size(pid: int) -> int | None:
+    """A process's PSS in bytes from ``/proc/<pid>/smaps_rollup`` (Linux 4.14+), or None."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 class _ExplainedFaults:
