@@ -268,6 +268,14 @@ def test_one_shared_pass_equals_single_extractions_and_fills_their_cache_entries
                                           activations=[("mobilenetv1_025_keras", 1)])
     assert table["status"].tolist() == ["ok"] * 4 and not table["cache_hit"].any()
     assert table["shared_pass"].tolist() == [plan[0].describe()] * 4
+    assert table["fast_path"].str.startswith("openvino").all()  # the activations do not push it off the fast path
+    import torch
+
+    ref = torch.zeros(2, plan[0].dim)
+    ref[:, -1] = 50.0  # an activation of magnitude 50: its columns get 50x the pooled features' tolerance
+    tol = passes.pass_module(plan[0]).tolerance(ref)
+    act = plan[0].taps[-1].dim
+    assert tol[:-act].eq(embeddings.FAST_PATH_ATOL).all() and torch.allclose(tol[-act:], torch.tensor(50 * 1e-4))
     sets = embedding_sets.load_embedding_sets(out)
     for m in loaded:
         alone = extract_embeddings(m, paths, batch_size=16, compile=False, progress=False)

@@ -7,7 +7,7 @@ Speed: the model runs through the fastest CPU runtime that keeps the embeddings 
 (float32 inference precision; its converted model is cached on disk per checkpoint), else
 ``torch.compile`` for large image sets, else ``channels_last`` eager PyTorch. A fast path is used
 only when its output on the first batch equals the plain NCHW forward within
-:data:`FAST_PATH_ATOL` plus :data:`FAST_PATH_RTOL` of each value (else visrec falls back and says so). Measured on 2 cores for
+:data:`FAST_PATH_ATOL` (else visrec falls back and says so). Measured on 2 cores for
 ``tf_efficientnet_lite0`` (``benchmarks/extraction.py``): OpenVINO 157 img/s, ONNX Runtime 120,
 ``torch.compile`` about 70, plain NCHW 29. On a GPU the model stays in PyTorch. Images are decoded by
 :func:`visrec_utils.features.images.load_image` in a DataLoader worker, which sends ``uint8`` images: the

@@ -141,7 +141,7 @@ def pass_module(p: Pass):
     ``forward_head(forward_features(x), pre_logits=True)`` (as a single extraction), else through
     ``forward_intermediates`` (``extra_blocks=True`` when an activation tap asks for a block's
     input; stage ``i`` is then block ``stage_ends[i]``), stopping early when no final tap needs
-    the head.
+    the head. Its ``tolerance(ref)`` gives the fast-path check a tolerance per column.
 
     Raises:
         ValueError: a network without ``forward_intermediates`` asked for a stage or activation tap.
@@ -159,12 +159,28 @@ def pass_module(p: Pass):
         where = [(pos, t.kind, net.stage_ends[t.index] if blocks and t.kind == "stage" else t.index) for pos, t in mine]
         plan.append((where, sorted({w for _, kind, w in where if kind != "final"}), blocks))
     n_taps = len(p.taps)
+    ends = np.cumsum([t.dim for t in p.taps]).tolist()
+    spans, kinds = list(zip([0, *ends[:-1]], ends)), [t.kind for t in p.taps]
 
     class PassModule(torch.nn.Module):
         def __init__(self):
             super().__init__()
             self.nets = torch.nn.ModuleList(p.nets)
             self.plan = plan
+
+        def tolerance(self, ref):
+            """Per output column, what a fast runtime may differ from this module by
+            (:func:`visrec_utils.features.runtime.fast_forward`): :data:`FAST_PATH_ATOL` for pooled
+            features, as when each set is extracted alone, and for activations (values in the tens
+            inside a network, where float32 rounding alone moves them by about 1e-4)
+            :data:`FAST_PATH_ATOL` times their largest magnitude."""
+            from .runtime import FAST_PATH_ATOL
+
+            tol = torch.full((ref.shape[1],), FAST_PATH_ATOL, dtype=ref.dtype, device=ref.device)
+            for (a, b), kind in zip(spans, kinds):
+                if kind == "act":
+                    tol[a:b] = FAST_PATH_ATOL * max(1.0, float(ref[:, a:b].abs().max()))
+            return tol
 
         def forward(self, x):
             out = [None] * n_taps
