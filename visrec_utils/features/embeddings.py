@@ -194,7 +194,8 @@ def embed_catalogue(model_names, cat, out_dir, cache_dir=None, batch_size: int =
     each network runs once, and a layer variant and the activations are taps of their backbone's
     forward; rows equal a single extraction's bit for bit (tested) and go to the same cache
     entries. ``seconds`` and ``images_per_s`` of models sharing a pass are the pass's, named in
-    ``shared_pass``. Ray and mixed precision extract each model alone.
+    ``shared_pass`` ("" for a set alone in its pass, extracted by :func:`cached_embeddings`). Ray and
+    mixed precision extract each model alone.
 
     Returns:
         (models: one row per model with ``model, status, reason, arch, family, dim,
@@ -248,7 +249,7 @@ def embed_catalogue(model_names, cat, out_dir, cache_dir=None, batch_size: int =
     plan = passes.plan_passes(taps) if shared else [passes.Pass(t.loaded.data_config, [], [t]) for t in taps]
     by_name = {r["model"]: r for r in rows}
     for p in plan:
-        if shared:
+        if shared and (len(p.taps) > 1 or p.taps[0].kind == "act"):
             got = passes.cached_pass(p, ids, paths, image_set, cache_dir=cache_dir, batch_size=batch_size,
                                      progress=progress, device=device)
         else:

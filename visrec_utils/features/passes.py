@@ -124,9 +124,9 @@ def plan_passes(taps: list[Tap]) -> list[Pass]:
         key = data_config_json(tap.loaded.data_config)
         p = passes.setdefault(key, Pass(tap.loaded.data_config))
         net = _network(tap.loaded)
-        # the same network: the same registry backbone, class and weights
+        # the same network: the same registry backbone, class and weights (an object without weights: itself)
         digest = sha.setdefault(id(net), (tap.loaded.spec.backbone or tap.loaded.spec.name, type(net).__name__,
-                                          state_dict_sha256(net)))
+                                          state_dict_sha256(net) if hasattr(net, "state_dict") else id(net)))
         tap.net = next((i for i, other in enumerate(p.nets) if sha[id(other)] == digest), -1)
         if tap.net < 0:
             p.nets.append(net)
