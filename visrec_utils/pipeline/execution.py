@@ -289,7 +289,7 @@ class MemoryWatch(Poller):
     kernel count once, not once per process as resident sizes (RSS) would; RSS (psutil) where
     PSS cannot be read."""
 
-    def __init__(self, interval: float = 0.5):
+    def __init__(self, interval: float = 0.2):  # short: a kernel killed early still leaves a sample
         super().__init__(interval, "visrec-memory")
         self.peak = 0
 
