@@ -241,6 +241,10 @@ def test_parameters_are_checked_against_the_cells_annotations(tmp_path, capsys):
     from visrec_utils import __main__ as cli
 
     runner.check_parameters({"ks": [5, 10], "max_users": None, "temporal_cut": 1, "keep_flagged": False})
+    runner.check_parameters({"max_steps": 20})  # Union[int, dict]: either fits
+    runner.check_parameters({"max_steps": {"partial_bpr": 100}})
+    with pytest.raises(ValueError, match=r"max_steps='many' must be Union\[int, dict\]"):
+        runner.check_parameters({"max_steps": "many"})
     with pytest.raises(ValueError, match=r"keep_flagged='maybe' must be bool \(notebook 05_imagenet_vs_transfer"):
         runner.check_parameters({"keep_flagged": "maybe"})
     with pytest.raises(ValueError, match="n_resamples='abc' must be int"):

@@ -268,3 +268,26 @@ def test_scatter_figures_need_three_imagenet_models_and_leave_no_stale_file(tmp_
     assert log.rows == []
     assert sorted(p.stem for p in out.figures.glob("*.png")) == [
         "imagenet_vs_auc", "imagenet_vs_mrr", "imagenet_vs_ndcg20", "imagenet_vs_precision10", "imagenet_vs_recall20"]
+
+
+def test_umap_small_maps_use_exact_cosine_distances_equal_to_umaps_own():
+    """Below umap-learn's 4,096-point threshold the map is built from a precomputed cosine matrix
+    (one matrix product instead of 9M Python calls); it must equal umap-learn's own ``cosine``,
+    zero rows (unreadable images) included, and give the same exact neighbours."""
+    from umap.distances import cosine
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(60, 12)).astype(np.float32)
+    x[[5, 17]] = 0.0
+    d = gallery.cosine_distances(x)
+    ref = np.array([[cosine(a, b) for b in x.astype(np.float64)] for a in x.astype(np.float64)])
+    np.fill_diagonal(ref, 0.0)
+    assert d.dtype == np.float32 and d.shape == (60, 60)
+    np.testing.assert_allclose(d, ref, atol=1e-6)
+    assert d[5, 17] == 0.0 and d[5, 6] == 1.0
+    # the 15 nearest rows of each non-zero row are the same under both
+    live = np.setdiff1d(np.arange(60), [5, 17])
+    for i in live[:10]:
+        assert set(np.argsort(d[i], kind="stable")[:15]) == set(np.argsort(ref[i], kind="stable")[:15])
+    rows, xy = gallery.umap_coordinates(x, max_points=40, seed=0)
+    assert rows.shape == (40,) and xy.shape == (40, 2) and np.isfinite(xy).all()

@@ -235,3 +235,18 @@ def test_unreadable_rows_by_chunks():
     acts[1, 2], acts[4, 0] = np.nan, np.inf
     assert stage_tuning.unreadable_rows(acts, chunk=2).tolist() == [False, True, False, False, True]
     assert stage_tuning.unreadable_rows(np.zeros((0, 3), np.float32)).tolist() == []
+
+
+def test_stage_step_budgets_one_number_or_by_strategy():
+    from visrec_utils.pipeline.stages import stage_tune
+
+    assert stage_tune.stage_steps(stage_tune.STAGE_STEPS) == {"partial_bpr": 200, "proxy_metadata": 400,
+                                                              "contrastive": 400}
+    assert stage_tune.stage_steps(20) == {"partial_bpr": 20, "proxy_metadata": 20, "contrastive": 20}
+    assert stage_tune.stage_steps({"contrastive": 50}) == {"partial_bpr": 200, "proxy_metadata": 400,
+                                                           "contrastive": 50}
+    with pytest.raises(ValueError, match=r"max_steps names \['partial_bp'\], which are not stage strategies"):
+        stage_tune.stage_steps({"partial_bp": 10})
+    with pytest.raises(ValueError, match="max_steps for partial_bpr must be a positive whole number of optimiser "
+                                         "steps, not 0"):
+        stage_tune.stage_steps({"partial_bpr": 0})

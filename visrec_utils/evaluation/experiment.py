@@ -264,7 +264,7 @@ def _skipper(on_skip):
 def cold_warm_breakdown(split: Split, embedding_sets: dict, recommenders=("visrank_max",), baselines=BASELINES,
                         ks=DEFAULT_KS, seed: int = 0, n_resamples: int = 1000, progress: bool = False,
                         backend: str = "local", ray_address: str | None = None, enabled: bool = True,
-                        on_skip=None, subs: dict | None = None) -> pd.DataFrame:
+                        on_skip=None, subs: dict | None = None, cache_dir: str | Path | bool | None = None) -> pd.DataFrame:
     """Metrics on cold and on warm truth items separately (:func:`visrec_utils.catalogue.splits.restrict_truth`).
 
     Args:
@@ -272,6 +272,7 @@ def cold_warm_breakdown(split: Split, embedding_sets: dict, recommenders=("visra
         on_skip: called ``on_skip(part, reason)`` for a half with no test point (e.g. no user
             bought a cold item), e.g. :meth:`visrec_utils.core.skips.SkipLog.skip`.
         subs: optional ``{"cold": Split, "warm": Split}`` already made by :func:`cold_warm_splits`.
+        cache_dir: the evaluation cache (:func:`run_experiment`).
 
     Returns:
         Tidy metrics like :func:`run_experiment` with a ``truth`` column ("cold", "warm").
@@ -291,7 +292,8 @@ def cold_warm_breakdown(split: Split, embedding_sets: dict, recommenders=("visra
             _skipper(on_skip)(f"cold/warm breakdown: {which}", f"no test user has a {which} truth item")
             continue
         m, _ = run_experiment(sub, embedding_sets, recommenders, baselines, ks=ks, seed=seed,
-                              n_resamples=n_resamples, progress=progress, backend=backend, ray_address=ray_address)
+                              n_resamples=n_resamples, progress=progress, backend=backend, ray_address=ray_address,
+                              cache_dir=cache_dir)
         parts.append(m.assign(truth=which))
     return pd.concat(parts, ignore_index=True)
 
@@ -349,7 +351,7 @@ def run_protocols(cat, embedding_sets: dict, protocols, recommenders=("visrank_m
                   availability: str = "auto", one_of_a_kind: bool = False, cut: str | float = 0.8,
                   split_kwargs: dict | None = None, ks=DEFAULT_KS, seed: int = 0, n_resamples: int = 1000,
                   progress: bool = True, backend: str = "local", ray_address: str | None = None, on_skip=None,
-                  splits: dict | None = None):
+                  splits: dict | None = None, cache_dir: str | Path | bool | None = None):
     """The same configurations under several protocols, with paired tests per protocol.
 
     Args:
@@ -366,6 +368,7 @@ def run_protocols(cat, embedding_sets: dict, protocols, recommenders=("visrank_m
         on_skip: called ``on_skip(part, reason)`` for a protocol with no test user or nothing to
             evaluate, and for a protocol's paired tests without the reference.
         splits: optional ``{protocol: Split}`` already built with these settings (reused, not rebuilt).
+        cache_dir: the evaluation cache (:func:`run_experiment`).
 
     Returns:
         (metrics: tidy with :data:`SPLIT_COLUMNS`; paired: :func:`visrec_utils.evaluation.stats.paired_comparison`
@@ -390,7 +393,7 @@ def run_protocols(cat, embedding_sets: dict, protocols, recommenders=("visrank_m
             described[name] = split.describe()
             m, pu = run_experiment(split, leak_free_sets(embedding_sets, name, uses_purchases), recommenders,
                                    baselines, ks=ks, seed=seed, n_resamples=n_resamples, progress=progress,
-                                   backend=backend, ray_address=ray_address)
+                                   backend=backend, ray_address=ray_address, cache_dir=cache_dir)
         except PartSkipped as e:
             skip(f"every protocol: {name}", e)
             continue
@@ -410,7 +413,7 @@ def availability_sensitivity(cat, embedding_sets: dict, modes, protocol: str = "
                              uses_purchases=None, one_of_a_kind: bool = False, cut: str | float = 0.8,
                              ks=DEFAULT_KS, seed: int = 0, n_resamples: int = 1000, progress: bool = False,
                              backend: str = "local", ray_address: str | None = None, on_skip=None,
-                             splits: dict | None = None) -> pd.DataFrame:
+                             splits: dict | None = None, cache_dir: str | Path | bool | None = None) -> pd.DataFrame:
     """The main metrics under each availability rule.
 
     Args:
@@ -424,6 +427,7 @@ def availability_sensitivity(cat, embedding_sets: dict, modes, protocol: str = "
         on_skip: called ``on_skip(part, reason)`` for a rule the catalogue cannot support
             (``items_table`` without dates) or that leaves no test user or nothing to evaluate.
         splits: optional ``{mode: Split}`` already built with these settings (reused, not rebuilt).
+        cache_dir: the evaluation cache (:func:`run_experiment`).
 
     Returns:
         Tidy metrics like :func:`run_experiment`, ``availability`` naming the rule, plus ``test_points``.
@@ -449,7 +453,7 @@ def availability_sensitivity(cat, embedding_sets: dict, modes, protocol: str = "
                                                           one_of_a_kind=one_of_a_kind, seed=seed, cut=cut)
             parts.append(run_experiment(split, sets, recommenders, baselines, ks=ks, seed=seed,
                                         n_resamples=n_resamples, progress=progress, backend=backend,
-                                        ray_address=ray_address)[0]
+                                        ray_address=ray_address, cache_dir=cache_dir)[0]
                          .assign(test_points=split.n_users))
         except PartSkipped as e:
             _skipper(on_skip)(f"availability sensitivity: {mode}", e)

@@ -73,10 +73,14 @@ def versions() -> dict:
 
 
 def _type_ok(value, declared: str) -> bool | None:
-    """Whether ``value`` fits a parameter cell's annotation (``int``, ``Optional[list]``, ...);
+    """Whether ``value`` fits a parameter cell's annotation (``int``, ``Optional[list]``,
+    ``Union[int, dict]``, ...);
     None for annotations this check does not know."""
     if declared.startswith("Optional[") and declared.endswith("]"):
         return True if value is None else _type_ok(value, declared[9:-1])
+    if declared.startswith("Union[") and declared.endswith("]"):
+        fits = [_type_ok(value, part.strip()) for part in declared[6:-1].split(",")]
+        return True if True in fits else (None if None in fits else False)
     checks = {"int": lambda v: isinstance(v, int) and not isinstance(v, bool),
               "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
               "bool": lambda v: isinstance(v, bool), "str": lambda v: isinstance(v, str),

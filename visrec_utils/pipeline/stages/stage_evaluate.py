@@ -99,7 +99,7 @@ def evaluate(out_dir, protocol: str = "leave_last_basket_out", availability: str
              recommenders=("visrank_max", "visrank_mean", "visrank_top3", "hybrid_itemknn_visrank"),
              baselines=("random", "popularity", "popularity_30d", "itemknn"), ks=(10, 20, 50),
              n_resamples: int = 1000, seed: int = 0, reference: str = "-/-/random", backend: str = "local",
-             ray_address: str | None = None) -> Evaluated:
+             ray_address: str | None = None, cache_dir=None) -> Evaluated:
     """Evaluate every embedding set of the study with every recommender and baseline.
 
     Args:
@@ -117,6 +117,8 @@ def evaluate(out_dir, protocol: str = "leave_last_basket_out", availability: str
         n_resamples, seed: bootstrap resamples (95% intervals); seed of ties, baselines and bootstrap.
         reference: ``model/strategy/recommender`` every configuration is compared to (``-`` = any).
         backend, ray_address: ``local`` or ``ray`` and the Ray cluster.
+        cache_dir: the artefact store holding each recommender's per-point evaluation (default
+            ``$VISREC_CACHE`` or ``~/.cache/visrec``), the study's one store.
 
     Raises:
         ValueError: an unknown protocol, recommender or availability rule (naming the choices).
@@ -147,12 +149,13 @@ def evaluate(out_dir, protocol: str = "leave_last_basket_out", availability: str
         jobs += [(s, purchase_free, ["visrank_max", "hybrid_itemknn_visrank"]) for s in built["cold_warm"].values()]
         jobs += [(s, experiment.leak_free_sets(purchase_free, sens_protocol, uses_purchases), ["visrank_max"])
                  for s in built["availability"].values()]
-        set_major.evaluate_set_major(jobs, ks=ks, seed=seed)
+        set_major.evaluate_set_major(jobs, ks=ks, seed=seed, cache_dir=cache_dir)
 
     metrics, per_user = experiment.empty_metrics(), experiment.empty_per_user()
     with log.part("evaluation under the main protocol"):
         metrics, per_user = experiment.run_experiment(split, sets, list(recommenders), list(baselines), ks=ks, seed=seed,
-                                                      n_resamples=n_resamples, backend=backend, ray_address=ray_address)
+                                                      n_resamples=n_resamples, backend=backend, ray_address=ray_address,
+                                                      cache_dir=cache_dir)
         for part, reason in experiment.left_out(sets, recommenders, baselines, ks):
             log.skip(part, reason)
         with log.part("95% intervals"):
@@ -182,7 +185,7 @@ def evaluate(out_dir, protocol: str = "leave_last_basket_out", availability: str
         by_protocol, paired_protocols, described = experiment.run_protocols(
             cat, core, names, baselines=list(baselines), reference=stats.parse_config(reference),
             uses_purchases=uses_purchases, ks=ks, n_resamples=n_resamples, backend=backend,
-            ray_address=ray_address, on_skip=log.skip, splits=built["protocols"], **common)
+            ray_address=ray_address, on_skip=log.skip, splits=built["protocols"], cache_dir=cache_dir, **common)
         with log.part("figure protocols_auc"):
             plots.grouped_bars(by_protocol, "auc", 0, group="protocol", path=out.figure("protocols_auc"))
     by_protocol.to_csv(out.result("metrics_protocols"), index=False)
@@ -194,7 +197,7 @@ def evaluate(out_dir, protocol: str = "leave_last_basket_out", availability: str
         cw = experiment.cold_warm_breakdown(split, purchase_free, recommenders=("visrank_max", "hybrid_itemknn_visrank"),
                                             baselines=list(baselines), ks=ks, seed=seed, n_resamples=n_resamples,
                                             backend=backend, ray_address=ray_address, enabled=cold_warm,
-                                            on_skip=log.skip, subs=built["cold_warm"] or None)
+                                            on_skip=log.skip, subs=built["cold_warm"] or None, cache_dir=cache_dir)
     cw.to_csv(out.result("metrics_cold_warm"), index=False)
 
     sens = experiment.empty_metrics("test_points")
@@ -203,7 +206,8 @@ def evaluate(out_dir, protocol: str = "leave_last_basket_out", availability: str
             cat, purchase_free, list(sensitivity), uses_purchases=uses_purchases,
             protocol=sens_protocol, splits=built["availability"],
             baselines=[b for b in baselines if b in ("random", "popularity", "popularity_30d")], ks=ks, seed=seed,
-            n_resamples=n_resamples, backend=backend, ray_address=ray_address, on_skip=log.skip)
+            n_resamples=n_resamples, backend=backend, ray_address=ray_address, on_skip=log.skip,
+            cache_dir=cache_dir)
     sens.to_csv(out.result("metrics_availability"), index=False)
     return Evaluated(split_text=split.describe(), set_names=sorted(sets), metrics=metrics, per_user=per_user,
                      paired=paired, by_protocol=by_protocol, paired_protocols=paired_protocols, cold_warm=cw,
