@@ -209,3 +209,26 @@ def test_sample_training_negatives_matches_the_per_triplet_loop():
             ref[t] = rng.integers(0, len(items))
     np.testing.assert_array_equal(got, ref)
     assert all(n not in ev.bought[ev.user[e]] for n, e in zip(got, ev.event))
+
+
+def test_single_threaded_fits_side_by_side_equal_fits_one_after_the_other(tmp_path, slice_split):
+    """bpr_projection's sets are fitted in parallel threads (torch on one thread each): the
+    embeddings, histories and order are exactly those of fitting each set alone."""
+    import torch
+
+    cat, split = slice_split
+    rng = np.random.default_rng(4)
+    sets = [((f"m{i}", "frozen"), rng.normal(size=(split.n_items, 16)).astype(np.float32)) for i in range(3)]
+    strategy = S.create_strategy("bpr_projection", max_steps=6, eval_every=3)
+    assert strategy.single_threaded and not S.create_strategy("partial_bpr").single_threaded
+    threads = torch.get_num_threads()
+    together = list(S.fit_side_by_side(strategy, sets, cat, split, tmp_path / "a", progress=False, workers=3))
+    assert torch.get_num_threads() == threads  # restored
+    alone = [finetune.apply_strategy("bpr_projection", emb, split, tmp_path / "b", strategy.config, progress=False)
+             for _, emb in sets]
+    assert len(together) == 3
+    for (emb, hist, info), (ref, ref_hist, _) in zip(together, alone):
+        assert not info["hit"]
+        np.testing.assert_array_equal(emb, ref)
+        pd.testing.assert_frame_equal(hist.drop(columns="seconds"), ref_hist.drop(columns="seconds"))
+    assert not np.array_equal(together[0][0], together[1][0])  # each set got its own fit

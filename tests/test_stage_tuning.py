@@ -37,8 +37,8 @@ def test_cached_activation_path_gives_the_full_forward_gradients(mobilenet):
     out = staged.head(cached)
     torch.testing.assert_close(out, full, atol=1e-5, rtol=0)
     g_cached = torch.autograd.grad((out ** 2).sum() + out[:, 0].sum(), head_params)
-    for a, b in zip(g_full, g_cached):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    for a, b in zip(g_full, g_cached):  # the head trains in channels_last: sums in another order,
+        torch.testing.assert_close(a, b, atol=1e-6 * float(a.abs().max()), rtol=1e-5)  # float32-level gaps
     assert staged.act_shape[0] * staged.act_shape[1] * staged.act_shape[2] == cached.shape[1]
 
 

@@ -54,6 +54,12 @@ logger = logging.getLogger(__name__)
 
 STAGE_STRATEGIES = ("partial_bpr", "proxy_metadata", "contrastive")
 
+#: Memory format of the trained head (part of the cache key). ``channels_last``: a partial_bpr
+#: step (forward and backward of 448 activation rows through Lite0's last stage, 2 cores) took
+#: 1.29 s against 1.63 s in NCHW (median of 6 steps, back to back); the head's outputs differ from
+#: NCHW's by at most 4.6e-6 (values up to 3.1).
+HEAD_LAYOUT = "channels_last"
+
 
 @dataclass(frozen=True)
 class StageConfig:
@@ -137,10 +143,11 @@ class StagedModel:
                 super().__init__()
                 self.stages = copy.deepcopy(torch.nn.Sequential(*m.blocks[cut:]))
                 self.conv_head, self.bn2 = copy.deepcopy(m.conv_head), copy.deepcopy(m.bn2)
+                self.to(memory_format=torch.channels_last)  # see HEAD_LAYOUT
 
             def forward(self, a):
-                x = self.bn2(self.conv_head(self.stages(a.view(a.shape[0], *shape))))
-                return m.forward_head(x, pre_logits=True)
+                x = a.view(a.shape[0], *shape).contiguous(memory_format=torch.channels_last)
+                return m.forward_head(self.bn2(self.conv_head(self.stages(x))), pre_logits=True)
 
         self.frozen = Frozen().eval()
         self.head = Head().eval()
@@ -312,6 +319,7 @@ def run_stage_strategy(strategy: str, loaded, cat, split, cfg: StageConfig = Sta
     key = content_key({
         "strategy": strategy, "cfg": asdict(cfg), "model": loaded.spec.name, "weights": loaded.weights_sha256,
         "images": image_set, "data": split_fingerprint(split) if strategy == "partial_bpr" else "", "labels": labels,
+        "layout": HEAD_LAYOUT,
     })
     name = f"{strategy}-{loaded.spec.name}"
     path = store.path("finetune", key, ".npz", name=name)
