@@ -154,6 +154,13 @@ def test_fine_tuning_cold_items_and_popularity_below_chance_in_words(tmp_path):
                                "never-bought item last.")
     assert a.headline.endswith("and win on items nobody had bought before; fine-tuning with BPR projection raises "
                                "AUC, not nDCG@20.")
+    # when it helped only some sets, the headline counts them
+    table = pd.read_csv(tmp_path / "results" / "finetune_vs_frozen.csv")
+    lite1_auc = (table["model"] == "tf_efficientnet_lite1") & (table["metric"] == "auc")
+    table.loc[lite1_auc, ["ci_low", "wilcoxon_p"]] = [-0.01, 0.5]
+    stats.holm(table).to_csv(tmp_path / "results" / "finetune_vs_frozen.csv", index=False)  # verdicts recomputed
+    assert answer.study_answer(tmp_path).headline.endswith(
+        "fine-tuning with BPR projection raises AUC for 1 of 2 embedding sets, not nDCG@20.")
 
 
 def test_a_whole_hm_study_refreshes_the_readme_block_and_a_slice_does_not(tmp_path):

@@ -234,8 +234,9 @@ def _finetuning(layout, says: dict) -> list[str]:
         parts.append((mean_auc, f"{name} raised AUC for {helped[0]} of {n} embedding set{'s' * (n != 1)} "
                       f"(mean {labels.signed3(mean_auc)})" + (f", lowered it for {hurt[0]}" if hurt[0] else "")
                       + f", and nDCG@20 for {helped[1]}" + (f" (lowered for {hurt[1]})" if hurt[1] else "")))
-        if sum(helped) > best[0]:
-            raised = " and ".join(m for m, n_ in zip(("AUC", "nDCG@20"), helped) if n_)
+        if sum(helped) > best[0]:  # "raises AUC" only when it did for every set; else how many
+            raised = " and ".join(m if n_ == n else f"{m} for {n_} of {n} embedding sets"
+                                  for m, n_ in zip(("AUC", "nDCG@20"), helped) if n_)
             kept = " and ".join(m for m, n_ in zip(("AUC", "nDCG@20"), helped) if not n_)
             best = (sum(helped), f"fine-tuning with {name} raises {raised}" + (f", not {kept}" if kept else ""))
     if not parts and not idle:
