@@ -16,9 +16,10 @@ multiply-add counts 2 (torch's ``FlopCounterMode``). Counted:
 * ``tune``: for each stage strategy, forward + backward (3x the forward, the usual estimate) of
   the trained stage over the rows of every step actually taken (``results/stage_learning_curves.csv``)
   plus one forward per item for the final embeddings; ``bpr_projection`` is a linear map, 6 FLOPs
-  per weight and training row;
-* ``evaluate``: the user-item similarity matrix of every embedding set under the main protocol,
-  ``2 * n_test_users * n_items * dim``.
+  per weight and row (3 rows per triplet: the profile mean, the bought and the not-bought item)
+  for every step taken (``results/learning_curves.csv``), plus the final projection of every item;
+* ``evaluate``: the similarity rows of every embedding set, computed once for every split that
+  uses the set (``evaluation/set_major.py``): at most one row per item, ``2 * n_items^2 * dim``.
 
 The bound is a floor no implementation reaches (depthwise convolutions and image decoding run
 far below the matmul rate); the ratio of the measured wall time to it says how far the study is
@@ -41,11 +42,11 @@ sys.path.insert(0, str(ROOT))
 def extraction_gflop(out: Path) -> pd.DataFrame:
     """One row per network forward of notebook 02: ``stage, what, gflop`` (total over images)."""
     from benchmarks.extraction import model_gflop
-    from visrec_utils.features import models
+    from visrec_utils.features import embedding_sets, models
 
     table = pd.read_csv(out / "results/models.csv", keep_default_na=False)
     n_items = len(pd.read_parquet(out / "data/items.parquet")) if (out / "data/items.parquet").is_file() else None
-    manifest = pd.DataFrame([json.loads(p.read_text()) for p in (out / "embeddings").glob("*.json")])
+    manifest = embedding_sets.read_manifest(out)
     frozen = manifest[manifest["strategy"] == "frozen"]
     n_items = n_items or int(frozen["n_items"].max())
     rows = []
@@ -86,27 +87,29 @@ def tuning_gflop(out: Path) -> pd.DataFrame:
             rows.append({"stage": "tune", "what": f"{strategy} {model}",
                          "gflop": per_row * (3 * steps * rows_per_step + n_items)})
     if cost is not None:
+        from visrec_utils.features import embedding_sets
+        from visrec_utils.tuning import finetune
+
         lc = pd.read_csv(out / "results/learning_curves.csv") if (out / "results/learning_curves.csv").is_file() else None
+        manifest = embedding_sets.read_manifest(out)
+        dims = manifest[manifest["strategy"] == "frozen"].set_index("model")["dim"].to_dict()
+        batch = finetune.BPRConfig().batch_size
         for r in cost[cost["strategy"] == "bpr_projection"].itertuples():
-            dims = {json.loads(p.read_text())["model"]: json.loads(p.read_text())["dim"]
-                    for p in (out / "embeddings").glob("*.json")}
-            epochs = int(lc[lc["model"] == r.model]["epoch"].max()) if lc is not None and "model" in lc else 1
-            n_train = len(pd.read_parquet(out / "data/interactions.parquet"))
+            steps = int(lc[lc["model"] == r.model]["step"].max()) if lc is not None and "model" in lc else 0
             d = int(dims.get(r.model, 0))
-            rows.append({"stage": "tune", "what": f"bpr_projection {r.model}", "gflop": 6 * d * d * 3 * n_train * epochs / 1e9})
+            rows.append({"stage": "tune", "what": f"bpr_projection {r.model}",
+                         "gflop": (6 * d * d * 3 * batch * steps + 2 * d * d * n_items) / 1e9})
     return pd.DataFrame(rows)
 
 
 def evaluation_gflop(out: Path) -> pd.DataFrame:
-    """Similarity matrices of notebook 04's main protocol: ``2 * n_users * n_items * dim`` per set."""
-    metrics = pd.read_csv(out / "results/metrics.csv")
-    n_users = int(metrics["n_users"].max())
-    rows = []
-    for p in (out / "embeddings").glob("*.json"):
-        r = json.loads(p.read_text())
-        rows.append({"stage": "evaluate", "what": f"{r['model']} {r['strategy']}",
-                     "gflop": 2 * n_users * int(r["n_items"]) * int(r["dim"]) / 1e9})
-    return pd.DataFrame(rows)
+    """Similarity rows of notebook 04, once per embedding set for every split that uses it: at
+    most ``2 * n_items^2 * dim`` per set."""
+    from visrec_utils.features import embedding_sets
+
+    manifest = embedding_sets.read_manifest(out)
+    return pd.DataFrame([{"stage": "evaluate", "what": f"{r.model} {r.strategy}",
+                          "gflop": 2 * int(r.n_items) ** 2 * int(r.dim) / 1e9} for r in manifest.itertuples()])
 
 
 def main(argv=None) -> None:
