@@ -224,3 +224,17 @@ def test_the_memory_watch_counts_pages_a_forked_worker_shares_once():
     finally:
         done.set()
         child.join(30)
+
+
+def test_the_terminal_picture_replays_carriage_returns_as_a_terminal_does():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "terminal_screenshot.py"
+    spec = importlib.util.spec_from_file_location("bench_terminal", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    capture = ("Script started on 2026-11-30 [COMMAND=...]\n$ make study\r\n[visrec] running 02 ...\r\n"
+               "\r02 | embeddings  10%| 1/10\r02 | embeddings  20%| 2/10\x1b[A\r02 | emb\r\n[visrec] 02 done\r\n")
+    assert mod.screen_lines(capture) == ["$ make study", "[visrec] running 02 ...", "02 | embeddings  20%| 2/10",
+                                         "[visrec] 02 done"]
