@@ -83,9 +83,10 @@ def _write(rows: list[dict], csv: Path) -> None:
     log.info(f"written to {csv}")
 
 
-def bench_stage(out_dir: Path, csv: Path) -> None:
+def bench_stage(out_dir: Path, csv: Path, label: str = "") -> None:
     """Notebook 04's stage with its default parameters on a copy of the study (its results are not
-    touched), with a new empty evaluation cache; one row: seconds, embedding sets, peak RSS."""
+    touched), with a new empty evaluation cache; one row: seconds, embedding sets, peak RSS, and
+    ``label`` (e.g. ``before``/``after`` a change: rows with another label already in ``csv`` are kept)."""
     import os
     import shutil
     import tempfile
@@ -102,8 +103,11 @@ def bench_stage(out_dir: Path, csv: Path) -> None:
         dt = time.perf_counter() - t0
     log.info(f"notebook 04 (evaluate), {len(result.set_names)} embedding sets, cold cache: {dt:.1f} s "
              f"(target <= 120 s), peak RSS {_peak_rss_gib():.2f} GiB")
-    _write([{"stage": "evaluate", "embedding_sets": len(result.set_names), "seconds": round(dt, 1),
-             "target_seconds": 120, "peak_rss_gib": round(_peak_rss_gib(), 2), "cores": os.cpu_count()}], csv)
+    row = {"stage": "evaluate", "label": label, "embedding_sets": len(result.set_names), "seconds": round(dt, 1),
+           "target_seconds": 120, "peak_rss_gib": round(_peak_rss_gib(), 2), "cores": os.cpu_count()}
+    kept = pd.read_csv(csv).fillna({"label": ""}) if csv.is_file() else pd.DataFrame(columns=list(row))
+    kept = kept[kept.get("label", pd.Series("", index=kept.index)).astype(str) != label] if label else kept.iloc[0:0]
+    _write([*kept.to_dict("records"), row], csv)
 
 
 def bench_hm(out_dir: Path, models: list[str], csv: Path | None = None) -> None:
@@ -248,13 +252,15 @@ def main(argv=None) -> None:
     ap.add_argument("--items", type=int, default=1_000_000)
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--chunk", type=int, default=32)
+    ap.add_argument("--label", default="", help="stage: label of the row (e.g. before / after a change); "
+                    "rows with other labels are kept in --csv")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     csv = a.csv or ROOT / "benchmarks" / "results" / f"evaluation_{a.what}.csv"
     if a.what == "hm":
         bench_hm(a.out, a.model or study_models(a.out), csv)
     elif a.what == "stage":
-        bench_stage(a.out, csv)
+        bench_stage(a.out, csv, label=a.label)
     elif a.what == "cornac":
         bench_cornac(a.out, (a.model or study_models(a.out))[0])
     else:

@@ -276,3 +276,33 @@ def test_bootstrap_interval_is_scipy_bootstrap_to_the_last_bit():
         assert got == (float(w.mean()), float(ref.confidence_interval.low), float(ref.confidence_interval.high))
     with pytest.raises(ValueError, match="n_resamples must be a positive integer, not 0"):
         bootstrap_ci(np.array([0.1, 0.2]), n_resamples=0)
+
+
+def test_resample_means_are_numpys_mean_of_the_gathered_draws_to_the_last_bit():
+    from visrec_utils.evaluation.metrics import _resample_indices, resample_means
+
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 7, 8, 9, 127, 128, 129, 136, 257, 879, 1219, 4099, 8192, 9000):
+        v = rng.standard_normal(n) * 10.0 ** rng.integers(-3, 4, size=n)  # magnitudes apart: order matters
+        idx = _resample_indices(n, 200, 1)
+        np.testing.assert_array_equal(resample_means(v, idx), np.mean(v[idx], axis=-1))
+
+
+def test_bootstrap_cis_of_many_columns_equal_bootstrap_ci_of_each():
+    from visrec_utils.evaluation.metrics import bootstrap_cis
+
+    rng = np.random.default_rng(6)
+    cols = [rng.random(300), np.full(300, 0.5), np.array([0.2]), np.array([]), (rng.random(300) < 0.05) * 1.0,
+            np.where(rng.random(250) < 0.2, np.nan, rng.random(250))]
+    got = bootstrap_cis(cols, n_resamples=400, seed=3)
+    for j, c in enumerate(cols):
+        v = c[np.isfinite(c)]
+        if v.size >= 2 and not np.all(v == v[0]):  # the per-column path, written out
+            from scipy import stats as sst
+
+            theta = np.mean(v[np.random.default_rng(3).integers(0, v.size, (400, v.size))], axis=-1)
+            alpha = (1 - 0.95) / 2
+            want = (v.mean(), *sst.quantile(theta, np.array([alpha, 1 - alpha]), axis=-1))
+        else:
+            want = bootstrap_ci(c, n_resamples=400, seed=3)
+        np.testing.assert_array_equal(got[j], np.array(want, dtype=float))

@@ -231,3 +231,57 @@ def test_similarity_rows_of_several_splits_score_like_each_split_alone():
             np.testing.assert_array_equal(shared[name](np.arange(2)), alone[name](np.arange(2)))
     with pytest.raises(ValueError, match="miss a profile item of this split"):
         recommenders.SharedSimilarities.from_rows(one, *recommenders.similarity_rows(emb, [two]))
+
+
+def test_hybrid_reuses_the_knn_half_across_embedding_sets_with_fresh_fit_numbers():
+    rng = np.random.default_rng(4)
+    n_items = 30
+    inter = pd.DataFrame({"user_id": rng.choice(list("abcdefg"), 80), "item_idx": rng.integers(0, n_items, 80),
+                          "timestamp": pd.to_datetime("2020-01-01") + pd.to_timedelta(rng.integers(0, 60, 80), "D")})
+    profiles = [np.sort(rng.choice(n_items, 4, replace=False)) for _ in range(9)]
+    days = ["2020-01-20", "2020-02-10", "2020-03-05"] * 3
+    split = _split(profiles, [[0]] * 9, days, inter, n_items=n_items)
+    users = np.arange(9)
+    first, second = (rng.standard_normal((n_items, 3)).astype(np.float32) for _ in range(2))
+    got = [recommenders.Hybrid().fit(split, e).score(users) for e in (first, second)]
+    for e, g in zip((first, second), got):
+        fresh = _split(profiles, [[0]] * 9, days, inter.copy(), n_items=n_items)  # no memo: fitted anew
+        knn = recommenders.ItemKNN().fit(fresh).score(users)
+        vis = recommenders.VisRank("max").fit(fresh, e).score(users)
+        want = (0.5 * recommenders._zscore(knn) + 0.5 * recommenders._zscore(vis)).astype(np.float32)
+        np.testing.assert_array_equal(g, want)
+    assert sum(k[0] == "itemknn_z" for k in split._memo) == 1  # one block, z-scored once
+
+
+def test_itemknn_fits_are_shared_by_splits_of_the_same_purchases():
+    inter = pd.DataFrame({"user_id": ["a", "a", "b", "b", "c"], "item_idx": [0, 1, 0, 2, 1],
+                          "timestamp": pd.to_datetime(["2020-01-01"] * 4 + ["2020-01-03"])})
+    one = _split([[0]], [[1]], ["2020-01-02"], inter)
+    two = _split([[1], [2]], [[2], [0]], ["2020-01-02", "2020-01-02"], inter.copy())
+    a, b = recommenders.ItemKNN().fit(one), recommenders.ItemKNN().fit(two)
+    day = np.datetime64("2020-01-02", "ns")
+    assert a._sims[day] is b._sims[day]
+    later = _split([[0]], [[1]], ["2020-01-04"], inter)  # another anchor: its own fit
+    assert recommenders.ItemKNN().fit(later)._sims[np.datetime64("2020-01-04", "ns")] is not a._sims[day]
+
+
+def test_zscore_equals_numpys_mean_and_std_to_the_last_bit():
+    rng = np.random.default_rng(7)
+    for x in (rng.standard_normal((64, 1001)).astype(np.float32), np.full((3, 4), 0.5, np.float32),
+              (rng.random((9, 300)) < 0.02).astype(np.float32) * 40):
+        want = (x - x.mean(1, keepdims=True)) / np.maximum(x.std(1, keepdims=True), 1e-12)
+        np.testing.assert_array_equal(recommenders._zscore(x), want)
+
+
+def test_a_few_users_get_their_own_rows_only_and_the_same_scores():
+    rng = np.random.default_rng(8)
+    n_items, n_users = 200, 60
+    profiles = [np.sort(rng.choice(n_items, size=5, replace=False)) for _ in range(n_users)]
+    split = _split(profiles, [[0]] * n_users, ["2020-01-02"] * n_users, n_items=n_items)
+    emb = rng.standard_normal((n_items, 16)).astype(np.float32)
+    few = recommenders.VisRank("max").fit(split, emb)
+    got = few.score(np.array([3, 7]))
+    assert few._shared._all is None  # 2 users need under 1/8 of the split's rows
+    whole = recommenders.VisRank("max").fit(split, emb)
+    np.testing.assert_array_equal(got, whole.score(np.arange(n_users))[[3, 7]])
+    assert whole._shared._all is not None

@@ -183,3 +183,61 @@ def test_subset_split_keeps_the_chosen_points():
     assert sub.users.tolist() == ["b", "a"] and [p.tolist() for p in sub.profiles] == [[1], [0]]
     assert [t.tolist() for t in sub.truth] == [[3], [1]] and sub.test_day.tolist() == s.test_day[[2, 0]].tolist()
     assert sub.notes == ["picked"] and s.n_users == 3
+
+
+def _random_cat(seed, n_users=40, n_items=30, n_rows=400):
+    rng = np.random.default_rng(seed)
+    days = pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 40, n_rows), "D")
+    rows = list(zip(days, rng.choice([f"u{k:02d}" for k in range(n_users)], n_rows), rng.integers(0, n_items, n_rows)))
+    return _cat(rows, n_items=n_items)
+
+
+def _points_by_loop(inter, test_rows):
+    """The per-(user, timestamp) loop the vectorised ``_points_from_baskets`` replaced."""
+    users, profiles, truth, days, dropped = [], [], [], [], 0
+    by_user = {u: g for u, g in inter.groupby("user_id", sort=False)}
+    for (u, t), g in inter[test_rows].groupby(["user_id", "timestamp"], sort=False):
+        rows = by_user[u]
+        prof = np.unique(rows.loc[rows["timestamp"] < t, "item_idx"].to_numpy()).astype(np.int64)
+        tr = np.setdiff1d(np.unique(g["item_idx"].to_numpy()), prof).astype(np.int64)
+        if tr.size == 0:
+            dropped += 1
+            continue
+        users.append(u), profiles.append(prof), truth.append(tr), days.append(t)
+    order = np.lexsort((np.array(users, dtype=str), np.array(days, dtype="datetime64[ns]")))
+    return [users[i] for i in order], [profiles[i] for i in order], [truth[i] for i in order], \
+        np.array(days, dtype="datetime64[ns]")[order], dropped
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_vectorised_points_equal_the_per_basket_loop(seed):
+    cat = _random_cat(seed)
+    inter = protocols._indexed(cat)
+    first = inter.groupby("user_id")["timestamp"].transform("min")
+    for test_rows in ((inter["timestamp"] > first).to_numpy(),
+                      np.random.default_rng(seed).random(len(inter)) < 0.5):  # flags inside a basket too
+        got = protocols._points_from_baskets(inter, test_rows)
+        users, profiles, truth, days, dropped = _points_by_loop(inter, test_rows)
+        assert got["users"].tolist() == users and got["dropped_repeat_only"] == dropped
+        assert [p.tolist() for p in got["profiles"]] == [p.tolist() for p in profiles]
+        assert [t.tolist() for t in got["truth"]] == [t.tolist() for t in truth]
+        np.testing.assert_array_equal(got["test_day"], days)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_vectorised_first_seen_drop_equals_the_per_item_loop(seed):
+    split = protocols.replay(_random_cat(seed), "all", availability="first_seen_leaky")
+    sales = split.interactions.sort_values("timestamp", kind="stable")
+    by_item = {i: (g["timestamp"].to_numpy("datetime64[ns]"), g["user_id"].to_numpy())
+               for i, g in sales.groupby("item_idx")}
+    keep, truth = [], []
+    for p in range(split.n_users):  # the loop the vectorised version replaced
+        u, t = split.users[p], split._avail_time([p])[0]
+        tr = [i for i in split.truth[p] if i in by_item and np.any(by_item[i][1][by_item[i][0] <= t] != u)]
+        if tr:
+            keep.append(p), truth.append(tr)
+    got = splits._drop_unavailable_truth(split)
+    assert 0 < got.n_users < split.n_users
+    assert got.users.tolist() == split.users[keep].tolist()
+    assert [t.tolist() for t in got.truth] == truth
+    assert got.dropped_unavailable == split.dropped_unavailable + split.n_users - len(keep)

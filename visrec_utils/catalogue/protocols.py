@@ -51,28 +51,45 @@ def _indexed(cat: "Catalogue") -> pd.DataFrame:
     return inter.sort_values(["timestamp", "user_id"], kind="stable").reset_index(drop=True)
 
 
-def _points_from_baskets(inter: pd.DataFrame, test_rows: np.ndarray, profile_rule) -> dict:
+def _points_from_baskets(inter: pd.DataFrame, test_rows: np.ndarray) -> dict:
     """Test points from the rows flagged in ``test_rows``, grouped by (user, timestamp).
 
-    ``profile_rule(user_rows, t)`` gives the profile item indices of a point.
+    A point's profile is every item its user bought strictly before its timestamp (all rows,
+    flagged or not); its truth the items of its flagged rows not in the profile (a point left
+    without truth is counted in ``dropped_repeat_only``). Points are ordered by time, then user
+    id (as text). Vectorised: rows are sorted once by (user, time), so each profile is a
+    contiguous range of its user's rows.
     """
+    codes, uniques = pd.factorize(inter["user_id"], sort=False)
+    ts = inter["timestamp"].to_numpy("datetime64[ns]")
+    items = inter["item_idx"].to_numpy()
+    order = np.lexsort((ts, codes))  # by user, then time
+    cs, tss, its = codes[order], ts[order], items[order]
+    n = len(cs)
+    run_new = np.ones(n, dtype=bool)  # a new (user, timestamp) run starts here
+    run_new[1:] = (cs[1:] != cs[:-1]) | (tss[1:] != tss[:-1])
+    run_start = np.maximum.accumulate(np.where(run_new, np.arange(n), 0))
+    user_new = np.ones(n, dtype=bool)
+    user_new[1:] = cs[1:] != cs[:-1]
+    user_start = np.maximum.accumulate(np.where(user_new, np.arange(n), 0))
+    flagged = np.flatnonzero(np.asarray(test_rows, dtype=bool)[order])
+    g_new = np.ones(flagged.size, dtype=bool)  # flagged rows of one (user, timestamp) are contiguous
+    g_new[1:] = run_start[flagged[1:]] != run_start[flagged[:-1]]
+    g_start = np.flatnonzero(g_new)
+    g_end = np.append(g_start[1:], flagged.size)
     users, profiles, truth, days, dropped = [], [], [], [], 0
-    by_user = {u: g for u, g in inter.groupby("user_id", sort=False)}
-    for (u, t), g in inter[test_rows].groupby(["user_id", "timestamp"], sort=False):
-        prof = np.unique(profile_rule(by_user[u], t)).astype(np.int64)
-        tr = np.setdiff1d(np.unique(g["item_idx"].to_numpy()), prof).astype(np.int64)
+    for a, b in zip(g_start.tolist(), g_end.tolist()):
+        first = flagged[a]
+        prof = np.unique(its[user_start[first]:run_start[first]]).astype(np.int64)
+        tr = np.setdiff1d(np.unique(its[flagged[a:b]]), prof).astype(np.int64)
         if tr.size == 0:
             dropped += 1
             continue
-        users.append(u), profiles.append(prof), truth.append(tr), days.append(t)
+        users.append(uniques[cs[first]]), profiles.append(prof), truth.append(tr), days.append(tss[first])
     order = np.lexsort((np.array(users, dtype=str), np.array(days, dtype="datetime64[ns]"))) if users else []
     return dict(users=np.array(users, dtype=object)[order], profiles=[profiles[i] for i in order],
                 truth=[truth[i] for i in order], test_day=np.array(days, dtype="datetime64[ns]")[order],
                 dropped_repeat_only=dropped)
-
-
-def _before(rows: pd.DataFrame, t) -> np.ndarray:
-    return rows.loc[rows["timestamp"] < t, "item_idx"].to_numpy()
 
 
 def leave_last_basket_out(cat: "Catalogue", availability: str = "auto", one_of_a_kind: bool = False) -> Split:
@@ -92,7 +109,7 @@ def leave_last_basket_out(cat: "Catalogue", availability: str = "auto", one_of_a
     inter = _indexed(cat)
     last = inter.groupby("user_id")["timestamp"].transform("max")
     is_test = ((inter["timestamp"] == last) & (inter.groupby("user_id")["timestamp"].transform("nunique") >= 2)).to_numpy()
-    pts = _points_from_baskets(inter, is_test, _before)
+    pts = _points_from_baskets(inter, is_test)
     split = Split(**pts, train=inter[~is_test].reset_index(drop=True), n_items=cat.n_items, interactions=inter,
                   protocol="leave_last_basket_out")
     return apply_availability(split, cat, availability, one_of_a_kind)
@@ -121,7 +138,7 @@ def replay(cat: "Catalogue", variant: str = "all", availability: str = "auto", o
     inter = _indexed(cat)
     first = inter.groupby("user_id")["timestamp"].transform("min")
     is_test = (inter["timestamp"] > first).to_numpy()
-    pts = _points_from_baskets(inter, is_test, _before)
+    pts = _points_from_baskets(inter, is_test)
     if variant == "last" and len(pts["users"]):
         keep = pd.Series(np.arange(len(pts["users"]))).groupby(pts["users"]).max().sort_values().to_numpy()
         pts = dict(users=pts["users"][keep], profiles=[pts["profiles"][i] for i in keep],

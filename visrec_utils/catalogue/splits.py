@@ -225,19 +225,37 @@ def apply_availability(split: Split, cat: "Catalogue", availability: str, one_of
 
 
 def _drop_unavailable_truth(split: Split) -> Split:
-    """Keep truth items that someone other than the test user bought by the test time."""
-    sales = split.interactions.sort_values("timestamp", kind="stable")
-    by_item = {i: (g["timestamp"].to_numpy("datetime64[ns]"), g["user_id"].to_numpy())
-               for i, g in sales.groupby("item_idx")}
-    keep, truth = [], []
-    for p in range(split.n_users):
-        u, t = split.users[p], split._avail_time([p])[0]
-        tr = [i for i in split.truth[p]
-              if i in by_item and np.any(by_item[i][1][by_item[i][0] <= t] != u)]
-        if tr:
-            keep.append(p), truth.append(np.array(tr, dtype=np.int64))
-    return subset_split(split, np.array(keep, dtype=np.int64), truth,
-                   dropped_unavailable=split.dropped_unavailable + split.n_users - len(keep))
+    """Keep truth items that someone other than the test user bought by the test time.
+
+    Vectorised: a truth item ``i`` of point ``p`` (user ``u``, time ``t``) stays when the sales of
+    ``i`` at or before ``t`` outnumber those to ``u``; both counts are binary searches in sales
+    sorted by (item, time) and (user, item, time), times replaced by their rank among every sale
+    and test time.
+    """
+    inter = split.interactions
+    n_points = split.n_users
+    lens = np.array([len(t) for t in split.truth], dtype=np.int64)
+    flat = np.concatenate(split.truth).astype(np.int64) if n_points else np.empty(0, np.int64)
+    point = np.repeat(np.arange(n_points), lens)
+    t_point = split._avail_time(np.arange(n_points)).astype("datetime64[ns]")
+    s_time = inter["timestamp"].to_numpy("datetime64[ns]")
+    times, rank = np.unique(np.concatenate([s_time, t_point]), return_inverse=True)
+    s_rank, p_rank = rank[:len(s_time)].astype(np.int64), rank[len(s_time):].astype(np.int64)
+    n_r = len(times) + 1
+    codes, _ = pd.factorize(pd.Series(np.concatenate([inter["user_id"].to_numpy(object), split.users.astype(object)])))
+    s_user, p_user = codes[:len(s_time)].astype(np.int64), codes[len(s_time):].astype(np.int64)
+    s_item = inter["item_idx"].to_numpy(dtype=np.int64)
+    by_item = np.sort(s_item * n_r + s_rank)
+    by_user = np.sort((s_user * split.n_items + s_item) * n_r + s_rank)
+    q_rank, q_user = p_rank[point], p_user[point]
+    n_all = np.searchsorted(by_item, flat * n_r + q_rank, "right") - np.searchsorted(by_item, flat * n_r, "left")
+    base = (q_user * split.n_items + flat) * n_r
+    n_own = np.searchsorted(by_user, base + q_rank, "right") - np.searchsorted(by_user, base, "left")
+    ok = n_all > n_own
+    kept = np.split(flat[ok], np.cumsum(np.bincount(point[ok], minlength=n_points))[:-1]) if n_points else []
+    keep = np.array([p for p in range(n_points) if len(kept[p])], dtype=np.int64)
+    return subset_split(split, keep, [kept[p].astype(np.int64) for p in keep],
+                        dropped_unavailable=split.dropped_unavailable + n_points - len(keep))
 
 
 def subset_split(split: Split, keep: np.ndarray, truth: list[np.ndarray], **changes) -> Split:

@@ -10,9 +10,11 @@ They are registered, with the visual recommenders, in the one registry of
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from ..catalogue.splits import Split
 
@@ -91,6 +93,27 @@ class Popularity(Recommender):
             else np.empty((0, self._split.n_items), np.float32)
 
 
+#: Item-kNN similarities by (interactions digest, anchor day, k), shared by the splits of one
+#: study (the protocols and the cold/warm halves fit on the same purchases): an entry lives as
+#: long as a fitted split holds it.
+_FITS = weakref.WeakValueDictionary()
+
+
+def _interactions_digest(split: Split) -> str:
+    """Content digest of what item-kNN fits on (``user_id, item_idx, timestamp`` and ``n_items``),
+    computed once per split."""
+    memo = split.__dict__.setdefault("_memo", {})
+    if "interactions_digest" not in memo:
+        import hashlib
+
+        inter = split.interactions[["user_id", "item_idx", "timestamp"]]
+        h = hashlib.sha256(f"{split.n_items}:{len(inter)}".encode())
+        if len(inter):
+            h.update(pd.util.hash_pandas_object(inter.astype({"user_id": str}), index=False).to_numpy().tobytes())
+        memo["interactions_digest"] = h.hexdigest()
+    return memo["interactions_digest"]
+
+
 @dataclass
 class ItemKNN(Recommender):
     """Item-based collaborative filtering from co-purchases (Sarwar et al., WWW 2001;
@@ -140,7 +163,12 @@ class ItemKNN(Recommender):
                 anchor = d
             self._anchor_of[d] = anchor
         inter = split.interactions
+        digest = _interactions_digest(split)
         for a in sorted(set(self._anchor_of.values())):
+            shared = _FITS.get((digest, a, self.k))  # another split of the same interactions, same anchor
+            if shared is not None:
+                self._sims[a] = shared
+                continue
             past = inter[inter["timestamp"] < a]
             codes = past["user_id"].astype("category").cat.codes.to_numpy()
             x = sp.csr_matrix((np.ones(len(past), np.float32), (codes, past["item_idx"].to_numpy())),
@@ -150,7 +178,7 @@ class ItemKNN(Recommender):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 model.fit(x, show_progress=False)
-            self._sims[a] = sp.csr_matrix(model.similarity)
+            self._sims[a] = _FITS[(digest, a, self.k)] = sp.csr_matrix(model.similarity)
         memo[key] = (self._anchor_of, self._sims)
         return self
 

@@ -347,35 +347,144 @@ def _resample_indices(n: int, n_resamples: int, seed: int) -> np.ndarray:
     return i
 
 
+def _pairwise_leaf(v, idx, s, n):  # pragma: no cover (compiled)
+    """``sum(v[idx[s:s + n]])`` for ``n <= 128`` in numpy's order: sequential below 8 values, else
+    8 accumulators combined as ``((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))``, then the rest."""
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            res += v[idx[s + i]]
+        return res
+    r0, r1, r2, r3 = v[idx[s]], v[idx[s + 1]], v[idx[s + 2]], v[idx[s + 3]]
+    r4, r5, r6, r7 = v[idx[s + 4]], v[idx[s + 5]], v[idx[s + 6]], v[idx[s + 7]]
+    i = 8
+    while i < n - (n % 8):
+        r0 += v[idx[s + i]]
+        r1 += v[idx[s + i + 1]]
+        r2 += v[idx[s + i + 2]]
+        r3 += v[idx[s + i + 3]]
+        r4 += v[idx[s + i + 4]]
+        r5 += v[idx[s + i + 5]]
+        r6 += v[idx[s + i + 6]]
+        r7 += v[idx[s + i + 7]]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += v[idx[s + i]]
+        i += 1
+    return res
+
+
+def _pairwise_program(n: int, start: int = 0, ops=None) -> list:
+    """numpy's pairwise summation of ``n`` values as a post-order program: ``(start, size)`` sums a
+    leaf of at most 128 values (:func:`_pairwise_leaf`), ``(-1, -1)`` adds the last two partial
+    sums; above 128 values the halves are ``n2 = n // 2 - (n // 2) % 8`` and ``n - n2``."""
+    ops = [] if ops is None else ops
+    if n <= 128:
+        ops.append((start, n))
+        return ops
+    half = n // 2 - (n // 2) % 8
+    _pairwise_program(half, start, ops)
+    _pairwise_program(n - half, start + half, ops)
+    ops.append((-1, -1))
+    return ops
+
+
+def _resample_means_py(v, idx, ops, work, out):  # pragma: no cover (compiled)
+    """``out[r] = np.mean(v[idx[r]])`` for every resample ``r`` (rows in parallel, no gathered copy):
+    the pairwise sum of ``ops`` (:func:`_pairwise_program`) on the stack ``work[r]``, plus the
+    reduction's initial 0, over n."""
+    n = idx.shape[1]
+    for r in prange(idx.shape[0]):
+        row, stack = idx[r], work[r]
+        sp = 0
+        for o in range(ops.shape[0]):
+            if ops[o, 0] >= 0:
+                stack[sp] = _pairwise_leaf(v, row, ops[o, 0], ops[o, 1])
+                sp += 1
+            else:
+                stack[sp - 2] = stack[sp - 2] + stack[sp - 1]
+                sp -= 1
+        out[r] = (0.0 + stack[0]) / n
+
+
+#: Largest number of users whose resample means the compiled kernel computes; numpy's reduction
+#: sums longer rows in buffered chunks, so they keep ``np.mean``.
+_PAIRWISE_MAX = 8192
+
+
+def resample_means(v: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``np.mean(v[idx], axis=-1)`` for ``v (n,) float64`` and draws ``idx (n_resamples, n) int64``,
+    the same numbers (numpy's pairwise summation, replicated in a compiled kernel, rows in
+    parallel) without the ``(n_resamples, n)`` gathered copy."""
+    v = np.ascontiguousarray(v, dtype=np.float64)
+    if idx.shape[1] == 0 or idx.shape[1] > _PAIRWISE_MAX:
+        return np.mean(v[idx], axis=-1)
+    global _pairwise_leaf
+    if "_pairwise_leaf" not in _KERNELS:  # the helper compiled first (the kernel calls it)
+        import numba
+
+        _KERNELS["_pairwise_leaf"] = _pairwise_leaf = numba.njit(cache=True, nogil=True)(_pairwise_leaf)
+    ops = np.array(_pairwise_program(idx.shape[1]), dtype=np.int64)
+    out = np.empty(idx.shape[0], dtype=np.float64)
+    work = np.empty((idx.shape[0], 16), dtype=np.float64)  # stack depth <= log2(8192 / 128) + 2
+    _kernel(_resample_means_py)(v, np.ascontiguousarray(idx, dtype=np.int64), ops, work, out)
+    return out
+
+
+def bootstrap_cis(columns, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> np.ndarray:
+    """:func:`bootstrap_ci` of several columns of per-user values at once: the same numbers, with
+    one ``scipy.stats.quantile`` call over every column's resample means.
+
+    Args:
+        columns: a sequence of 1-d arrays (each may have its own length and NaNs).
+
+    Returns:
+        ``(len(columns), 3) float64``: mean, ci_low, ci_high per column.
+
+    Raises:
+        ValueError: ``n_resamples`` < 1 (when an interval is computed).
+    """
+    from scipy import stats
+
+    out = np.full((len(columns), 3), np.nan)
+    todo, thetas = [], []
+    for j, values in enumerate(columns):
+        v = np.asarray(values, dtype=np.float64)
+        v = v[np.isfinite(v)]
+        out[j, 0] = v.mean() if v.size else np.nan
+        if v.size < 2:
+            continue
+        if np.all(v == v[0]):
+            out[j, 1:] = out[j, 0]
+            continue
+        if n_resamples < 1:
+            raise ValueError(f"n_resamples must be a positive integer, not {n_resamples}")
+        todo.append(j)
+        thetas.append(resample_means(v, _resample_indices(v.size, int(n_resamples), seed)))
+    if todo:
+        theta = np.stack(thetas)
+        alpha = np.asarray((1 - confidence) / 2, dtype=theta.dtype)
+        out[todo, 1:] = stats.quantile(theta, np.stack((alpha, 1 - alpha), axis=-1), axis=-1)
+    return out
+
+
 def bootstrap_ci(values: np.ndarray, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0):
     """Mean of per-user values with a percentile bootstrap interval (resampling users).
 
     The same numbers as ``scipy.stats.bootstrap((v,), np.mean, method="percentile",
     vectorized=True, random_state=np.random.default_rng(seed))``: the same draws (made once per
     number of users, :func:`_resample_indices`), the same resample means (``np.mean`` over each
-    row of ``v[draws]``) and the same quantiles (``scipy.stats.quantile``). The same seed and
-    number of users give the same resamples, so intervals of different configurations share
-    their user draws.
+    row of ``v[draws]``, :func:`resample_means`) and the same quantiles (``scipy.stats.quantile``).
+    The same seed and number of users give the same resamples, so intervals of different
+    configurations share their user draws. :func:`bootstrap_cis` does several columns at once.
 
     Returns:
         (mean, ci_low, ci_high); the interval is (mean, mean) when all values are equal and NaN
         when fewer than 2 users.
     """
-    from scipy import stats
-
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    mean = float(v.mean()) if v.size else np.nan
-    if v.size < 2:
-        return mean, np.nan, np.nan
-    if np.all(v == v[0]):
-        return mean, mean, mean
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples must be a positive integer, not {n_resamples}")
-    theta = np.mean(v[_resample_indices(v.size, int(n_resamples), seed)], axis=-1)
-    alpha = np.asarray((1 - confidence) / 2, dtype=theta.dtype)
-    ci = stats.quantile(theta, np.stack((alpha, 1 - alpha), axis=-1), axis=-1)
-    return mean, float(ci[..., 0]), float(ci[..., 1])
+    mean, lo, hi = bootstrap_cis([values], n_resamples=n_resamples, confidence=confidence, seed=seed)[0]
+    return float(mean), float(lo), float(hi)
 
 
 def summarize(per_user: pd.DataFrame, labels: dict, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
@@ -389,12 +498,11 @@ def summarize(per_user: pd.DataFrame, labels: dict, n_resamples: int = 1000, see
         DataFrame with columns ``*labels, metric, k, value, ci_low, ci_high, n_users``
         (``k`` is 0 for metrics without a cut-off: auc, mrr).
     """
+    cols = [c for c in per_user.columns if c not in ("user_id", "n_truth", "n_candidates")]
+    cis = bootstrap_cis([per_user[c].to_numpy() for c in cols], n_resamples=n_resamples, seed=seed)
     rows = []
-    for col in per_user.columns:
-        if col in ("user_id", "n_truth", "n_candidates"):
-            continue
+    for col, (mean, lo, hi) in zip(cols, cis):
         metric, _, k = col.partition("@")
-        mean, lo, hi = bootstrap_ci(per_user[col].to_numpy(), n_resamples=n_resamples, seed=seed)
-        rows.append({**labels, "metric": metric, "k": int(k) if k else 0, "value": mean,
-                     "ci_low": lo, "ci_high": hi, "n_users": int(per_user[col].notna().sum())})
+        rows.append({**labels, "metric": metric, "k": int(k) if k else 0, "value": float(mean),
+                     "ci_low": float(lo), "ci_high": float(hi), "n_users": int(per_user[col].notna().sum())})
     return pd.DataFrame(rows)

@@ -78,71 +78,9 @@ import numpy as np
 
 from ..catalogue.splits import Split
 from ..core.linalg import l2_normalize  # noqa: F401 (re-exported)
+from .aggregation import extend_max, profile_aggregates, replay_plan, zscore_rows
+from .aggregation import similarities as _similarities, similarity_rows  # noqa: F401 (re-exported)
 from .baselines import ItemKNN, Popularity, RandomRec, Recommender  # noqa: F401 (re-exported)
-
-_KERNELS: dict = {}
-prange = range  # numba.prange once the kernel is compiled (see _kernel)
-
-
-def _aggregate_py(sims, rows, ptr, use_max, out):  # pragma: no cover (compiled)
-    """``out[u] = max`` (or mean) over ``sims[rows[ptr[u]:ptr[u+1]]]``, users in parallel, without
-    gathering the rows into a copy. ``sims (n_rows, n_items) float32``, ``out (B, n_items)``."""
-    n_items = sims.shape[1]
-    for u in prange(len(ptr) - 1):
-        a, b = ptr[u], ptr[u + 1]
-        acc = out[u]
-        acc[:] = sims[rows[a]]
-        for p in range(a + 1, b):
-            src = sims[rows[p]]
-            for i in range(n_items):
-                acc[i] = max(acc[i], src[i]) if use_max else acc[i] + src[i]
-        if not use_max:
-            acc /= b - a
-
-
-def _kernel(fn):
-    """``fn`` compiled with numba (parallel, cached on disk) at its first use, so importing this
-    module does not import numba."""
-    if fn.__name__ not in _KERNELS:
-        import numba
-
-        globals()["prange"] = numba.prange
-        _KERNELS[fn.__name__] = numba.njit(parallel=True, cache=True, nogil=True)(fn)
-    return _KERNELS[fn.__name__]
-
-
-def _similarities(emb: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """``(len(items), n_items) float32`` rows ``emb[items] @ emb.T`` (numpy's BLAS float32 matmul,
-    4,096 rows at a time to bound temporaries)."""
-    out = np.empty((len(items), len(emb)), dtype=np.float32)
-    for a in range(0, len(items), 4096):
-        np.matmul(emb[items[a:a + 4096]], emb.T, out=out[a:a + 4096])
-    return out
-
-
-def similarity_rows(embeddings: np.ndarray, splits) -> tuple[np.ndarray, np.ndarray]:
-    """The cosine-similarity rows of every profile item of several splits, computed once.
-
-    Each element is the same float32 dot product :class:`SharedSimilarities` computes for one
-    split (each row ``e_j . E^T`` by the same BLAS product, whatever other rows share its call),
-    so VisRank's scores are the same numbers; the rows are computed once for all the splits that
-    evaluate one embedding set instead of once per split.
-
-    Args:
-        embeddings: ``(n_items, dim)`` (normalised here).
-        splits: splits over the same catalogue.
-
-    Returns:
-        (sims ``(n_distinct, n_items) float32``, row_of ``(n_items,) int64``: the row of each item,
-        -1 for items in no profile), for :meth:`SharedSimilarities.from_rows`.
-    """
-    emb = l2_normalize(embeddings)
-    profiles = [np.concatenate(s.profiles) for s in splits if s.n_users]
-    distinct = np.unique(np.concatenate(profiles)) if profiles else np.empty(0, np.int64)
-    row_of = np.full(len(emb), -1, dtype=np.int64)
-    row_of[distinct] = np.arange(distinct.size)
-    return _similarities(emb, distinct), row_of
-
 
 class SharedSimilarities:
     """Cosine similarities of test users' profile items to every item, shared by all VisRank
@@ -152,7 +90,8 @@ class SharedSimilarities:
     the first call when the ``(n_distinct_profile_items, n_items) float32`` matrix fits in
     ``max_bytes`` (on the H&M leave-last-basket-out split 14,891 distinct items stand for
     22,781 profile rows, 35% fewer FLOPs; time-replay splits repeat profiles far more), else
-    per block of users. The product is numpy's (BLAS) float32 ``matmul``.
+    per block of users (also while a block needs under 1/8 of the split's rows: a few users
+    scored alone, e.g. a gallery). The product is numpy's (BLAS) float32 ``matmul``.
 
     Args:
         embeddings: ``(n_items, dim)`` (normalised here).
@@ -171,6 +110,11 @@ class SharedSimilarities:
         self._key = None
         self._rows: list[np.ndarray] = []
         self._all = None  # (n_distinct, n_items) for the whole split, when it fits
+        self._wanted: dict = {}  # aggregates computed together (want)
+        self._agg_key, self._agg = None, {}  # the last block's aggregates
+        self._repeats = None  # whether users have several test points (time replay)
+        self._n_distinct = None  # distinct profile items of the split (_small_block)
+        self._last_max: dict = {}  # extend_max's state: each user's latest max row
         self._row_of = None  # item -> row of self._all (-1: not a profile item)
         if precomputed is not None:
             self._all, self._row_of = precomputed
@@ -199,16 +143,26 @@ class SharedSimilarities:
     def _similarities(self, items: np.ndarray) -> np.ndarray:
         return _similarities(self.emb, items)
 
+    def _distinct(self) -> np.ndarray:
+        profiles = self.split.profiles if self.points is None else [self.split.profiles[p] for p in self.points]
+        return np.unique(np.concatenate(profiles)) if len(profiles) else np.empty(0, np.int64)
+
     def _whole_split(self) -> np.ndarray | None:
         """The whole-split matrix (built at the first call), or None when it exceeds max_bytes."""
         if self._row_of is None:
-            profiles = self.split.profiles if self.points is None else [self.split.profiles[p] for p in self.points]
-            distinct = np.unique(np.concatenate(profiles)) if len(profiles) else np.empty(0, np.int64)
+            distinct = self._distinct()
             self._row_of = np.full(len(self.emb), -1, dtype=np.int64)
             if distinct.size * len(self.emb) * 4 <= self.max_bytes:
                 self._row_of[distinct] = np.arange(distinct.size)
                 self._all = self._similarities(distinct)
         return self._all
+
+    def _small_block(self, n_distinct: int) -> bool:
+        """True while the whole-split matrix is not built and a block needs under 1/8 of its rows
+        (a few users, e.g. a gallery): then only the block's rows are computed."""
+        if self._n_distinct is None:
+            self._n_distinct = self._distinct().size if self._row_of is None else 0
+        return self._row_of is None and 8 * n_distinct < self._n_distinct
 
     def rows(self, users: np.ndarray) -> list[np.ndarray]:
         """Per user in ``users``, the ``(len(profile), n_items) float32`` similarity rows, row ``r``
@@ -228,26 +182,53 @@ class SharedSimilarities:
         self._key = key
         return self._rows
 
-    def aggregate(self, users: np.ndarray, how: str) -> np.ndarray:
-        """``(len(users), n_items) float32``: the max (``how="max"``) or mean (``"mean"``) of each
-        user's profile similarity rows, computed in place from the shared matrix (no copy of
-        the rows when the whole-split matrix fits). Users with an empty profile get zeros."""
-        users = np.asarray(users)
-        out = np.zeros((len(users), len(self.emb)), dtype=np.float32)
-        profiles = [self.split.profiles[u] for u in users]
-        if self._whole_split() is None:
-            for r, sims in enumerate(self.rows(users)):
-                if len(sims):
-                    out[r] = sims.max(0) if how == "max" else sims.mean(0)
-            return out
-        has = np.array([len(p) > 0 for p in profiles], dtype=bool)
-        sel = [self._row_of[p] for p, h in zip(profiles, has) if h]
-        if sel:
-            ptr = np.concatenate([[0], np.cumsum([len(s) for s in sel])]).astype(np.int64)
-            block = np.empty((len(sel), len(self.emb)), dtype=np.float32)
-            _kernel(_aggregate_py)(self._all, np.concatenate(sel), ptr, how == "max", block)
-            out[has] = block
+    def want(self, how) -> None:
+        """Register an aggregate (``"max"``, ``"mean"`` or ``("topk", k)``) that will be asked for, so
+        :meth:`aggregate` computes every registered one in the same pass over the rows."""
+        self._wanted[how] = self._wanted.get(how, 0) + 1
+
+    def take(self, users: np.ndarray, how) -> np.ndarray:
+        """:meth:`aggregate` as the caller's own array: handed over (and forgotten here) when one
+        recommender registered ``how``, else a copy."""
+        out = self.aggregate(users, how)
+        if self._wanted.get(how, 0) > 1:
+            return out.copy()
+        del self._agg[how]
         return out
+
+    def aggregate(self, users: np.ndarray, how="max") -> np.ndarray:
+        """``(len(users), n_items) float32``: the max (``how="max"``), mean (``"mean"``) or top-k mean
+        (``("topk", k)``) of each user's profile similarity rows, from the shared matrix without
+        copying rows (:func:`visrec_utils.evaluation.aggregation.profile_aggregates`); zeros for an
+        empty profile. Every aggregate registered with :meth:`want` is computed in the same pass
+        and kept for the other calls on the same block: the array is shared, do not modify it."""
+        users = np.asarray(users)
+        key = users.tobytes()
+        if key != self._agg_key or how not in self._agg:
+            hows = list(dict.fromkeys([how, *self._wanted]))
+            tops = [h for h in hows if isinstance(h, tuple)]
+            hows = [h for h in hows if not isinstance(h, tuple) or h == (tops[0] if how not in tops else how)]
+            profiles = [self.split.profiles[u] for u in users]
+            ptr = np.concatenate([[0], np.cumsum([len(p) for p in profiles])]).astype(np.int64)
+            flat = np.concatenate(profiles).astype(np.int64) if profiles else np.empty(0, np.int64)
+            distinct, inverse = np.unique(flat, return_inverse=True)
+            if not self._small_block(distinct.size) and self._whole_split() is not None:
+                sims, rows = self._all, self._row_of[flat]
+            else:  # per block: distinct items of this block only
+                sims, rows = self._similarities(distinct), inverse.ravel()
+            if self._repeats is None:
+                self._repeats = len(set(self.split.users.tolist())) < self.split.n_users
+            incremental = "max" in hows and self._repeats
+            self._agg_key = key
+            self._agg = profile_aggregates(sims, rows, ptr, [h for h in hows if h != "max" or not incremental])
+            if incremental:  # time replay: a user's next point extends the max of their previous one
+                memo = self.split.__dict__.setdefault("_memo", {})
+                if "replay_plan" not in memo:  # once per split, shared by every embedding set
+                    memo["replay_plan"] = replay_plan(self.split.users, self.split.profiles)
+                self._agg["max"] = extend_max(self._last_max, memo["replay_plan"], users, profiles, sims, rows)
+            if how not in self._agg:  # a second top-k size on the same block
+                self._agg.update(profile_aggregates(sims, rows, ptr, [how]))
+        return self._agg[how]
 
 
 @dataclass
@@ -266,6 +247,7 @@ class VisRank(Recommender):
     content_based = True
     _split: Split = field(default=None, init=False, repr=False)
     _shared: SharedSimilarities = field(default=None, init=False, repr=False)
+    _how: object = field(default=None, init=False, repr=False)  # the aggregate asked of _shared
 
     @property
     def name(self) -> str:
@@ -292,23 +274,22 @@ class VisRank(Recommender):
         if self.aggregate not in ("max", "mean", "topk"):
             raise ValueError(f"aggregate must be 'max', 'mean' or 'topk', not {self.aggregate!r}")
         self._shared = shared if shared is not None else SharedSimilarities(embeddings, split)
+        self._how = ("topk", int(self.k)) if self.aggregate == "topk" else self.aggregate
+        self._shared.want(self._how)
         self._split = split
         return self
 
     def score(self, users: np.ndarray) -> np.ndarray:
-        """Scores ``(len(users), n_items) float32`` for test-user positions ``users``."""
-        if self.aggregate in ("max", "mean"):
-            return self._shared.aggregate(np.asarray(users), self.aggregate)
-        out = np.zeros((len(users), self._split.n_items), dtype=np.float32)
-        for r, sims in enumerate(self._shared.rows(np.asarray(users))):  # (profile, n_items) each
-            if len(sims):
-                k = min(self.k, sims.shape[0])
-                out[r] = np.partition(sims, sims.shape[0] - k, axis=0)[-k:].mean(0)
-        return out
+        """Scores ``(len(users), n_items) float32`` for test-user positions ``users`` (the caller's
+        own array: the shared aggregate is handed over, or copied when another recommender reads it)."""
+        return self._shared.take(np.asarray(users), self._how)
 
 
-def _zscore(x: np.ndarray) -> np.ndarray:
-    return (x - x.mean(1, keepdims=True)) / np.maximum(x.std(1, keepdims=True), 1e-12)
+#: Memory for the z-scored item-kNN blocks the hybrid keeps per split (:meth:`Hybrid._knn_z`).
+KNN_CACHE_BYTES = 1 << 30
+
+
+_zscore = zscore_rows  # each score row standardised (the hybrid)
 
 
 @dataclass
@@ -339,9 +320,24 @@ class Hybrid(Recommender):
         self._knn = ItemKNN().fit(split)
         return self
 
+    def _knn_z(self, users: np.ndarray) -> np.ndarray:
+        """``_zscore`` of item-kNN's scores of ``users``: they do not depend on the embedding set,
+        so each block's is kept on the split (its ``_memo``, as item-kNN's fit) up to
+        :data:`KNN_CACHE_BYTES` per split, and every embedding set reuses it (the same array)."""
+        memo = self._knn._split.__dict__.setdefault("_memo", {})
+        key = ("itemknn_z", self._knn.k, self._knn.refit_days, users.tobytes())
+        if key in memo:
+            return memo[key]
+        z = _zscore(self._knn.score(users))
+        used = memo.get(("itemknn_z_bytes",), 0)
+        if used + z.nbytes <= KNN_CACHE_BYTES:
+            memo[key], memo[("itemknn_z_bytes",)] = z, used + z.nbytes
+        return z
+
     def score(self, users: np.ndarray) -> np.ndarray:
-        return (self.alpha * _zscore(self._knn.score(users))
-                + (1 - self.alpha) * _zscore(self._vis.score(users))).astype(np.float32)
+        users = np.asarray(users)
+        vis = self._vis._shared.aggregate(users, "max")  # shared with visrank_max's block, read only
+        return (self.alpha * self._knn_z(users) + (1 - self.alpha) * _zscore(vis)).astype(np.float32)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ same numbers.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..catalogue.splits import Split, split_digest
@@ -53,8 +54,8 @@ def evaluate_set_major(jobs, ks=DEFAULT_KS, seed: int = 0, cache_dir: str | Path
             for split, sets, recs in jobs if split.n_users > 0]
     digests = {id(split): split_digest(split) for split, _, _ in jobs}
     order = list(dict.fromkeys(key for _, sets, configs in jobs if configs for key in sets))
-    done = 0
-    for key in tqdm(order, desc="evaluate (embedding sets)", disable=not progress):
+    plans = []  # (key, todo, {id(emb): (emb, its splits)}) of every set with something to compute
+    for key in order:
         todo, pending = [], set()  # (split, emb, configs still missing from the cache, their keys)
         for split, sets, configs in jobs:
             if key not in sets:
@@ -66,19 +67,29 @@ def evaluate_set_major(jobs, ks=DEFAULT_KS, seed: int = 0, cache_dir: str | Path
             pending.update(keys[c.name] for c in missing)
             if missing:
                 todo.append((split, emb, missing, keys))
-        if not todo:
-            continue
-        rows = {}  # id(embedding array) -> its rows (one array per set in a study)
-        for split, emb, missing, keys in todo:
-            if id(emb) not in rows:
-                rows.clear()
-                rows[id(emb)] = similarity_rows(emb, [s for s, e, *_ in todo if e is emb])
-            shared = SharedSimilarities.from_rows(split, *rows[id(emb)])
-            fns = make_score_fns(split, emb, missing, seed=seed, shared=shared)
-            per_point, tops = evaluate_many(fns, split, ks=ks, seed=seed, return_top=True)
-            for c in missing:
-                save_evaluation(store, keys[c.name], c.name, per_point[c.name], tops[c.name])
-                done += 1
-        log.debug("embedding set %s: %d split(s) evaluated from one set of similarity rows", "/".join(key), len(todo))
-        rows.clear()
+        groups = {}
+        for split, emb, *_ in todo:
+            groups.setdefault(id(emb), (emb, []))[1].append(split)
+        if todo:
+            plans.append((key, todo, groups))
+    done = 0
+    with ThreadPoolExecutor(max_workers=1) as pool:  # the next set's rows while this set is evaluated
+        def submit(i):
+            return {g: pool.submit(similarity_rows, emb, splits) for g, (emb, splits) in plans[i][2].items()} \
+                if i < len(plans) else {}
+
+        following = submit(0)
+        for i in tqdm(range(len(plans)), desc="evaluate (embedding sets)", disable=not progress):
+            key, todo, _ = plans[i]
+            current, following = following, submit(i + 1)
+            for split, emb, missing, keys in todo:
+                shared = SharedSimilarities.from_rows(split, *current[id(emb)].result())
+                fns = make_score_fns(split, emb, missing, seed=seed, shared=shared)
+                per_point, tops = evaluate_many(fns, split, ks=ks, seed=seed, return_top=True)
+                for c in missing:
+                    save_evaluation(store, keys[c.name], c.name, per_point[c.name], tops[c.name])
+                    done += 1
+            log.debug("embedding set %s: %d split(s) evaluated from one set of similarity rows",
+                      "/".join(key), len(todo))
+            del current, shared, fns
     return done

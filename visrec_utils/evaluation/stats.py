@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .metrics import bootstrap_ci
+from .metrics import bootstrap_cis
 from ..core.skips import PartSkipped
 
 CONFIG = ["model", "strategy", "recommender"]
@@ -113,10 +113,11 @@ def paired_comparison(per_user: pd.DataFrame, reference: tuple[str, str, str], m
         users = g.index.intersection(ref.index)
         diffs = (g.loc[users, metrics].to_numpy(dtype=float)  # one aligned block per configuration
                  - ref.loc[users, metrics].to_numpy(dtype=float))
+        finite = [diffs[:, j][np.isfinite(diffs[:, j])] for j in range(len(metrics))]
+        cis = bootstrap_cis(finite, n_resamples=n_resamples, seed=seed)  # one quantile call per configuration
         for j, col in enumerate(metrics):
-            d = diffs[:, j]
-            d = d[np.isfinite(d)]
-            mean, lo, hi = bootstrap_ci(d, n_resamples=n_resamples, seed=seed)
+            d = finite[j]
+            mean, lo, hi = (float(x) for x in cis[j])
             nz = int(np.count_nonzero(d))
             p = _wilcoxon_p(d) if nz > 0 else 1.0
             metric, _, k = col.partition("@")
