@@ -75,6 +75,24 @@ def test_top1_check_is_cached(tmp_path, imagenet_dir):
     assert direct["top1"] == a["top1"]
 
 
+def test_top1_check_bar_says_what_the_pass_is(imagenet_dir, monkeypatch):
+    import io
+
+    import tqdm.auto
+
+    seen = []
+
+    class Recording(tqdm.auto.tqdm):
+        def __init__(self, *args, **kwargs):
+            seen.append(kwargs.get("desc"))
+            super().__init__(*args, **{**kwargs, "file": io.StringIO()})
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recording)
+    loaded = models.load_model("mobilenetv1_025_keras")
+    embeddings.imagenet_top1(loaded, imagenet_dir, limit=8, compile=False)
+    assert seen == ["ImageNet top-1 mobilenetv1_025_keras"]
+
+
 def test_a_checkpoint_needs_a_timm_architecture_name(tmp_path):
     w = tmp_path / "my w.pth"
     w.write_bytes(b"not read before the name is checked")

@@ -128,6 +128,7 @@ def extract_embeddings(
     device: str = "auto",
     amp: bool = False,
     label: str | None = None,
+    task: str = "embeddings",
     module_key: str = "",
 ) -> Extraction:
     """Pooled penultimate features of ``paths`` under ``loaded``'s own preprocessing.
@@ -164,6 +165,7 @@ def extract_embeddings(
             mantissa bits: MobileNet-V1 0.25 rows had cosine 0.97-0.996 to float32 (64 H&M images), so a
             warning is logged there.
         label: what the progress bar and log lines call this extraction (default the model's name).
+        task: the progress bar's first word(s), before ``label`` (:func:`imagenet_top1`: "ImageNet top-1").
         module_key: names what ``module`` computes, so its converted OpenVINO model is cached in
             ``runtime_cache`` too (:func:`openvino_cache_path`'s ``variant``); "" converts a
             ``module`` anew each call.
@@ -207,7 +209,7 @@ def extract_embeddings(
     t0 = time.perf_counter()
     done = 0
     label = label or loaded.spec.name
-    bar = tqdm(total=n, desc=f"embeddings {label}", unit="img", disable=not progress)
+    bar = tqdm(total=n, desc=f"{task} {label}", unit="img", disable=not progress)
     with torch.inference_mode(), contextlib.ExitStack() as restore:
         restore.callback(pooled.to, "cpu")  # the loaded model goes back to the CPU afterwards
         restore.callback(_set_tf32, *tf32)
@@ -307,6 +309,7 @@ def imagenet_top1(loaded: LoadedModel, folder, limit: int | None = None, **extra
     if limit:
         files = files[:limit]
     labels = np.array([index[p.name.split("_")[0]] for p in files])
+    extract_kwargs.setdefault("task", "ImageNet top-1")  # the bar says what the pass is for
     res = extract_embeddings(loaded, [str(p) for p in files], logits=True, **extract_kwargs)
     if res.failed:
         i, why = next(iter(res.failed.items()))
