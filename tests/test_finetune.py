@@ -222,8 +222,13 @@ def test_single_threaded_fits_side_by_side_equal_fits_one_after_the_other(tmp_pa
     strategy = S.create_strategy("bpr_projection", max_steps=6, eval_every=3)
     assert strategy.single_threaded and not S.create_strategy("partial_bpr").single_threaded
     threads = torch.get_num_threads()
-    together = list(S.fit_side_by_side(strategy, sets, cat, split, tmp_path / "a", progress=False, workers=3))
-    assert torch.get_num_threads() == threads  # restored
+    torch.set_num_threads(2)
+    try:  # consumed as the stage does, by zip(), which never closes the generator: restored all the same
+        fitted = S.fit_side_by_side(strategy, sets, cat, split, tmp_path / "a", progress=False, workers=3)
+        together = [r for _, r in zip(sets, fitted)]  # ``fitted`` still referenced, as in the stage
+        assert torch.get_num_threads() == 2  # the stage strategies after it train on every core again
+    finally:
+        torch.set_num_threads(threads)
     alone = [finetune.apply_strategy("bpr_projection", emb, split, tmp_path / "b", strategy.config, progress=False)
              for _, emb in sets]
     assert len(together) == 3

@@ -334,7 +334,7 @@ def tune(frozen: dict, cat, split, strategies, stage_models, store=None, bpr_cfg
             strategy = requested[name]
             strategy.check(cat, split)
             fitted = fit_side_by_side(strategy, list(frozen.items()), cat, split, store, progress)
-            for ((model, _), _emb), (out, hist, info) in zip(frozen.items(), fitted):
+            for ((model, _), _emb), (out, hist, info) in zip(frozen.items(), fitted, strict=True):
                 record(model, strategy, out, hist, info)
                 histories.append(hist.assign(model=model))
     with part("stage strategies"):
@@ -392,9 +392,11 @@ def fit_side_by_side(strategy: Strategy, sets: list, cat, split, store, progress
             futures = [pool.submit(strategy.fit, model, emb, cat, split, store, progress=False)
                        for (model, _), emb in sets]
             try:
-                for f in futures:
+                for i, f in enumerate(futures):
                     result = f.result()
                     bar.update(1)
+                    if i == len(futures) - 1:  # every fit done: torch's threads back now, not when the
+                        torch.set_num_threads(before)  # generator is closed (zip() never closes it)
                     yield result
             finally:  # a failed fit (or a consumer that stops) leaves no queued fit behind
                 for f in futures:
