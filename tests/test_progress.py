@@ -226,6 +226,34 @@ def test_the_memory_watch_counts_pages_a_forked_worker_shares_once():
         child.join(30)
 
 
+def test_the_memory_watch_reads_pss_only_when_the_peak_can_move(monkeypatch):
+    """PSS <= RSS, so while the children's RSS sum is not above the peak no PSS is read; above it,
+    at most one read per pss_every seconds unless the RSS sum grew by more than 5%."""
+    import psutil
+
+    from visrec_utils.pipeline import execution
+
+    rss = {"total": 0}
+    kernel = type("Kernel", (), {"pid": 4242, "memory_info": lambda self: type("M", (), {"rss": rss["total"]})()})()
+    monkeypatch.setattr(psutil.Process, "children", lambda self, recursive=False: [kernel])
+    reads = []
+    monkeypatch.setattr(execution, "proportional_set_size", lambda pid: reads.append(pid) or 100)
+    watch = execution.MemoryWatch(pss_every=3600)
+    rss["total"] = 150
+    watch.tick()                       # first sample: read, peak = PSS = 100
+    assert (watch.peak, reads) == (100, [4242])
+    watch.tick()                       # RSS 150 above the peak, but read < 1 h ago and grown by 0%
+    rss["total"] = 157                 # +4.7%: still not read
+    watch.tick()
+    assert len(reads) == 1
+    rss["total"] = 158                 # +5.3% since the last read: read
+    watch.tick()
+    assert len(reads) == 2 and watch.pss_reads == 2
+    rss["total"], watch.pss_every = 90, 0  # RSS below the peak: PSS cannot be above it, never read
+    watch.tick()
+    assert len(reads) == 2 and watch.peak == 100
+
+
 def test_the_terminal_picture_replays_carriage_returns_as_a_terminal_does():
     import importlib.util
     from pathlib import Path
