@@ -254,6 +254,31 @@ def test_the_memory_watch_reads_pss_only_when_the_peak_can_move(monkeypatch):
     assert len(reads) == 2 and watch.peak == 100
 
 
+def test_the_memory_watch_never_counts_a_worker_that_ended_at_its_last_rss(monkeypatch):
+    """A DataLoader worker that ends between the RSS and the PSS reads is not counted (its RSS,
+    read before, holds every page it shared with the kernel)."""
+    import psutil
+
+    from visrec_utils.pipeline import execution
+
+    kernel = type("P", (), {"pid": 1, "memory_info": lambda self: type("M", (), {"rss": 300})()})()
+    worker = type("P", (), {"pid": 2, "memory_info": lambda self: type("M", (), {"rss": 280})()})()
+    monkeypatch.setattr(psutil.Process, "children", lambda self, recursive=False: [kernel, worker])
+    monkeypatch.setattr(execution, "proportional_set_size", lambda pid: 200 if pid == 1 else None)
+
+    original = psutil.Process
+
+    def process(pid=None):
+        if pid == 2:
+            raise psutil.NoSuchProcess(pid)
+        return original(pid)
+
+    monkeypatch.setattr(psutil, "Process", process)
+    watch = execution.MemoryWatch()
+    watch.tick()
+    assert watch.peak == 200  # the kernel's PSS alone, not 200 + 280
+
+
 def test_the_terminal_picture_replays_carriage_returns_as_a_terminal_does():
     import importlib.util
     from pathlib import Path

@@ -319,7 +319,16 @@ class MemoryWatch(Poller):
         if self._last is not None and now - self._last[0] < self.pss_every and rss_total <= 1.05 * self._last[1]:
             return
         self._last, self.pss_reads = (now, rss_total), self.pss_reads + 1
-        self.peak = max(self.peak, sum(proportional_set_size(pid) or r for pid, r in rss.items()))
+        total = 0
+        for pid in rss:
+            pss = proportional_set_size(pid)
+            if pss is None:  # no smaps_rollup here, or the process just ended (a DataLoader worker):
+                try:         # its RSS now, or nothing, never the RSS read before it ended
+                    pss = psutil.Process(pid).memory_info().rss
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    continue
+            total += pss
+        self.peak = max(self.peak, total)
 
 
 def proportional_set_size(pid: int) -> int | None:
