@@ -118,10 +118,13 @@ def main(argv=None) -> None:
     ap.add_argument("--csv", type=Path, default=ROOT / "benchmarks/results/compute_bound.csv")
     ap.add_argument("--wall", type=float, default=None,
                     help="the study's measured wall seconds (default: results/run.json's total)")
+    ap.add_argument("--rate", type=float, default=None,
+                    help="fp32 matmul GFLOP/s measured before on a quiet machine (default: measured now, best of 3; "
+                         "a busy machine measures a lower rate and so a looser bound)")
     a = ap.parse_args(argv)
     from benchmarks.extraction import machine_gflops
 
-    rate = max(machine_gflops() for _ in range(3))
+    rate = a.rate or max(machine_gflops() for _ in range(3))
     table = pd.concat([extraction_gflop(a.out), tuning_gflop(a.out), evaluation_gflop(a.out)], ignore_index=True)
     table["bound_seconds"] = table["gflop"] / rate
     per_stage = table.groupby("stage", sort=False)[["gflop", "bound_seconds"]].sum().reset_index()

@@ -21,7 +21,8 @@ records:
   ``*_seconds`` columns of ``results/finetune_cost.csv``;
 * one ``study`` row: the run's total seconds and the highest notebook peak.
 
-``share`` is a row's seconds over the study's total (over the sum of the notebooks' seconds when
+``share`` is a row's seconds over the study's total (none for a cache hit, whose seconds are the
+run's that computed it) (over the sum of the notebooks' seconds when
 some were reused: a rerun that reused them takes seconds, their rows keep their own run's time). :func:`markdown_table` renders the CSV as a
 Markdown table and :func:`put_in_readme` writes it between :data:`MARKERS` in a README
 (:func:`visrec_utils.reports.answer.replace_block`). Timings depend on the machine and on what
@@ -111,6 +112,8 @@ def stage_rows(out: str | Path) -> pd.DataFrame:
     table = pd.DataFrame(rows).reindex(columns=COLUMNS)
     table["seconds"] = pd.to_numeric(table["seconds"], errors="coerce").round(1)
     table["share"] = (table["seconds"] / share_of).round(4) if share_of else None
+    hit = table["note"].fillna("").str.startswith("cache hit")  # an earlier run's time: no share of this one
+    table.loc[hit, "share"] = None
     return table
 
 

@@ -145,7 +145,7 @@ def test_the_stage_table_of_a_whole_study_and_its_readme_block(tmp_path):
         "| 01_data_prep | notebook | 6 | 0.1% |  | 0.3 |  |\n"
         "| 02_embedding_extraction | notebook | 2259 | 34.1% |  | 7.3 |  |\n"
         "| 02_embedding_extraction | extract tf_efficientnet_lite0 | 118 | 1.8% | 144.9 img/s |  |  |\n"
-        "| 02_embedding_extraction | extract mobilenetv1_025_keras | 0 | 0.0% |  |  | cache hit |\n"
+        "| 02_embedding_extraction | extract mobilenetv1_025_keras | 0 |  |  |  | cache hit |\n"  # no share
         "| 03_fine_tuning | notebook | 3528 | 53.2% |  | 13.8 |  |\n"
         "| 03_fine_tuning | tune bpr_projection handcrafted | 62 | 0.9% |  |  |  |\n"
         "| 03_fine_tuning | tune contrastive tf_efficientnet_lite0 | 312 | 4.7% |  |  |  |\n"
