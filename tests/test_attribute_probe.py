@@ -80,6 +80,14 @@ def test_columns_are_chosen_automatically():
     assert out["column"].tolist() == ["colour"]  # "sparse" has 3 labelled items: too few for 3 neighbours
 
 
+def test_a_column_that_recodes_another_is_taken_once_by_its_name():
+    items = pd.DataFrame({"type_no": ["304", "273", "304", None, "532", "273"],
+                          "type_name": ["Tights", "Leggings", "Tights", None, "Umbrella", "Leggings"],
+                          "group": ["Socks", "Lower", "Socks", None, "Items", "Socks"],  # another grouping
+                          "type_code": ["T", "L", "T", None, "U", "L"]})
+    assert ap.categorical_columns(items) == ["type_name", "group"]
+
+
 def test_probe_sets_aligns_items_by_id_and_labels_rows():
     shuffled = ITEMS.iloc[::-1].reset_index(drop=True)
     got = ap.probe_sets({("m", "frozen"): EMB, "plain": EMB}, shuffled, "kind", k=2,

@@ -36,6 +36,12 @@ RESULTS = {
     "correlation_intervals": "correlation_intervals.csv",
     "correlation_by_family": "correlation_by_family.csv",
     "models_bars": "models_bars.csv",
+    "partial_correlations": "partial_correlations.csv",
+    "leave_one_out": "leave_one_out.csv",
+    "power": "power.csv",
+    "ranking_agreement": "ranking_agreement.csv",
+    "attribute_probe": "attribute_probe.csv",
+    "probe_correlations": "probe_correlations.csv",
     "skipped": "skipped.csv",
     "answer": "answer.md",
 }

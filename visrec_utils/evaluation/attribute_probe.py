@@ -72,6 +72,10 @@ def categorical_columns(items: pd.DataFrame, max_values: int = 200, min_present:
     articles, and the probe stays valid on a labelled subset (it searches among labelled items
     only; ``n_missing`` reports the rest).
 
+    A column that only recodes another (the same grouping of the items, e.g. H&M's
+    ``product_type_no`` and ``product_type_name``) is taken once: the one whose values are
+    words rather than digits, then the longest on average (the name, not the code).
+
     Returns:
         column names (possibly empty).
     """
@@ -85,7 +89,17 @@ def categorical_columns(items: pd.DataFrame, max_values: int = 200, min_present:
         if (2 <= n_values <= max_values and n_values < len(present) and len(present) > k
                 and len(present) >= min_present * len(items)):
             chosen.append(col)
-    return chosen
+    groupings = {}  # the items' grouping (codes by first appearance, -1 missing) -> the columns giving it
+    for col in chosen:
+        codes = pd.Series(np.where(_missing(items[col]), None, items[col].astype(str))).factorize()[0]
+        groupings.setdefault(codes.tobytes(), []).append(col)
+
+    def readable(c):  # words before codes, then longer values
+        v = items[c][~_missing(items[c])].astype(str)
+        return (not v.str.fullmatch(r"[\d\s.,-]+").all(), v.str.len().mean(), -chosen.index(c))
+
+    keep = {max(cols, key=readable) for cols in groupings.values()}
+    return [c for c in chosen if c in keep]
 
 
 def _normalised(emb: np.ndarray) -> np.ndarray:

@@ -6,15 +6,20 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from ...catalogue import data
 from ...core.layout import StudyLayout
 from ...core.skips import PartSkipped, SkipLog
 from ...features import embedding_sets
-from ...reports import analysis, labels, plots
+from ...evaluation import attribute_probe, stats
+from ...reports import analysis, few_models, labels, plots, probe_report, ranking_agreement
 
 NOTEBOOK = "05_imagenet_vs_transfer"
 
 #: The scatter plots of top-1 against the metrics (``<out>/figures/<pattern>.png``).
 SCATTER_FIGURES = ("imagenet_vs_*", "measured_top1_vs_*")
+
+#: Tables of the few-models statistics and the ranking agreement (``<out>/results/<name>.csv``).
+FEW_MODEL_TABLES = ("partial_correlations", "leave_one_out", "power", "ranking_agreement")
 
 
 @dataclass
@@ -33,6 +38,18 @@ class Compared:
         figures_note: one sentence on the scatter plots of top-1 against each metric: what they
             show, or why none was drawn (fewer than :data:`~visrec_utils.reports.analysis.MIN_MODELS`
             ImageNet models).
+        partial: rank correlation of top-1 with each metric, plain and partial on model size
+            (:func:`visrec_utils.reports.few_models.partial_correlations`).
+        leave_one_out: the Spearman correlation with each model left out.
+        power: models needed to detect rho = 0.5 and 0.8 at 80% power given each primary metric's
+            measured noise (:func:`visrec_utils.reports.few_models.power_table`); power_text: one sentence on it.
+        ranking_agreement: Kendall tau between the models' rankings under each pair of metrics and of
+            protocols, with intervals (:mod:`visrec_utils.reports.ranking_agreement`); ranking_text: in words.
+        probe: kNN attribute precision@k of every frozen embedding set over the items table's
+            categorical columns (:func:`visrec_utils.evaluation.attribute_probe.probe_sets`), one row
+            per set and column; probe_correlations: the probe's rank correlation with each metric
+            next to top-1's, on the same models (:func:`visrec_utils.reports.probe_report.probe_correlations`);
+            probe_text: in words.
     """
 
     table: pd.DataFrame
@@ -45,6 +62,15 @@ class Compared:
     family_intervals: pd.DataFrame
     layers: dict = field(default_factory=dict)
     figures_note: str = ""
+    partial: pd.DataFrame = field(default_factory=pd.DataFrame)
+    leave_one_out: pd.DataFrame = field(default_factory=pd.DataFrame)
+    power: pd.DataFrame = field(default_factory=pd.DataFrame)
+    power_text: str = ""
+    ranking_agreement: pd.DataFrame = field(default_factory=pd.DataFrame)
+    ranking_text: str = ""
+    probe: pd.DataFrame = field(default_factory=pd.DataFrame)
+    probe_correlations: pd.DataFrame = field(default_factory=pd.DataFrame)
+    probe_text: str = ""
 
     @property
     def styled_table(self):
@@ -53,7 +79,7 @@ class Compared:
 
 
 def compare(out_dir, strategy: str = "frozen", recommender: str = "visrank_max", keep_flagged: bool = False,
-            n_resamples: int = 1000, seed: int = 0) -> Compared:
+            n_resamples: int = 1000, seed: int = 0, probe_columns=None, probe_k: int = 10) -> Compared:
     """Does a better ImageNet model give better recommendations? One strategy and recommender across models.
 
     Args:
@@ -61,6 +87,9 @@ def compare(out_dir, strategy: str = "frozen", recommender: str = "visrank_max",
         strategy, recommender: which embedding sets and recommender are compared across models.
         keep_flagged: keep checkpoints whose measured top-1 is over 10 points below the published one.
         n_resamples, seed: bootstrap resamples (users) of the correlation intervals and their seed.
+        probe_columns: the items table's categorical columns of the attribute probe (None: every
+            usable one, :func:`visrec_utils.evaluation.attribute_probe.categorical_columns`);
+            probe_k: its neighbours per item.
     """
     out = StudyLayout(out_dir).make_dirs()
     log = SkipLog(out.root, NOTEBOOK)
@@ -101,6 +130,9 @@ def compare(out_dir, strategy: str = "frozen", recommender: str = "visrank_max",
                                for f, g in analysis.family_groups(used)], ignore_index=True)
     family_ci.to_csv(out.result("correlation_by_family"), index=False)
 
+    main = str(metrics["protocol"].iloc[0]) if "protocol" in metrics and len(metrics) else "main protocol"
+    few = few_model_statistics(out, log, models, used, per_user, strategy, recommender, n_resamples, seed, main)
+    few.update(probe_tables(out, manifest, used, probe_columns, probe_k, n_resamples, seed))
     figures_note = correlation_figures(out, log, shown, used, strategy, recommender)
     bars = metrics[(metrics["strategy"] == strategy) & (metrics["recommender"] == recommender)]
     bars.to_csv(out.result("models_bars"), index=False)
@@ -115,7 +147,102 @@ def compare(out_dir, strategy: str = "frozen", recommender: str = "visrank_max",
             layer_cells[metric] = cells
     return Compared(table=table, skipped_models=skipped_models, used=used, correlations=corr, answer=answer,
                     intervals=ci, intervals_text=intervals_text, family_intervals=family_ci, layers=layer_cells,
-                    figures_note=figures_note)
+                    figures_note=figures_note, **few)
+
+
+def few_model_statistics(out: StudyLayout, log: SkipLog, models: pd.DataFrame, used: pd.DataFrame,
+                         per_user: pd.DataFrame, strategy: str, recommender: str, n_resamples: int, seed: int,
+                         protocol: str = "main protocol") -> dict:
+    """Partial correlations on model size, leave-one-model-out, power and ranking agreement for
+    the models of ``used``; each table is written to ``<out>/results/<name>.csv``
+    (:data:`FEW_MODEL_TABLES`, empty when ``used`` has fewer than
+    :data:`~visrec_utils.reports.analysis.MIN_MODELS` models: the part "correlations" already
+    says why) and the heatmap to ``figures/ranking_agreement.png``.
+
+    Args:
+        models: ``results/models.csv`` rows (model size: ``n_params`` when recorded, else ``dim``).
+        used: the ImageNet models the correlations use.
+        protocol: the protocol of ``per_user`` (named in the ranking-agreement table).
+
+    Returns:
+        The :class:`Compared` fields ``partial, leave_one_out, power, power_text, ranking_agreement, ranking_text``.
+    """
+    out.figure("ranking_agreement").unlink(missing_ok=True)
+    names = list(used["model"])
+    tables = {"partial": pd.DataFrame(columns=few_models.PARTIAL_COLUMNS),
+              "leave_one_out": pd.DataFrame(columns=few_models.LOO_COLUMNS),
+              "power": pd.DataFrame(columns=few_models.POWER_COLUMNS),
+              "ranking_agreement": pd.DataFrame(columns=ranking_agreement.COLUMNS)}
+    texts = {"power_text": "", "ranking_text": ""}
+    try:
+        analysis.require_models(used)
+    except PartSkipped as e:
+        texts = {k: f"Not estimated: {str(e).rstrip(' .')}." for k in texts}
+        names = []
+    if names:
+        with log.part("partial correlations on model size"):
+            try:
+                size, control = few_models.model_size(models, names)
+            except ValueError as e:
+                raise PartSkipped(str(e)) from None
+            tables["partial"] = few_models.partial_correlations(used, size, control=control, seed=seed)
+        tables["leave_one_out"] = few_models.leave_one_out(used)
+        noise = few_models.measured_noise(per_user, names, strategy, recommender, which=stats.PRIMARY,
+                                          n_resamples=n_resamples, seed=seed)
+        tables["power"] = few_models.power_table(noise, seed=seed)
+        texts["power_text"] = few_models.power_text(tables["power"], len(used[["published_top1", "ndcg@20"]].dropna()))
+        agreement = [ranking_agreement.metric_agreement(per_user, names, strategy, recommender, protocol=protocol,
+                                                        n_resamples=n_resamples, seed=seed)]
+        if out.result("metrics_protocols").is_file():
+            agreement.append(ranking_agreement.protocol_agreement(pd.read_csv(out.result("metrics_protocols")), names,
+                                                                  strategy, recommender, n_resamples=n_resamples,
+                                                                  seed=seed))
+        tables["ranking_agreement"] = pd.concat(agreement, ignore_index=True)
+        texts["ranking_text"] = ranking_agreement.agreement_text(tables["ranking_agreement"])
+        with log.part("figure ranking_agreement"):
+            drawn = tables["ranking_agreement"].dropna(subset=["tau"])
+            if drawn.empty:
+                raise PartSkipped("no two rankings of 3 or more models to compare")
+            ranking_agreement.agreement_heatmap(drawn, path=out.figure("ranking_agreement"))
+    for name, key in zip(FEW_MODEL_TABLES, ["partial", "leave_one_out", "power", "ranking_agreement"]):
+        tables[key].to_csv(out.result(name), index=False)
+    return {**tables, **texts}
+
+
+def probe_tables(out: StudyLayout, manifest: pd.DataFrame, used: pd.DataFrame, columns, k: int,
+                 n_resamples: int, seed: int) -> dict:
+    """The attribute probe of every frozen embedding set (``results/attribute_probe.csv``) and its
+    rank correlation with each metric next to top-1's on the models of ``used``
+    (``results/probe_correlations.csv``). Where it cannot run (no frozen set, no usable
+    categorical column, fewer than :data:`~visrec_utils.reports.analysis.MIN_MODELS` models to
+    correlate) the tables are empty and ``probe_text`` says why, as the few-model statistics do
+    (the skip log already names a study without enough models).
+
+    Returns:
+        The :class:`Compared` fields ``probe, probe_correlations, probe_text``.
+    """
+    probe, corr = pd.DataFrame(columns=["model", "strategy", *attribute_probe.PROBE_COLUMNS]), pd.DataFrame()
+    frozen = manifest[manifest["strategy"] == "frozen"]
+    text = "No attribute probe: the study has no frozen embedding set." if frozen.empty else ""
+    if not text:
+        cat = data.load_study_catalogue(out.root)
+        sets = embedding_sets.load_embedding_sets(out.root, strategies=["frozen"])
+        ids = {(r["model"], r["strategy"]): embedding_sets.load_item_ids(out.root, r) for r in frozen.to_dict("records")}
+        try:
+            probe = attribute_probe.probe_sets(sets, cat.items, columns=columns, k=k, item_ids=ids,
+                                               n_resamples=n_resamples, seed=seed)
+        except ValueError as e:  # no usable column, too few labelled items
+            text = f"No attribute probe: {str(e).rstrip(' .')}."
+    if not probe.empty:
+        try:
+            analysis.require_models(used)
+            corr = probe_report.probe_correlations(probe, used)
+            text = probe_report.probe_text(corr)
+        except PartSkipped as e:
+            text = f"The probe is not correlated with recommendation quality: {str(e).rstrip(' .')}."
+    probe.to_csv(out.result("attribute_probe"), index=False)
+    corr.to_csv(out.result("probe_correlations"), index=False)
+    return {"probe": probe, "probe_correlations": corr, "probe_text": text}
 
 
 def correlation_figures(out: StudyLayout, log: SkipLog, shown: pd.DataFrame, used: pd.DataFrame, strategy: str,
