@@ -34,6 +34,9 @@ FIXED = {
     "stage_learning_curves": "Validation (solid) and training (dashed) loss per training step of each fine-tuning "
                              "strategy (one panel each, one colour per model); flattening curves mean training "
                              "converged, a rising validation loss means over-fitting.",
+    "ranking_agreement": "Kendall's tau between the rankings of the ImageNet models under each pair of metrics "
+                         "(left) and of evaluation protocols (middle: AUC, right: nDCG@20), with its 95% interval; "
+                         "1 (dark blue) means both put the models in the same order, -1 (dark red) in reverse order.",
     "gallery": "For a few sample test users: the photos of what they bought before (history), what they actually "
                "bought at the test point (green frames), and each model's top 10 recommendations, where a green "
                "frame marks a recommendation they did buy (a hit).",
