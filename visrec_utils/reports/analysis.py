@@ -42,7 +42,7 @@ def imagenet_table(metrics: pd.DataFrame, models: pd.DataFrame, strategy: str = 
     return out.reset_index().sort_values("published_top1").reset_index(drop=True)
 
 
-def _perm_p(x: np.ndarray, y: np.ndarray, statistic, seed: int = 0) -> float:
+def perm_p(x: np.ndarray, y: np.ndarray, statistic, seed: int = 0) -> float:
     """Two-sided permutation p-value of ``statistic(x, y)`` (scipy.stats.permutation_test,
     'pairings'): exact over all n! pairings when n <= 8, else 9,999 random pairings. Only ``x``
     is permuted (``y`` held fixed): permuting both samples enumerates (n!)^2 pairings, the same
@@ -83,7 +83,7 @@ def correlations(table: pd.DataFrame, x: str = "published_top1", which=MAIN_METR
             pname = name.split("_")[0] + "_p"
             if ok:
                 a, b = d[x].to_numpy(float), d[lab].to_numpy(float)
-                row[name], row[pname] = float(fn(a, b)), _perm_p(a, b, fn)
+                row[name], row[pname] = float(fn(a, b)), perm_p(a, b, fn)
             else:
                 row[name], row[pname] = np.nan, np.nan
         rows.append(row)
@@ -235,7 +235,7 @@ def correlation_intervals(per_user: pd.DataFrame, table: pd.DataFrame, x: str = 
     2019) gets a percentile bootstrap interval that resamples *users*: each resample draws the
     test users with replacement, recomputes every model's mean metric on that same draw, and
     recomputes the coefficient; the p-value is the exact permutation p-value over models
-    (:func:`_perm_p`). With few models the interval is wide, and the table says how wide.
+    (:func:`perm_p`). With few models the interval is wide, and the table says how wide.
 
     Args:
         per_user: per-user metrics with ``model, strategy, recommender, user_id`` (results/per_user.parquet).
@@ -270,7 +270,7 @@ def correlation_intervals(per_user: pd.DataFrame, table: pd.DataFrame, x: str = 
                          "estimate": _coef(name, xs, est),
                          "ci_low": float(np.quantile(boot, a)) if boot.size else np.nan,
                          "ci_high": float(np.quantile(boot, 1 - a)) if boot.size else np.nan,
-                         "perm_p": _perm_p(xs, est, lambda p, q, n=name: _coef(n, p, q), seed=seed)})
+                         "perm_p": perm_p(xs, est, lambda p, q, n=name: _coef(n, p, q), seed=seed)})
     return pd.DataFrame(rows, columns=["metric", "coefficient", "n_models", "estimate", "ci_low", "ci_high", "perm_p"])
 
 

@@ -20,7 +20,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from .analysis import MAIN_METRICS, metric_label
+from .analysis import MAIN_METRICS, metric_label, perm_p
 
 logger = logging.getLogger(__name__)
 
@@ -136,11 +136,7 @@ def partial_correlations(table: pd.DataFrame, size: pd.Series, x: str = "publish
             if np.isfinite(row["partial_rho"]):
                 rz = _ranks(z)
                 ra, rb = _residuals(_ranks(a), rz), _residuals(_ranks(b), rz)
-                # one sample permuted against the other fixed: n! pairings (two samples would be n!^2)
-                res = stats.permutation_test((ra,), lambda a, rb=rb: _pearson(a, rb), permutation_type="pairings",
-                                             n_resamples=np.inf if len(d) <= 8 else 9999,
-                                             random_state=np.random.default_rng(seed))
-                row["perm_p"] = float(res.pvalue)
+                row["perm_p"] = perm_p(ra, rb, _pearson, seed=seed)
         rows.append(row)
     return pd.DataFrame(rows, columns=PARTIAL_COLUMNS)
 
