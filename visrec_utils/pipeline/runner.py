@@ -466,7 +466,11 @@ def compare_to_baseline(metrics, baseline, atol: float = BASELINE_ATOL):
     """Rows of ``metrics`` that differ from ``baseline`` (both tidy metrics tables).
 
     A row differs when it is missing on either side, its ``n_users`` differs, or ``value``,
-    ``ci_low`` or ``ci_high`` differ by more than ``atol`` (absolute).
+    ``ci_low`` or ``ci_high`` differ by more than ``atol * max(1, |baseline|)``: absolute for the
+    metrics in [0, 1], relative for those measured on a larger scale (novelty, in bits, is about 5
+    on H&M). The stage-tuned strategies train a backbone for some steps and so amplify the
+    float-level differences between CPUs' kernels (AVX-512 or not); 2e-3 absolute on a 5-bit
+    novelty is ten times stricter than on AUC and failed on another CPU with moves of 2.5e-3.
 
     Returns:
         DataFrame of differing rows with both sides' values (empty when equal).
@@ -477,7 +481,8 @@ def compare_to_baseline(metrics, baseline, atol: float = BASELINE_ATOL):
     bad = m["_merge"] != "both"
     for c in ("value", "ci_low", "ci_high"):
         a, b = m[c].to_numpy(float), m[f"{c}_baseline"].to_numpy(float)
-        bad |= ~(np.isclose(a, b, rtol=0, atol=atol) | (np.isnan(a) & np.isnan(b)))
+        tol = atol * np.maximum(1.0, np.abs(np.nan_to_num(b)))
+        bad |= ~((np.abs(a - b) <= tol) | (np.isnan(a) & np.isnan(b)))
     bad |= m["n_users"] != m["n_users_baseline"]
     return m[bad]
 
