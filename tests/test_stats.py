@@ -43,6 +43,18 @@ def test_matches_scipy_and_statsmodels():
     np.testing.assert_allclose(out["p_holm"], multipletests(raw, method="holm")[1], rtol=1e-9)
 
 
+def test_holm_adjusted_equals_statsmodels_with_ties_and_caps():
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(3)
+    for p in (rng.random(40) ** 3, np.array([0.01, 0.04, 0.04, 0.03, 0.5, 0.01]), np.array([0.2]), np.array([0.0, 1.0])):
+        np.testing.assert_allclose(stats.holm_adjusted(p), multipletests(p, method="holm")[1], rtol=1e-15)
+    assert stats.holm_adjusted(np.array([0.01, 0.04, 0.03])).tolist() == pytest.approx([0.03, 0.06, 0.06])  # by hand
+    assert stats.holm_adjusted(np.array([])).size == 0
+    with pytest.raises(ValueError, match=r"needs p-values in \[0, 1\] without NaN; got \[nan\]"):
+        stats.holm_adjusted(np.array([0.1, np.nan]))
+
+
 def test_reference_errors():
     pu = _per_user({("-", "-", "random"): np.zeros(5)}, n=5)
     with pytest.raises(KeyError, match="not among"):
