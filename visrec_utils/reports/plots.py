@@ -400,3 +400,60 @@ def imagenet_scatter(table: pd.DataFrame, metric: str, x: str = "published_top1"
            title=title or f"ImageNet top-1 vs {name}")
     legend_outside(ax, fontsize=7)
     return save_figure(fig, path)
+
+
+def slice_lines(panels: dict, metric: str = "ndcg", k: int = 20, visual=None, path=None, titles=None):
+    """One metric by slice (popularity, item age ...), one panel per table in ``panels``: slices
+    on x in ``slice_order``, the mean over test users with 95% interval bars on y, one line per
+    configuration (``visual``, a ``(model, strategy, recommender)``, in colour; every non-visual
+    baseline, model ``"-"``, in grey tones), dodged sideways so intervals do not overlap.
+
+    Args:
+        panels: ``{kind: tidy metrics with slice, slice_order}``
+            (:func:`visrec_utils.evaluation.slices.slice_breakdown`); an empty table is left out.
+        metric, k: the metric drawn (AUC gets a dashed line at chance).
+        visual: the visual configuration shown (default: none, baselines only).
+        titles: optional ``{kind: panel title}``.
+
+    Returns:
+        The matplotlib ``Figure``, also saved to ``path`` when given.
+
+    Raises:
+        PartSkipped: no panel has a row of that metric and ``k``.
+    """
+    plt = pyplot()
+    tables = {}
+    for kind, m in panels.items():
+        d = m[(m["metric"] == metric) & (m["k"] == k)] if len(m) else m
+        keep = d["model"].eq("-") | pd.Series([tuple(r) == tuple(visual or ()) for r in d[
+            ["model", "strategy", "recommender"]].itertuples(index=False)], index=d.index, dtype=bool)
+        if len(d) and keep.any():
+            tables[kind] = d[keep]
+    if not tables:
+        raise PartSkipped(f"there are no {metric_label(metric, k)} values by slice to draw")
+    name = metric_label(metric, k)
+    configs = list(dict.fromkeys(c for d in tables.values()
+                                 for c in d[["model", "strategy", "recommender"]].itertuples(index=False, name=None)))
+    configs.sort(key=lambda c: c[0] == "-")  # the visual configuration first
+    greys = iter(["0.2", "0.45", "0.6", "0.35", "0.55", "0.7"])
+    style = {c: ("C0", "o", "-") if c[0] != "-" else (next(greys, "0.5"), "s^vDpx"[i % 6], ["--", ":", "-."][i % 3])
+             for i, c in enumerate(configs)}
+    fig, axes = plt.subplots(1, len(tables), figsize=(6.2 * len(tables), 4.2), squeeze=False)
+    for ax, (kind, d) in zip(axes[0], tables.items()):
+        ticks = d.drop_duplicates("slice_order").sort_values("slice_order")
+        for j, c in enumerate(configs):
+            g = d[(d["model"] == c[0]) & (d["strategy"] == c[1]) & (d["recommender"] == c[2])].sort_values("slice_order")
+            if g.empty:
+                continue
+            x = g["slice_order"].to_numpy(float) + (j - (len(configs) - 1) / 2) * min(0.12, 0.6 / len(configs))
+            err = np.nan_to_num(np.vstack([g["value"] - g["ci_low"], g["ci_high"] - g["value"]]))
+            colour, marker, line = style[c]
+            ax.errorbar(x, g["value"], yerr=err, color=colour, marker=marker, ms=4, lw=1.8 if line == "-" else 1.1,
+                        ls=line, capsize=2, label=config_label(*c))
+        if metric == "auc":
+            ax.axhline(CHANCE_AUC, ls="--", lw=1.2, color="0.25")
+        ax.set_xticks(ticks["slice_order"], ticks["slice"], rotation=35, ha="right", fontsize=7.5)
+        ax.set(xlabel=(titles or {}).get(kind, str(kind).replace("_", " ")), ylabel=f"{name} (higher is better)")
+    axes[0][0].set_title(f"{name} by slice: mean over test users, 95% bootstrap interval", loc="left", fontsize=10)
+    legend_outside(axes[0][-1])
+    return save_figure(fig, path)

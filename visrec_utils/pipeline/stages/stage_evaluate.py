@@ -1,9 +1,11 @@
 """Stage ``evaluate`` (notebook 04): every embedding set and recommender under the main protocol,
-paired differences against a reference, every other protocol, cold/warm items and availability rules."""
+paired differences against a reference, every other protocol, cold/warm items, item popularity and age
+slices, and availability rules."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from ...catalogue import data, protocols, splits
@@ -11,6 +13,7 @@ from ...core.layout import StudyLayout
 from ...core.skips import SkipLog
 from ...core.skips import PartSkipped
 from ...evaluation import experiment, set_major, stats
+from ...evaluation import slices as slicing
 from ...features import embedding_sets
 from ...reports import gallery, labels, plots
 from .stage_extract import not_pictured
@@ -29,6 +32,8 @@ class Evaluated:
         by_protocol, paired_protocols: the same under every protocol (frozen and purchase-free sets).
         protocol_text: one line per protocol saying what it tests.
         cold_warm, availability: metrics by cold/warm truth items and by availability rule.
+        popularity, item_age: metrics by the truth items' popularity and age at the test point
+            (:mod:`visrec_utils.evaluation.slices`; frozen ImageNet sets with VisRank-max, and the baselines).
         set_names: the (model, strategy) sets evaluated.
     """
 
@@ -42,6 +47,8 @@ class Evaluated:
     cold_warm: pd.DataFrame
     availability: pd.DataFrame
     protocol_text: dict = field(default_factory=dict)
+    popularity: pd.DataFrame = field(default_factory=slicing.empty_slices)
+    item_age: pd.DataFrame = field(default_factory=slicing.empty_slices)
 
     @property
     def shown_paired(self) -> pd.DataFrame:
@@ -95,7 +102,7 @@ def evaluate(out_dir, protocol: str = "leave_last_basket_out", availability: str
              one_of_a_kind: bool = False, temporal_cut=0.8,
              other_protocols=("temporal", "replay_last", "replay_all", "random_holdout"),
              sensitivity=("catalogue", "items_table", "first_seen", "first_seen_leaky"), cold_warm: bool = True,
-             n_negatives: int = 0,
+             slices: bool = True, n_negatives: int = 0,
              recommenders=("visrank_max", "visrank_mean", "visrank_top3", "hybrid_itemknn_visrank"),
              baselines=("random", "popularity", "popularity_30d", "itemknn"), ks=(10, 20, 50),
              n_resamples: int = 1000, seed: int = 0, reference: str = "-/-/random", backend: str = "local",
@@ -110,7 +117,8 @@ def evaluate(out_dir, protocol: str = "leave_last_basket_out", availability: str
             every protocol.
         other_protocols: also run (frozen and purchase-free sets, VisRank-max, hybrid, baselines).
         sensitivity: availability rules compared; cold_warm: break the main protocol down by
-            cold and warm truth items.
+            cold and warm truth items; slices: and by the truth items' popularity deciles and age
+            quintiles at the test point (frozen ImageNet sets with VisRank-max, and the baselines).
         n_negatives: 0 ranks the full catalogue (recommended); above 0, sampled negatives.
         recommenders, baselines: registered recommender names (or configured objects).
         ks: cut-offs of the @k metrics.
@@ -141,7 +149,9 @@ def evaluate(out_dir, protocol: str = "leave_last_basket_out", availability: str
     purchase_free = experiment.leak_free_sets(core, "temporal", uses_purchases)  # sets that never saw a purchase
     sens_protocol = protocol if protocol != "random_holdout" else "leave_last_basket_out"
     built = _other_splits(cat, split if n_negatives <= 0 else None, protocol, other_protocols, sensitivity,
-                          sens_protocol, cold_warm, common)
+                          sens_protocol, cold_warm, common, slices)
+    frozen = {k: v for k, v in purchase_free.items()  # the sets the slices compare with the baselines
+              if k[1] == "frozen" and labels.kind_of(k[0], variants) == "ImageNet model"}
     if backend == "local":  # every split's VisRank rows of one embedding set at once, into the evaluation cache
         jobs = [(split, sets, list(recommenders))]
         jobs += [(s, experiment.leak_free_sets(core, name, uses_purchases), ["visrank_max", "hybrid_itemknn_visrank"])
@@ -149,6 +159,7 @@ def evaluate(out_dir, protocol: str = "leave_last_basket_out", availability: str
         jobs += [(s, purchase_free, ["visrank_max", "hybrid_itemknn_visrank"]) for s in built["cold_warm"].values()]
         jobs += [(s, experiment.leak_free_sets(purchase_free, sens_protocol, uses_purchases), ["visrank_max"])
                  for s in built["availability"].values()]
+        jobs += [(s, frozen, ["visrank_max"]) for subs in built["slices"].values() for s in subs.values()]
         set_major.evaluate_set_major(jobs, ks=ks, seed=seed, cache_dir=cache_dir)
 
     metrics, per_user = experiment.empty_metrics(), experiment.empty_per_user()
@@ -199,6 +210,9 @@ def evaluate(out_dir, protocol: str = "leave_last_basket_out", availability: str
                                             backend=backend, ray_address=ray_address, enabled=cold_warm,
                                             on_skip=log.skip, subs=built["cold_warm"] or None, cache_dir=cache_dir)
     cw.to_csv(out.result("metrics_cold_warm"), index=False)
+    by_slice = _slice_parts(out, log, split, cat, frozen, metrics, built["slices"], enabled=slices,
+                            baselines=list(baselines), ks=ks, seed=seed, n_resamples=n_resamples, backend=backend,
+                            ray_address=ray_address, cache_dir=cache_dir)
 
     sens = experiment.empty_metrics("test_points")
     with log.part("availability sensitivity"):
@@ -211,15 +225,52 @@ def evaluate(out_dir, protocol: str = "leave_last_basket_out", availability: str
     sens.to_csv(out.result("metrics_availability"), index=False)
     return Evaluated(split_text=split.describe(), set_names=sorted(sets), metrics=metrics, per_user=per_user,
                      paired=paired, by_protocol=by_protocol, paired_protocols=paired_protocols, cold_warm=cw,
-                     availability=sens, protocol_text=described)
+                     availability=sens, protocol_text=described, popularity=by_slice["popularity"],
+                     item_age=by_slice["item_age"])
 
 
-def _other_splits(cat, main, protocol, other_protocols, sensitivity, sens_protocol, cold_warm, common) -> dict:
+def _slice_parts(out, log, split, cat, frozen: dict, metrics, built: dict, enabled: bool, **kw) -> dict:
+    """The popularity and item-age breakdowns of the main split (``built``: their slices, or {} to
+    build them here), each written to its result table, and the figure ``slices_<metric>`` (nDCG@20,
+    or AUC when 20 is not among the ks) with the frozen ImageNet set best on the main table.
+    Returns ``{"popularity": metrics, "item_age": metrics}``."""
+    out_tables = {kind: slicing.empty_slices() for kind in slicing.SLICE_KINDS}
+    for kind in slicing.SLICE_KINDS:
+        with log.part(f"{slicing.SLICE_KINDS[kind]} breakdown"):
+            subs = built.get(kind) or (_make_slices(split, cat)[kind] if enabled else {})
+            out_tables[kind] = slicing.slice_breakdown(subs, frozen, kind, enabled=enabled, on_skip=log.skip, **kw)
+        out_tables[kind].to_csv(out.result(f"metrics_{kind}"), index=False)
+    metric, k = ("ndcg", 20) if 20 in kw["ks"] else ("auc", 0)
+    token = f"{metric}{k or ''}"
+    with log.part(f"figure slices_{token}"):
+        if not enabled:
+            raise PartSkipped(slicing.OFF)
+        is_frozen = np.array([(m, s) in frozen for m, s in zip(metrics["model"], metrics["strategy"])], dtype=bool)
+        main = metrics[(metrics["recommender"] == "visrank_max") & (metrics["metric"] == metric)
+                       & (metrics["k"] == k) & is_frozen]
+        best = tuple(main.loc[main["value"].idxmax(), ["model", "strategy", "recommender"]]) if len(main) else (
+            *next(iter(frozen), ("-", "-")), "visrank_max")
+        plots.slice_lines(out_tables, metric, k, visual=best, titles=slicing.SLICE_KINDS,
+                          path=out.figure(f"slices_{token}"))
+    return out_tables
+
+
+def _make_slices(split, cat) -> dict:
+    """``{"popularity": {label: Split}, "item_age": {label: Split}}`` of ``split`` (deciles, age
+    quintiles from the items table's ``available_from`` where it has dates, else the first sale)."""
+    dates = pd.to_datetime(cat.items["available_from"]).to_numpy("datetime64[ns]") if "available_from" in cat.items \
+        else None
+    return {"popularity": slicing.popularity_slices(split), "item_age": slicing.age_slices(split, first_seen=dates)}
+
+
+def _other_splits(cat, main, protocol, other_protocols, sensitivity, sens_protocol, cold_warm, common,
+                  slices=False) -> dict:
     """The splits of the later parts, built once: ``{"protocols": {name: Split}, "cold_warm":
-    {"cold"|"warm": Split}, "availability": {mode: Split}}``. ``main`` (the main split, None when
+    {"cold"|"warm": Split}, "availability": {mode: Split}, "slices": {kind: {label: Split}}}``
+    (slices: :func:`_make_slices`). ``main`` (the main split, None when
     it was changed, e.g. sampled negatives) stands for the main protocol. A split that cannot be
     built is left out here; its part says why when it builds it again."""
-    out = {"protocols": {}, "cold_warm": {}, "availability": {}}
+    out = {"protocols": {}, "cold_warm": {}, "availability": {}, "slices": {}}
     try:
         names = experiment.study_protocols(protocol, other_protocols)
     except PartSkipped:
@@ -235,6 +286,8 @@ def _other_splits(cat, main, protocol, other_protocols, sensitivity, sens_protoc
             out["cold_warm"] = experiment.cold_warm_splits(main)
         except (PartSkipped, ValueError):
             pass
+    if slices and main is not None:
+        out["slices"] = _make_slices(main, cat)
     has_dates = "available_from" in cat.items and cat.items["available_from"].notna().any()
     for mode in sensitivity:
         if mode == "items_table" and not has_dates:
