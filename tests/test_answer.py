@@ -57,6 +57,13 @@ def _run(out, rng, n_users=200, images_better=True):
         pd.DataFrame({"user_id": users, "model": "tf_efficientnet_lite0", "strategy": "frozen",
                       "recommender": "visrank_max", "auc": rng.uniform(0.55, 0.65, n_users),
                       "ndcg@20": base_nd + gain + noise, "n_candidates": 1010})])
+    _write_tables(out, per_user)
+    return per_user
+
+
+def _write_tables(out, per_user):
+    """per_user.parquet and the metrics.csv of its means (intervals +-0.01; HitRate@20 by hand)."""
+    n_users = per_user["user_id"].nunique()
     per_user.to_parquet(out / "results" / "per_user.parquet", index=False)
     rows = []
     for (m, s, r), g in per_user.groupby(["model", "strategy", "recommender"]):
@@ -67,7 +74,6 @@ def _run(out, rng, n_users=200, images_better=True):
         rows.append({"model": m, "strategy": s, "recommender": r, "metric": "hitrate", "k": 20,
                      "value": 0.0364 if m == "-" else 0.0512, "ci_low": 0.03, "ci_high": 0.04, "n_users": n_users})
     pd.DataFrame(rows).to_csv(out / "results" / "metrics.csv", index=False)
-    return per_user
 
 
 def test_the_answer_says_what_the_numbers_say(tmp_path):
@@ -204,3 +210,86 @@ def test_top1_reads_each_metric_and_needs_the_models_permutation_too(tmp_path):
     rows[1].update(n_models=9, perm_p=0.01)  # enough models, and both tests agree
     pd.DataFrame(rows).to_csv(tmp_path / "results" / "correlation_intervals.csv", index=False)
     assert "a higher ImageNet top-1 goes with a lower AUC" in answer.study_answer(tmp_path).headline
+
+
+def _cells(out, model, recommender):
+    """``"AUC ... and nDCG@20 ..."`` of one row of the written metrics.csv, as the answer prints them."""
+    m = pd.read_csv(out / "results" / "metrics.csv")
+    m = m[(m["model"] == model) & (m["recommender"] == recommender)].set_index("metric")
+    return [labels.with_interval(*m.loc[metric, ["value", "ci_low", "ci_high"]]) for metric in ("auc", "ndcg")]
+
+
+def test_images_that_lose_to_popularity_are_said_not_to_help(tmp_path):
+    per_user = _run(tmp_path, np.random.default_rng(5), images_better=False)
+    model = per_user["model"] != "-"
+    base = per_user[~model].set_index("user_id")
+    per_user.loc[model, "ndcg@20"] -= 0.03  # the popularity's value plus symmetric noise, 0.03 lower
+    per_user.loc[model, "auc"] = base["auc"].to_numpy() - 0.02
+    _write_tables(tmp_path, per_user)
+    ref = stats.paired_comparison(per_user, ("-", "-", "popularity_30d"), metrics=["auc", "ndcg@20"])
+    assert list(ref["verdict"]) == ["worse", "worse"]
+    a = answer.study_answer(tmp_path)
+    (auc_m, nd_m), (auc_b, nd_b) = _cells(tmp_path, "tf_efficientnet_lite0", "visrank_max"), \
+        _cells(tmp_path, "-", "popularity_30d")
+    assert a.sentences[0] == (
+        "On this catalogue images do not help: the best recommender from ImageNet features (EfficientNet-Lite0, "
+        f"frozen, VisRank (max)) ranks next purchases worse than popularity, last 30 days: AUC {auc_m} and nDCG@20 "
+        f"{nd_m}, against {auc_b} and {nd_b} for popularity, last 30 days (worse after Holm's correction, paired over "
+        "the same customers).")
+    assert a.headline == ("On this catalogue images do not help: the best recommender from ImageNet features ranks "
+                          "next purchases worse than popularity, last 30 days.")
+    assert "worse, after Holm's correction." in a.sentences[1]  # the main configuration's sentence agrees
+
+    # worse on nDCG@20 but better on AUC: a trade-off, not "images do not help"
+    per_user.loc[model, "auc"] = base["auc"].to_numpy() + 0.02
+    _write_tables(tmp_path, per_user)
+    a = answer.study_answer(tmp_path)
+    assert not any("do not help" in t for t in [a.headline, *a.sentences])
+    assert a.headline.startswith("Image recommendations from ImageNet features fall behind the best non-visual")
+
+
+def _demo_study(root, taste):
+    """A finished run's result tables on a small generated catalogue, from the real split and
+    evaluation: one embedding set made of each drawn image's own hue (on a circle) and shape
+    (one-hot), i.e. exactly what the images show, ranked by VisRank (max) against random and
+    popularity."""
+    from visrec_utils.catalogue import demo, layouts, protocols
+    from visrec_utils.evaluation import experiment
+
+    folder = demo.make_demo_catalogue(root / "catalogue", n_users=150, n_items=300, taste=taste)
+    cat = layouts.load_catalogue(folder)
+    split = protocols.make_split(cat, "leave_last_basket_out")
+    items = pd.read_csv(folder / "items.csv").set_index("item_id").loc[cat.items["item_id"]]
+    angle = 2 * np.pi * items["hue"].to_numpy()
+    emb = np.column_stack([np.cos(angle), np.sin(angle), pd.get_dummies(items["shape"]).to_numpy(float)])
+    metrics, per_user = experiment.run_experiment(
+        split, {("hue_shape", "frozen"): emb.astype(np.float32)}, ["visrank_max"], ["random", "popularity"],
+        ks=(20,), n_resamples=200, progress=False, cache_dir=False)
+    out = root / "out"
+    for d in ("results", "data"):
+        (out / d).mkdir(parents=True)
+    metrics.to_csv(out / "results" / "metrics.csv", index=False)
+    per_user.to_parquet(out / "results" / "per_user.parquet", index=False)
+    (out / "data" / "catalogue.json").write_text(json.dumps({"name": f"demo, taste={taste}", "synthetic": True}))
+    return out, per_user
+
+
+def test_on_a_catalogue_where_purchases_ignore_images_the_answer_says_images_do_not_help(tmp_path):
+    out, per_user = _demo_study(tmp_path / "none", "none")
+    ref = stats.paired_comparison(per_user, ("-", "-", "random"), metrics=["auc", "ndcg@20"])
+    mine = ref[ref["model"] == "hue_shape"]
+    assert len(mine) == 2 and not (mine["verdict"] == "better").any()
+    a = answer.study_answer(out)
+    (auc_m, nd_m), (auc_r, nd_r) = _cells(out, "hue_shape", "visrank_max"), _cells(out, "-", "random")
+    assert a.sentences[0] == (
+        "On this catalogue images do not help: no recommender from ImageNet features ranks next purchases detectably "
+        "better than random (paired over the same customers, after Holm's correction); the best, hue_shape, frozen, "
+        f"VisRank (max), reaches AUC {auc_m} and nDCG@20 {nd_m}, against {auc_r} and {nd_r} for random.")
+    assert a.headline == ("On this catalogue images do not help: no recommender from ImageNet features ranks next "
+                          "purchases better than random.")
+    assert a.sentences[1].endswith("worse, after Holm's correction.")  # and popularity is far ahead
+    # the same catalogue with the hidden visual taste: the images help, and the answer says so
+    out, _ = _demo_study(tmp_path / "visual", "visual")
+    a = answer.study_answer(out)
+    assert not any("do not help" in t for t in [a.headline, *a.sentences])
+    assert a.headline == "Image recommendations from ImageNet features beat the best non-visual baseline (random)."

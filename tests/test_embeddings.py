@@ -7,6 +7,7 @@ import textwrap
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from catalogues import BAD_IMAGES, write_generic
@@ -288,3 +289,24 @@ def test_one_shared_pass_equals_single_extractions_and_fills_their_cache_entries
     np.testing.assert_array_equal(acts, alone.embeddings)
     again, _ = embeddings.embed_catalogue(names[1:2], cat, tmp_path / "again", cache_dir=cache, progress=False)
     assert again["cache_hit"].tolist() == [True] and again["shared_pass"].tolist() == [""]
+
+
+def test_model_table_records_cost_and_pretraining_and_keeps_the_pass_cost_on_a_cache_hit(mobilenet, hm_catalogue, tmp_path):
+    from visrec_utils.catalogue import data
+    from visrec_utils.features import model_cost
+
+    cat = data.Catalogue(hm_catalogue.items.iloc[:6].reset_index(drop=True),
+                         hm_catalogue.interactions.iloc[:0], name="six", source="test")
+    names = ["mobilenetv1_025_keras", "mobilenetv1_025_keras@stage2"]
+    first, _ = embeddings.embed_catalogue(names, cat, tmp_path / "a", cache_dir=tmp_path / "cache", progress=False)
+    again, _ = embeddings.embed_catalogue(names, cat, tmp_path / "b", cache_dir=tmp_path / "cache", progress=False)
+    row = first.set_index("model").loc["mobilenetv1_025_keras"]
+    assert {k: row[k] for k in ("n_params", "gflops")} == model_cost.network_cost(mobilenet)
+    assert (row["input_size"], row["pretrain_data"], row["pretrain_objective"]) == (
+        224, "ImageNet-1k", "supervised classification")
+    assert row["extract_images_per_s"] == row["images_per_s"] > 0
+    assert row["extract_peak_rss_gib"] >= row["extract_added_rss_gib"] >= 0
+    assert row["extract_pass"] == "mobilenetv1_025_keras +1 set, 1 network"
+    # read from the cache: this run's speed is not measured, the pass that computed the set is kept
+    assert again["cache_hit"].all() and again["images_per_s"].isna().all()
+    pd.testing.assert_frame_equal(again[embeddings.COST_COLUMNS], first[embeddings.COST_COLUMNS])

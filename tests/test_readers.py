@@ -85,6 +85,29 @@ def test_demo_catalogue_is_labelled_and_has_visual_signal(tmp_path):
     assert d_user < 0.15  # random pairs average 0.25
 
 
+def test_demo_catalogue_without_visual_taste_buys_by_popularity_alone(tmp_path):
+    w = demo.popularity_weights(5, seed=0)
+    rank = np.random.default_rng([0, 1]).permutation(5) + 1
+    np.testing.assert_allclose(w, (1 / rank) / (1 / rank).sum())  # Zipf: weight 1/r for popularity rank r
+    folder = demo.make_demo_catalogue(tmp_path / "none", n_users=150, n_items=400, taste="none")
+    visual = demo.make_demo_catalogue(tmp_path / "visual", n_users=150, n_items=400)
+    assert (folder / "SYNTHETIC").read_text().endswith("seed=0 taste=none\n")
+    assert "taste" not in (visual / "SYNTHETIC").read_text()  # the default's stamp (and catalogue) as before
+    for f in ("items.csv", "images/demo00007.jpg"):  # the same images; only the purchases differ
+        assert (folder / f).read_bytes() == (visual / f).read_bytes()
+    inter = pd.read_csv(folder / "interactions.csv")
+    weights = pd.Series(demo.popularity_weights(400, seed=0), index=[f"demo{i:05d}" for i in range(400)])
+    counts = inter["item_id"].value_counts().reindex(weights.index, fill_value=0)
+    rho = counts.corr(weights, method="spearman")
+    assert rho > 0.5  # bought by popularity
+    hue = pd.read_csv(folder / "items.csv").set_index("item_id")["hue"]
+    g = inter.groupby("user_id")["item_id"].apply(list)
+    d_user = np.mean([min(abs(hue[a] - hue[b]), 1 - abs(hue[a] - hue[b])) for items in g for a, b in zip(items, items[1:])])
+    assert d_user > 0.2  # no taste in hue: consecutive purchases as far apart as random pairs (0.25)
+    with pytest.raises(ValueError, match="^taste='colour' is not a demo taste; use one of 'visual', 'none'$"):
+        demo.make_demo_catalogue(tmp_path / "bad", taste="colour")
+
+
 def test_layout_detection_error_lists_layouts(tmp_path):
     with pytest.raises(data.DataError, match="three layouts"):
         layouts.load_catalogue(tmp_path)

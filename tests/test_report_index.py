@@ -88,6 +88,7 @@ def test_index_page_leaves_out_what_the_run_did_not_produce(tmp_path):
     page = index.write_index(tmp_path).read_text()
     assert "Key results" not in page and "This run took" not in page and "Parameters</summary>" not in page
     assert "No recommendation result yet" in page
+    assert "Reproduction of del Rio" not in page and "Model card" not in page and "Beyond top-1" not in page
     assert "<h2>Skipped parts</h2>" in page and "01_data_prep.html" in page and "(12 s)" not in page
     empty = tmp_path / "empty"
     page = index.write_index(empty).read_text()
@@ -120,3 +121,29 @@ def test_the_template_ships_as_package_data():
     assert (repo / "visrec_utils" / "reports" / "templates" / index.TEMPLATE).is_file()
     data = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     assert f"templates/{index.TEMPLATE}" in data["visrec_utils.reports"] or "templates/*.j2" in data["visrec_utils.reports"]
+
+
+def test_index_shows_the_scorecard_model_card_and_readings_escaped(tmp_path):
+    from visrec_utils.reports import model_card
+
+    _fake_run(tmp_path)
+    pd.DataFrame([{"claim_id": "a", "claim": "Better top-1 <not always> better", "verdict": "reproduced",
+                   "evidence": "A against B: AUC -0.0147", "reason": ""},
+                  {"claim_id": "x", "claim": "NASNet vs ResNet", "verdict": "not testable here", "evidence": "",
+                   "reason": "Why: no NASNet in the run."}]).to_csv(tmp_path / "results" / "scorecard.csv", index=False)
+    models = pd.DataFrame({"model": ["mobilenetv1_025_keras"], "status": ["ok"], "published_top1": [50.6],
+                           "n_params": [213072], "gflops": [0.0815], "input_size": [224], "dim": [256],
+                           "pretrain_data": ["ImageNet-1k"], "extract_images_per_s": [519.234],
+                           "extract_peak_rss_gib": [2.5]})
+    metrics = pd.read_csv(tmp_path / "results" / "metrics.csv").fillna({"k": 0})
+    model_card.model_card(models, metrics).to_csv(tmp_path / "results" / "model_card.csv", index=False)
+    (tmp_path / "results" / "readings.json").write_text(json.dumps({"power_text": "With 4 models <p> ...",
+                                                                    "card_text": ""}))
+    page = index.write_index(tmp_path).read_text()
+    assert page.index("Reproduction of del Rio") < page.index("Key results") < page.index("Model card")
+    assert "Better top-1 &lt;not always&gt; better" in page and "Why: no NASNet in the run." in page
+    row = re.search(r"<td>mobilenetv1_025_keras</td>(.*?)</tr>", page, re.S).group(1)
+    cells = re.findall(r"<td>(.*?)</td>", row)
+    assert cells == ["50.6", "0.213", "0.0815", "224", "256", "ImageNet-1k", "519", "2.50", "0.612 [0.600, 0.620]",
+                     "0.100 [0.0500, 0.150]"]  # no measured top-1 in any row: no column for it
+    assert "<p>With 4 models &lt;p&gt; ...</p>" in page

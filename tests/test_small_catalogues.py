@@ -30,6 +30,17 @@ IMAGENET = ("02_embedding_extraction", "ImageNet top-1 check",
 NO_ITEMS_TABLE = ("04_recommendation_eval", "availability sensitivity: items_table",
                   "the items table has no available_from dates.")
 NO_WARM = ("04_recommendation_eval", "cold/warm breakdown: warm", "no test user has a warm truth item.")
+_ONE_USER_SLICE = ("a 95% bootstrap interval resamples test users and needs at least 2, and leave_last_basket_out has "
+                   "1, so the tables show means without intervals.")
+# one test user: each slice it falls in is shown without an interval, and no slice has the 2 users a breakdown needs
+NO_SLICES = [("04_recommendation_eval", "item popularity at the test point: unseen", _ONE_USER_SLICE),
+             ("04_recommendation_eval", "item popularity at the test point breakdown",
+              "no slice of item popularity at the test point has 2 test users and a candidate to rank."),
+             ("04_recommendation_eval", "item age at the test point: Q1 (0 days)", _ONE_USER_SLICE),
+             ("04_recommendation_eval", "item age at the test point breakdown",
+              "no slice of item age at the test point has 2 test users and a candidate to rank."),
+             ("04_recommendation_eval", "figure slices_ndcg20", "there are no nDCG@20 values by slice to draw.")]
+NO_PARETO = ("05_imagenet_vs_transfer", "figure model_pareto", "there are no nDCG@20 values to draw.")
 ONE_MODEL = "a correlation across models needs at least 3 ImageNet models with both a published top-1 and auc values, " \
             "and this study has {}."
 NO_TRIPLETS = ("no training triplets: no user has a training basket with a new item after an earlier basket, and "
@@ -306,7 +317,7 @@ def test_every_list_of_notebooks_03_04_empty(empty_lists):
         ("04_recommendation_eval", "availability sensitivity", "sensitivity names no availability rule to compare."),
         *_correlations(0)[:4],
         ("05_imagenet_vs_transfer", "figure models_ndcg20", "there are no ndcg@20 values to draw."),
-        CORRELATION_05[1]])
+        CORRELATION_05[1], NO_PARETO])
     m = _rows(out, "metrics.csv")
     assert sorted(zip(m["recommender"], m["metric"])) == sorted(
         (b, x) for b in ("random", "popularity", "popularity_30d", "itemknn") for x in ("auc", "mrr", "map"))
@@ -342,6 +353,7 @@ def test_two_items_one_test_user_without_negatives(two_items):
                          (nb4, "every protocol", f"no protocol of {protocols} has a test user and a configuration to "
                                                  "evaluate."),
                          (nb4, "cold/warm breakdown", perfect.format(protocols[0])),
+                         *NO_SLICES,
                          (nb4, "availability sensitivity: catalogue", perfect.format(protocols[0])),
                          NO_ITEMS_TABLE, _first_seen(2, 1),
                          (nb4, "availability sensitivity: first_seen_leaky", perfect.format(protocols[0])),
@@ -349,7 +361,7 @@ def test_two_items_one_test_user_without_negatives(two_items):
                                                            "'first_seen', 'first_seen_leaky'] could be evaluated."),
                          *_correlations(0)[:4],
                          ("05_imagenet_vs_transfer", "figure models_ndcg20", "there are no ndcg@20 values to draw."),
-                         _correlations(0)[4]])
+                         _correlations(0)[4], NO_PARETO])
     assert len(_rows(out, "metrics.csv")) == 0
     assert (out / "figures" / "neighbours.png").is_file()
 
@@ -375,7 +387,7 @@ def test_three_items_without_baselines_stage_models_and_maps(three_items):
          "the cut 2020-01-13 00:00:00 leaves no user with purchases on both sides; choose an earlier cut."),
         *[("04_recommendation_eval", f"every protocol: {p} paired tests", missing.format(evaluated))
           for p in ("replay_last", "replay_all", "random_holdout")],
-        NO_WARM, NO_ITEMS_TABLE, _first_seen(3, 1),
+        NO_WARM, *NO_SLICES, NO_ITEMS_TABLE, _first_seen(3, 1),
         # the leaky rule counts the test purchases, so only the bought item is a candidate: any ranking is perfect
         ("04_recommendation_eval", "availability sensitivity: first_seen_leaky",
          "every test user's only candidates under leave_last_basket_out are the items they bought, so any ranking, "

@@ -1,11 +1,13 @@
 """A generated demo catalogue (SYNTHETIC), so a user with no data can see the whole study run.
 
 Items are procedurally drawn images: a coloured shape (circle, square, triangle or stripes) of a
-given hue on a light background. Users have a hidden visual taste (a preferred hue and shape);
-each buys, over dated baskets, items drawn with probability proportional to how close an item is
-to that taste. A visual recommender can therefore beat random here, by construction. The folder
-is written in the generic layout with a ``SYNTHETIC`` marker file, and every report says the data
-is synthetic.
+given hue on a light background. By default (``taste="visual"``) users have a hidden visual taste
+(a preferred hue and shape); each buys, over dated baskets, items drawn with probability
+proportional to how close an item is to that taste. A visual recommender can therefore beat random
+here, by construction. With ``taste="none"`` every purchase is drawn by item popularity alone
+(:func:`popularity_weights`), ignoring the images: a catalogue where images carry no taste signal,
+so popularity should beat every visual recommender. The folder is written in the generic layout
+with a ``SYNTHETIC`` marker file, and every report says the data is synthetic.
 """
 from __future__ import annotations
 
@@ -18,6 +20,23 @@ import pandas as pd
 
 SHAPES = ("circle", "square", "triangle", "stripes")
 MARKER = "SYNTHETIC"
+#: What drives the generated purchases (``make_demo_catalogue(taste=...)``).
+TASTES = ("visual", "none")
+
+
+def popularity_weights(n_items: int, seed: int = 0, exponent: float = 1.0) -> np.ndarray:
+    """Purchase probabilities of a catalogue where only popularity matters (``taste="none"``).
+
+    Zipf's law over a random order of the items: the item of popularity rank ``r`` (1 = most
+    bought) has weight ``r ** -exponent``; the order is drawn from its own generator seeded by
+    ``(seed, 1)``, so it does not depend on the images or on the users' hidden tastes.
+
+    Returns:
+        ``(n_items,) float64``, non-negative, summing to 1.
+    """
+    rank = np.random.default_rng([seed, 1]).permutation(n_items) + 1
+    w = rank.astype(float) ** -exponent
+    return w / w.sum()
 
 
 def _draw(hue: float, shape: str, size: int, rng) -> "Image.Image":
@@ -43,7 +62,7 @@ def _draw(hue: float, shape: str, size: int, rng) -> "Image.Image":
 
 
 def make_demo_catalogue(folder: str | os.PathLike, n_users: int = 150, n_items: int = 400,
-                        image_size: int = 96, seed: int = 0) -> Path:
+                        image_size: int = 96, seed: int = 0, taste: str = "visual") -> Path:
     """Write a synthetic catalogue in the generic layout and return its folder.
 
     Args:
@@ -52,14 +71,23 @@ def make_demo_catalogue(folder: str | os.PathLike, n_users: int = 150, n_items: 
         n_users, n_items: size of the catalogue.
         image_size: side of the square JPEG images, in pixels.
         seed: random seed (same seed, same catalogue).
+        taste: what drives each purchase (:data:`TASTES`): ``"visual"`` (default), a user's
+            hidden preferred hue and shape; ``"none"``, the item's popularity alone
+            (:func:`popularity_weights`), the same for every user and blind to the images. The
+            images, baskets and dates are drawn the same way in both.
 
     Returns:
         The folder, holding ``interactions.csv`` (user_id, item_id, timestamp as a date),
         ``items.csv`` (item_id, hue, shape), ``images/<item_id>.jpg`` and ``SYNTHETIC``.
+
+    Raises:
+        ValueError: ``taste`` is not one of :data:`TASTES`.
     """
+    if taste not in TASTES:
+        raise ValueError(f"taste={taste!r} is not a demo taste; use one of {', '.join(map(repr, TASTES))}")
     folder = Path(folder)
     stamp = f"synthetic demo catalogue made by visrec_utils.catalogue.demo: n_users={n_users} n_items={n_items} " \
-            f"image_size={image_size} seed={seed}\n"
+            f"image_size={image_size} seed={seed}" + (f" taste={taste}" if taste != "visual" else "") + "\n"
     if (folder / MARKER).is_file() and (folder / MARKER).read_text() == stamp:
         return folder
     rng = np.random.default_rng(seed)
@@ -74,12 +102,16 @@ def make_demo_catalogue(folder: str | os.PathLike, n_users: int = 150, n_items: 
 
     taste_hue = rng.random(n_users)
     taste_shape = rng.integers(0, len(SHAPES), n_users)
+    popular = popularity_weights(n_items, seed) if taste == "none" else None
     start = np.datetime64("2023-01-01")
     rows = []
     for u in range(n_users):
-        dh = np.abs(hue - taste_hue[u])
-        dh = np.minimum(dh, 1 - dh)
-        w = np.exp(-dh / 0.06) * np.where(shape == taste_shape[u], 3.0, 0.3)
+        if popular is None:
+            dh = np.abs(hue - taste_hue[u])
+            dh = np.minimum(dh, 1 - dh)
+            w = np.exp(-dh / 0.06) * np.where(shape == taste_shape[u], 3.0, 0.3)
+        else:  # the hidden tastes are still drawn (same random stream), but purchases ignore them
+            w = popular
         n_baskets = 1 + rng.poisson(3)
         days = np.sort(rng.choice(730, size=n_baskets, replace=False))
         n_buy = rng.integers(1, 4, size=n_baskets)

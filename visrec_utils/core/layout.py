@@ -30,6 +30,8 @@ RESULTS = {
     "metrics_protocols_parquet": "metrics_protocols.parquet",
     "paired_protocols": "paired_protocols.csv",
     "metrics_cold_warm": "metrics_cold_warm.csv",
+    "metrics_popularity": "metrics_popularity.csv",
+    "metrics_item_age": "metrics_item_age.csv",
     "metrics_availability": "metrics_availability.csv",
     "imagenet_vs_transfer": "imagenet_vs_transfer.csv",
     "correlations": "correlations.csv",
@@ -42,6 +44,9 @@ RESULTS = {
     "ranking_agreement": "ranking_agreement.csv",
     "attribute_probe": "attribute_probe.csv",
     "probe_correlations": "probe_correlations.csv",
+    "model_card": "model_card.csv",
+    "scorecard": "scorecard.csv",
+    "readings": "readings.json",
     "skipped": "skipped.csv",
     "answer": "answer.md",
 }

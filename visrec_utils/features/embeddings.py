@@ -25,6 +25,7 @@ import pandas as pd
 
 from ..core.backends import check_backend
 from ..core.layout import StudyLayout
+from ..core.memory import PeakRSS
 from ..core.store import Store, atomic_write, content_key, default_cache_dir, file_sha256, write_json  # noqa: F401
 from .entries import (CACHE_VERSION, CHUNK_IMAGES, ChunkRun, cache_key, image_set_sha256,  # noqa: F401
                       read_entry, run_in_chunks, write_entry)
@@ -36,9 +37,34 @@ from .models import LoadedModel
 
 log = logging.getLogger(__name__)
 
+#: How the pass that computed a set went (:func:`extraction_cost`), kept with the set's cache
+#: entry so a later run that reads the set from the cache still reports them.
+COST_COLUMNS = ["extract_images_per_s", "extract_peak_rss_gib", "extract_added_rss_gib", "extract_pass"]
+
 MODEL_COLUMNS = ["model", "status", "reason", "arch", "family", "dim", "published_top1", "top1_source",
                  "measured_top1", "measured_top1_stderr", "n_imagenet", "weights", "weights_sha256",
-                 "data_config", "cache_hit", "seconds", "images_per_s", "fast_path", "n_unreadable", "shared_pass"]
+                 "data_config", "cache_hit", "seconds", "images_per_s", "fast_path", "n_unreadable", "shared_pass",
+                 "n_params", "gflops", "input_size", "pretrain_data", "pretrain_objective",
+                 *COST_COLUMNS]
+
+
+def extraction_cost(store: Store, info: dict, rate: float, peak: PeakRSS | None) -> dict:
+    """``extract_images_per_s``, ``extract_peak_rss_gib``, ``extract_added_rss_gib`` and
+    ``extract_pass`` of the pass that computed the set of ``info`` (``cached_embeddings`` /
+    ``passes.cached_pass`` info with its cache ``key`` and ``hit``): measured now (``rate``,
+    ``peak``: this process's RSS during the pass, :class:`visrec_utils.core.memory.PeakRSS`)
+    and stored beside the entry (kind ``extraction_cost``), or read back from there on a cache
+    hit; NaN where never measured (an entry from before the record, a Ray or mixed-precision run
+    without a memory reading)."""
+    name = info.get("name", "")
+    if info["hit"]:
+        known = store.get_json("extraction_cost", info["key"], name=name) or {}
+        return {c: known.get(c, np.nan if c != "extract_pass" else "") for c in COST_COLUMNS}
+    cost = {"extract_images_per_s": rate, "extract_pass": info.get("shared_pass", ""),
+            "extract_peak_rss_gib": round(peak.gib, 2) if peak is not None else np.nan,
+            "extract_added_rss_gib": round(peak.added_gib, 2) if peak is not None else np.nan}
+    store.put_json("extraction_cost", info["key"], {k: (None if v != v else v) for k, v in cost.items()}, name=name)
+    return cost
 
 
 def cached_embeddings(
@@ -84,7 +110,7 @@ def cached_embeddings(
 
     Returns:
         (embeddings ``(n_items, dim) float32`` with NaN rows for unreadable images, info dict:
-        ``key, path, hit, seconds, extracted`` (images run through the model in this call),
+        ``key, name, path, hit, seconds, extracted`` (images run through the model in this call),
         ``failed`` ({item_id: reason}), ``fast_path``).
 
     Raises:
@@ -102,7 +128,7 @@ def cached_embeddings(
     hit = read_entry(store, key, name, item_ids)
     if hit is not None:
         log.info("%s: embeddings of %d images read from the cache (%s)", loaded.spec.name, n, path.name)
-        return hit[0], {"key": key, "path": str(path), "hit": True, "extracted": 0,
+        return hit[0], {"key": key, "name": name, "path": str(path), "hit": True, "extracted": 0,
                         "seconds": time.perf_counter() - t0, "failed": hit[1], "fast_path": "cache"}
     parts = store.chunks("embeddings", key, name)
 
@@ -129,7 +155,7 @@ def cached_embeddings(
     failed = {item_ids[i]: r for i, r in enumerate(reasons) if r}
     write_entry(store, key, name, emb, item_ids, failed)
     parts.discard()
-    return emb, {"key": key, "path": str(path), "hit": False, "extracted": int(run.n if run else 0),
+    return emb, {"key": key, "name": name, "path": str(path), "hit": False, "extracted": int(run.n if run else 0),
                  "seconds": time.perf_counter() - t0, "failed": failed, "fast_path": run.path if run else "resumed chunks"}
 
 
@@ -201,10 +227,13 @@ def embed_catalogue(model_names, cat, out_dir, cache_dir=None, batch_size: int =
         (models: one row per model with ``model, status, reason, arch, family, dim,
         published_top1, top1_source, measured_top1, measured_top1_stderr, n_imagenet, weights,
         weights_sha256, data_config, cache_hit, seconds, images_per_s, fast_path, n_unreadable,
-        shared_pass``;
+        shared_pass, n_params, gflops, input_size`` (px), ``pretrain_data, pretrain_objective``
+        (:mod:`visrec_utils.features.model_cost`) and :data:`COST_COLUMNS` (the images/s and this
+        process's peak RSS, and that above its RSS before, of the pass that computed the set,
+        also on a cache hit: :func:`extraction_cost`);
         unreadable: ``item_id, reason, image_path`` of the images left out)
     """
-    from . import passes
+    from . import model_cost, passes
     from .models import ModelUnavailable, expand_presets, load_model
 
     model_names = expand_presets(model_names)
@@ -238,6 +267,8 @@ def embed_catalogue(model_names, cat, out_dir, cache_dir=None, batch_size: int =
             chk = cached_imagenet_top1(loaded, imagenet_dir, limit=imagenet_limit, cache_dir=cache_dir,
                                        batch_size=batch_size, progress=progress, compile=False)
             row.update(measured_top1=chk["top1"], measured_top1_stderr=chk["stderr"], n_imagenet=chk["n_images"])
+        row.update(**model_cost.network_cost(loaded), **model_cost.pretraining(loaded),
+                   input_size=int(loaded.data_config["input_size"][-1]) if "input_size" in loaded.data_config else np.nan)
         rows.append(row)
         loaded_models[name] = loaded
         taps.append(passes.taps_of(loaded))
@@ -249,14 +280,15 @@ def embed_catalogue(model_names, cat, out_dir, cache_dir=None, batch_size: int =
     plan = passes.plan_passes(taps) if shared else [passes.Pass(t.loaded.data_config, [], [t]) for t in taps]
     by_name = {r["model"]: r for r in rows}
     for p in plan:
-        if shared and (len(p.taps) > 1 or p.taps[0].kind == "act"):
-            got = passes.cached_pass(p, ids, paths, image_set, cache_dir=cache_dir, batch_size=batch_size,
-                                     progress=progress, device=device)
-        else:
-            t = p.taps[0]
-            got = {t.name: cached_embeddings(t.loaded, ids, paths, cache_dir=cache_dir, batch_size=batch_size,
-                                             image_set=image_set, progress=progress, backend=backend,
-                                             ray_address=ray_address, device=device, amp=amp)}
+        with PeakRSS() as peak:
+            if shared and (len(p.taps) > 1 or p.taps[0].kind == "act"):
+                got = passes.cached_pass(p, ids, paths, image_set, cache_dir=cache_dir, batch_size=batch_size,
+                                         progress=progress, device=device)
+            else:
+                t = p.taps[0]
+                got = {t.name: cached_embeddings(t.loaded, ids, paths, cache_dir=cache_dir, batch_size=batch_size,
+                                                 image_set=image_set, progress=progress, backend=backend,
+                                                 ray_address=ray_address, device=device, amp=amp)}
         for t in p.taps:
             emb, info = got[t.name]
             failed.update(info["failed"])
@@ -264,10 +296,11 @@ def embed_catalogue(model_names, cat, out_dir, cache_dir=None, batch_size: int =
                 continue
             save_embedding_set(out_dir, t.name, "frozen", emb, item_ids=ids,
                                provenance={**model_provenance(t.loaded), "image_set": image_set})
+            rate = np.nan if info["hit"] else round(len(ids) / max(info["seconds"], 1e-9), 1)
             by_name[t.name].update(
                 cache_hit=info["hit"], seconds=round(info["seconds"], 1), n_unreadable=len(info["failed"]),
-                images_per_s=np.nan if info["hit"] else round(len(ids) / max(info["seconds"], 1e-9), 1),
-                fast_path=info["fast_path"], shared_pass=info.get("shared_pass", ""))
+                images_per_s=rate, fast_path=info["fast_path"], shared_pass=info.get("shared_pass", ""),
+                **extraction_cost(Store(cache_dir), info, rate, peak if backend == "local" else None))
         for t in p.taps:  # this pass's networks are no longer needed
             loaded_models.pop(t.name, None)
     unreadable = pd.DataFrame({"item_id": list(failed), "reason": list(failed.values())})

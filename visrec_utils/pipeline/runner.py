@@ -172,7 +172,8 @@ def stage_outputs(notebook: str, out_dir: Path) -> list[str]:
 
 #: Columns of result tables that record how a run went, not what it found (wall times, cache
 #: hits, the runtime used); a rerun changes them, so they do not make later notebooks rerun.
-VOLATILE_COLUMNS = {"seconds", "images_per_s", "cache_hit", "fast_path"}
+VOLATILE_COLUMNS = {"seconds", "images_per_s", "cache_hit", "fast_path", "extract_images_per_s",
+                    "extract_peak_rss_gib", "extract_added_rss_gib", "extract_pass"}
 
 
 def _outputs_digest(out_dir: Path, files) -> str | None:

@@ -134,7 +134,7 @@ def answer_text(table: pd.DataFrame, corr: pd.DataFrame, metric: str = "ndcg@20"
         f"Across {int(r['n_models'])} models, Spearman's rho between published ImageNet top-1 and "
         f"{metric} is {r['spearman_rho']:.2f} (permutation p = {r['spearman_p']:.2f}); Pearson's r is "
         f"{r['pearson_r']:.2f} (p = {r['pearson_p']:.2f}). The best ImageNet model ({best_in}) is "
-        f"{same} the best recommender by {metric} ({best_rec}). With {int(r['n_models'])} models "
+        f"{same} the best of these models by {metric} ({best_rec}). With {int(r['n_models'])} models "
         "the correlation is weak evidence either way; compare the metric intervals in the table."
     )
 

@@ -14,6 +14,12 @@ The questions (del Rio et al. 2018, arXiv 1807.09870, asked on the user's catalo
 3. Does fine-tuning help, and which? The paired comparisons against frozen features
    (``results/finetune_vs_frozen.csv``), judged within the primary family (AUC, nDCG@20).
 4. Where do images win? Purchases of items nobody had bought before (cold) against the rest.
+
+When images do not help on the catalogue, the answer opens by saying so (:func:`_no_help`) and
+the headline starts with it: no recommender from ImageNet features ranks next purchases
+detectably better than random, or the best of them ranks them significantly worse than the best
+non-visual baseline (popularity, item-kNN). Catalogues exist where images carry no taste signal
+(the demo with ``taste="none"``, :mod:`visrec_utils.catalogue.demo`).
 """
 from __future__ import annotations
 
@@ -155,19 +161,115 @@ def _versus_baseline(layout, metrics, main, seed, says: dict) -> list[str]:
     return [text + (f". {sentence}." if sentence else ".")]
 
 
-def _paired(layout, config, reference, seed) -> tuple[str, str]:
-    """The verdict and one sentence: the per-customer paired difference on nDCG@20 (primary)."""
+#: Kinds of embedding set whose recommenders count as "from ImageNet features" (labels.KINDS).
+VISUAL_KINDS = ("ImageNet model", "layer variant")
+
+
+def _cell(metrics, config, metric, k) -> str:
+    """``"0.562 [0.550, 0.575]"`` of one configuration's metric, "" when the run lacks it."""
+    r = _value(metrics, *config, metric, k)
+    return "" if r is None else labels.with_interval(r.value, r.ci_low, r.ci_high)
+
+
+def _side_by_side(metrics, config, reference, name: str) -> str:
+    """``"AUC a [l, h] and nDCG@20 c [l, h], against b [l, h] and d [l, h] for <name>"`` on the
+    primary metrics both rows have ("" when none)."""
+    pairs = [(labels.metric_label(m, k), _cell(metrics, config, m, k), _cell(metrics, reference, m, k))
+             for m, k in stats.PRIMARY]
+    pairs = [p for p in pairs if p[1] and p[2]]
+    if not pairs:
+        return ""
+    return (" and ".join(f"{label} {mine}" for label, mine, _ in pairs) + ", against "
+            + " and ".join(theirs for _, _, theirs in pairs) + f" for {name}")
+
+
+def _paired_table(layout, config, reference, seed) -> pd.DataFrame | None:
+    """``config`` against ``reference`` on AUC and nDCG@20, paired per customer and
+    Holm-corrected together (:func:`visrec_utils.evaluation.stats.paired_comparison`); None
+    without ``per_user.parquet`` or when either configuration is not in it."""
     path = layout.result("per_user")
     if not path.is_file():
-        return "", ""
+        return None
     pu = pd.read_parquet(path)
     keep = pu[stats.CONFIG].apply(tuple, axis=1).isin([tuple(config), tuple(reference)])
     cols = [c for c in ("auc", "ndcg@20") if c in pu]
-    if not cols or keep.sum() == 0:
-        return "", ""
-    table = stats.paired_comparison(pu[keep], reference, metrics=cols, seed=seed)
-    r = table[(table["metric"] == "ndcg") & (table["k"] == 20)]
-    if r.empty:
+    if not cols or pu.loc[keep, stats.CONFIG].drop_duplicates().shape[0] < 2:
+        return None
+    return stats.paired_comparison(pu[keep], tuple(reference), metrics=cols, seed=seed)
+
+
+def _primary_verdicts(layout, config, reference, seed) -> dict:
+    """``{(metric, k): verdict}`` of ``config`` against ``reference`` on the primary metrics
+    (:func:`_paired_table`; {} when it has none)."""
+    table = _paired_table(layout, config, reference, seed)
+    if table is None:
+        return {}
+    return {(r.metric, int(r.k)): r.verdict for r in table[table["family"] == "primary"].itertuples()}
+
+
+def _versus_random(layout, visual: list, seed) -> pd.DataFrame | None:
+    """Primary paired rows of every visual configuration against random: the run's
+    ``paired_vs_reference.csv`` when its reference is random, else computed from ``per_user``."""
+    path = layout.result("paired_vs_reference")
+    if path.is_file():
+        table = pd.read_csv(path)
+        if len(table) and "family" not in table:  # a run from before the primary/secondary families
+            table = stats.holm(table)
+        if len(table) and set(table["reference"]) == {"-/-/random"}:
+            return table[(table["family"] == "primary") & table[stats.CONFIG].apply(tuple, axis=1).isin(visual)]
+    path = layout.result("per_user")
+    if not path.is_file():
+        return None
+    pu = pd.read_parquet(path)
+    keep = pu[stats.CONFIG].apply(tuple, axis=1).isin([*visual, ("-", "-", "random")])
+    cols = [c for c in ("auc", "ndcg@20") if c in pu]
+    if not cols or not ((pu["model"] == "-") & (pu["recommender"] == "random")).any():
+        return None
+    table = stats.paired_comparison(pu[keep], ("-", "-", "random"), metrics=cols, seed=seed)
+    return table[table["family"] == "primary"]
+
+
+def _no_help(layout, metrics, seed, says: dict) -> list[str]:
+    """Sentence 0, only when images do not help on this catalogue (said first and plainly).
+
+    Images do not help when no recommender from ImageNet features (any model of
+    :data:`VISUAL_KINDS`, strategy and recommender) is better than random on a primary metric
+    (AUC, nDCG@20; paired per customer, Holm) or, failing that, when the best of them by nDCG@20
+    is worse than the best non-visual baseline by nDCG@20 on a primary metric and better on
+    none (paired, Holm over the two). Leaves ``says["no_help"]`` for the headline.
+    """
+    nd = metrics[(metrics["metric"] == "ndcg") & (metrics["k"] == 20)]
+    vis = nd[nd["model"].map(labels.kind_of).isin(VISUAL_KINDS)]
+    bases = nd[nd["model"] == "-"]
+    if vis.empty or bases.empty:
+        return []
+    best = vis.loc[vis["value"].idxmax()]
+    me = (best.model, best.strategy, best.recommender)
+    label = labels.config_label(*me)
+    vs_random = _versus_random(layout, list(vis[stats.CONFIG].apply(tuple, axis=1)), seed)
+    if vs_random is not None and len(vs_random) and not (vs_random["verdict"] == "better").any():
+        numbers = _side_by_side(metrics, me, ("-", "-", "random"), "random")
+        says["no_help"] = "no recommender from ImageNet features ranks next purchases better than random"
+        return [f"On this catalogue images do not help: no recommender from ImageNet features ranks next purchases "
+                f"detectably better than random (paired over the same customers, after Holm's correction); the best, "
+                f"{label}, reaches " + (f"{numbers}." if numbers else "no more than random.")]
+    base = bases.loc[bases["value"].idxmax()]
+    them = ("-", "-", base.recommender)
+    verdicts = _primary_verdicts(layout, me, them, seed)
+    if "worse" not in verdicts.values() or "better" in verdicts.values():
+        return []
+    name = labels.recommender_label(base.recommender)
+    says["no_help"] = f"the best recommender from ImageNet features ranks next purchases worse than {name}"
+    return [f"On this catalogue images do not help: the best recommender from ImageNet features ({label}) ranks next "
+            f"purchases worse than {name}: {_side_by_side(metrics, me, them, name)} (worse after Holm's correction, "
+            "paired over the same customers)."]
+
+
+def _paired(layout, config, reference, seed) -> tuple[str, str]:
+    """The verdict and one sentence: the per-customer paired difference on nDCG@20 (primary)."""
+    table = _paired_table(layout, config, reference, seed)
+    r = table[(table["metric"] == "ndcg") & (table["k"] == 20)] if table is not None else None
+    if r is None or r.empty:
         return "", ""
     r = r.iloc[0]
     words = {"better": "better, after Holm's correction", "worse": "worse, after Holm's correction"}.get(
@@ -306,7 +408,8 @@ def study_answer(out_dir, strategy: str | None = None, recommender: str | None =
     if metrics is None or metrics.empty:
         return answer
     says: dict = {}
-    answer.sentences = [*_versus_baseline(layout, metrics, main, seed, says), *_top1(layout, says),
+    answer.sentences = [*_no_help(layout, metrics, seed, says), *_versus_baseline(layout, metrics, main, seed, says),
+                        *_top1(layout, says),
                         *_finetuning(layout, says), *_cold(layout, metrics, main, says)]
     answer.headline = headline(says)
     return answer
@@ -314,9 +417,14 @@ def study_answer(out_dir, strategy: str | None = None, recommender: str | None =
 
 def headline(says: dict) -> str:
     """The answer in one sentence from the verdict fragments the sentences left in ``says``
-    (keys ``baseline``, ``cold``, ``top1``, ``finetune``); "" when none."""
+    (keys ``no_help``, ``baseline``, ``cold``, ``top1``, ``finetune``); "" when none. With
+    ``no_help`` the sentence opens "On this catalogue images do not help: ..." and the
+    comparison with the baseline is not repeated."""
     images = [says[k] for k in ("baseline", "cold") if says.get(k)]
     first = f"Image recommendations from ImageNet features {' and '.join(images)}" if images else ""
+    if says.get("no_help"):
+        first = f"On this catalogue images do not help: {says['no_help']}" + (
+            f" (they {says['cold']} only)" if says.get("cold") else "")
     rest = [says[k] for k in ("top1", "finetune") if says.get(k)]
     text = "; ".join(p for p in [first, *rest] if p)
     return (text[0].upper() + text[1:] + ".") if text else ""

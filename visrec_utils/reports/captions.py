@@ -37,6 +37,9 @@ FIXED = {
     "ranking_agreement": "Kendall's tau between the rankings of the ImageNet models under each pair of metrics "
                          "(left) and of evaluation protocols (middle: AUC, right: nDCG@20), with its 95% interval; "
                          "1 (dark blue) means both put the models in the same order, -1 (dark red) in reverse order.",
+    "model_pareto": "Cost against quality: each embedding set's nDCG@20 (dots, 95% interval bars) against its "
+                    "extraction speed, the peak memory of its extraction pass and its embedding dimension; the dashed "
+                    "line joins the sets that no other set beats on both axes at once (the Pareto front).",
     "gallery": "For a few sample test users: the photos of what they bought before (history), what they actually "
                "bought at the test point (green frames), and each model's top 10 recommendations, where a green "
                "frame marks a recommendation they did buy (a hit).",
@@ -93,6 +96,14 @@ def _layers(label: str, auc: bool) -> str:
             "(frozen, VisRank (max)); brighter cells are better, and the number in each cell is the value.")
 
 
+def _slices(label: str, auc: bool) -> str:
+    how = f"dots, 95% interval bars; {CHANCE} is the dashed line" if auc else "dots, 95% interval bars; higher is better"
+    return (f"{label} of VisRank (max) with the best frozen ImageNet model (blue) and of the non-visual baselines "
+            "(grey) when only the test purchases of one kind of item count: by how often the item had been bought "
+            "before the test point (left, from never to most often) and by how many days had passed since it first "
+            f"appeared (right) ({how}); images help where the blue line lies above the grey ones.")
+
+
 _PATTERNS = [
     (re.compile(r"metric_bars_(.+)"), _metric_bars),
     (re.compile(r"models_(.+)"), _models),
@@ -101,6 +112,7 @@ _PATTERNS = [
     (re.compile(r"imagenet_vs_(.+)"), lambda lab, auc: _imagenet(lab, auc, measured=False)),
     (re.compile(r"measured_top1_vs_(.+)"), lambda lab, auc: _imagenet(lab, auc, measured=True)),
     (re.compile(r"layers_(.+)"), _layers),
+    (re.compile(r"slices_(.+)"), _slices),
 ]
 
 

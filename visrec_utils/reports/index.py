@@ -37,7 +37,43 @@ TEMPLATE = "index.html.j2"
 
 #: Figures shown on the page, in order, when the run wrote them (others stay in ``figures/``).
 MAIN_FIGURES = ("models_ndcg20", "metric_bars_auc", "imagenet_vs_ndcg20", "measured_top1_vs_ndcg20", "finetune_auc",
-                "layers_ndcg20", "gallery", "neighbours", "umap", "data_overview")
+                "layers_ndcg20", "model_pareto", "ranking_agreement", "gallery", "neighbours", "umap", "data_overview")
+
+#: The model card's columns on the page, with their headings (``results/model_card.csv`` has more).
+CARD_SHOWN = {"model": "model", "published_top1": "published top-1 (%)", "measured_top1": "measured top-1 (%)",
+              "params_m": "parameters (M)", "gflops": "GFLOPs", "input_size": "input (px)", "dim": "dimension",
+              "pretrain_data": "pretraining data", "extract_images_per_s": "images/s",
+              "extract_peak_rss_gib": "peak memory (GiB)"}
+
+
+def scorecard_html(out_dir) -> Markup | None:
+    """``results/scorecard.csv`` (claim, verdict, evidence) as an escaped HTML table, or None."""
+    path = StudyLayout(out_dir).result("scorecard")
+    if not path.is_file():
+        return None
+    card = pd.read_csv(path, keep_default_na=False)
+    shown = card.reindex(columns=["claim", "verdict", "evidence", "reason"]).fillna("")
+    shown["evidence"] = [e if not r else f"{e} {r}".strip() for e, r in zip(shown["evidence"], shown["reason"])]
+    return Markup(shown.drop(columns="reason").to_html(index=False, escape=True))
+
+
+def model_card_html(out_dir) -> Markup | None:
+    """``results/model_card.csv`` as an escaped HTML table: :data:`CARD_SHOWN` and AUC and
+    nDCG@20 with their 95% intervals, three significant figures (a column with no value in any
+    row is left out); None when there is none."""
+    path = StudyLayout(out_dir).result("model_card")
+    if not path.is_file():
+        return None
+    card = pd.read_csv(path)
+    if card.empty:
+        return None
+    shown = pd.DataFrame({head: card[col].map(lambda v: "" if pd.isna(v) else v if isinstance(v, str) else labels.sig3(v))
+                          for col, head in CARD_SHOWN.items() if col in card and card[col].notna().any()})
+    for lab, head in (("auc", "AUC [95% interval]"), ("ndcg@20", "nDCG@20 [95% interval]")):
+        if lab in card:
+            shown[head] = [labels.with_interval(v, lo, hi) if pd.notna(v) else ""
+                           for v, lo, hi in zip(card[lab], card[f"{lab}_low"], card[f"{lab}_high"])]
+    return Markup(shown.to_html(index=False, escape=True))
 
 #: Columns of the key table (:func:`key_table`).
 KEY_COLUMNS = ["group", "model", "configuration", "published top-1 (%)", "measured top-1 (%)", "AUC [95% interval]",
@@ -196,6 +232,9 @@ def index_context(out_dir: str | Path, pending=()) -> dict:
         "synthetic": bool(cat.get("synthetic")), "notebooks": notebooks,
         "in_progress": {"done": n_done, "total": n_done + len(pending)} if pending else None,
         "answer": answer,
+        "scorecard_table": scorecard_html(out_dir),
+        "model_card_table": model_card_html(out_dir),
+        "readings": [t for t in (read_json(layout.result("readings"), {}) or {}).values() if t],
         "total_seconds": run.get("total_seconds"), "started": str(run.get("started")),
         "reused": sum(bool(r.get("reused")) for r in runs), "n_notebooks": len(runs),
         "key_groups": _groups(table),

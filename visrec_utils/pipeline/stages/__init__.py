@@ -65,11 +65,11 @@ STAGES = (
           ("results/skipped/04_recommendation_eval.csv",) + _results(
               "metrics", "metrics_parquet", "per_user", "paired_vs_reference", "paired_vs_reference_parquet",
               "metrics_protocols", "metrics_protocols_parquet", "paired_protocols", "metrics_cold_warm",
-              "metrics_availability")),
+              "metrics_availability", "metrics_popularity", "metrics_item_age")),
     Stage("compare", "05_imagenet_vs_transfer",
           ("results/skipped/05_imagenet_vs_transfer.csv", "results/layers_*.csv") + _results(
               "imagenet_vs_transfer", "correlations", "correlation_intervals", "correlation_by_family",
-              "models_bars")),
+              "models_bars", "model_card", "scorecard")),
 )
 
 

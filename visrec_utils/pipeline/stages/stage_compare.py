@@ -11,7 +11,8 @@ from ...core.layout import StudyLayout
 from ...core.skips import PartSkipped, SkipLog
 from ...features import embedding_sets
 from ...evaluation import attribute_probe, stats
-from ...reports import analysis, few_models, labels, plots, probe_report, ranking_agreement
+from ...core.store import write_json
+from ...reports import analysis, few_models, labels, model_card, plots, probe_report, ranking_agreement, scorecard
 
 NOTEBOOK = "05_imagenet_vs_transfer"
 
@@ -50,6 +51,11 @@ class Compared:
             per set and column; probe_correlations: the probe's rank correlation with each metric
             next to top-1's, on the same models (:func:`visrec_utils.reports.probe_report.probe_correlations`);
             probe_text: in words.
+        model_card: one row per embedding set: top-1, parameters, GFLOPs, input size, dimension,
+            pretraining, extraction speed and memory, main metrics with intervals
+            (:func:`visrec_utils.reports.model_card.model_card`); card_text: its Pareto fronts in words.
+        scorecard: each claim of del Rio et al. 2018 with its verdict and evidence
+            (:func:`visrec_utils.reports.scorecard.reproduction_scorecard`); scorecard_text: as Markdown.
     """
 
     table: pd.DataFrame
@@ -71,6 +77,10 @@ class Compared:
     probe: pd.DataFrame = field(default_factory=pd.DataFrame)
     probe_correlations: pd.DataFrame = field(default_factory=pd.DataFrame)
     probe_text: str = ""
+    model_card: pd.DataFrame = field(default_factory=pd.DataFrame)
+    card_text: str = ""
+    scorecard: pd.DataFrame = field(default_factory=pd.DataFrame)
+    scorecard_text: str = ""
 
     @property
     def styled_table(self):
@@ -145,9 +155,37 @@ def compare(out_dir, strategy: str = "frozen", recommender: str = "visrank_max",
             cells.to_csv(out.results / f"layers_{metric.replace('@', '')}.csv")
             plots.layer_heatmap(values, metric, path=out.figure(f"layers_{metric.replace('@', '')}"))
             layer_cells[metric] = cells
+    few.update(card_and_scorecard(out, log, pd.read_csv(out.result("models")), metrics, strategy, recommender, seed))
+    write_json(out.result("readings"), {k: few[k] for k in READINGS})
     return Compared(table=table, skipped_models=skipped_models, used=used, correlations=corr, answer=answer,
                     intervals=ci, intervals_text=intervals_text, family_intervals=family_ci, layers=layer_cells,
                     figures_note=figures_note, **few)
+
+
+#: The sentences beyond top-1 that ``results/readings.json`` keeps for the index page.
+READINGS = ("power_text", "ranking_text", "probe_text", "card_text")
+
+
+def card_and_scorecard(out: StudyLayout, log: SkipLog, models: pd.DataFrame, metrics: pd.DataFrame, strategy: str,
+                       recommender: str, seed: int) -> dict:
+    """The model card (``results/model_card.csv``, the figure ``model_pareto``) and the
+    reproduction scorecard (``results/scorecard.csv``).
+
+    Returns:
+        The :class:`Compared` fields ``model_card, card_text, scorecard, scorecard_text``.
+    """
+    card = model_card.model_card(models, metrics, strategy=strategy, recommender=recommender)
+    card.to_csv(out.result("model_card"), index=False)
+    out.figure("model_pareto").unlink(missing_ok=True)
+    with log.part("figure model_pareto"):
+        try:
+            model_card.pareto_figure(card, path=out.figure("model_pareto"))
+        except ValueError as e:
+            raise PartSkipped(str(e)) from None
+    card_ = scorecard.reproduction_scorecard(out.root, recommender=recommender, seed=seed)
+    card_.to_csv(out.result("scorecard"), index=False)
+    return {"model_card": card, "card_text": model_card.card_text(card), "scorecard": card_,
+            "scorecard_text": scorecard.scorecard_markdown(card_)}
 
 
 def few_model_statistics(out: StudyLayout, log: SkipLog, models: pd.DataFrame, used: pd.DataFrame,
