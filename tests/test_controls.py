@@ -28,20 +28,6 @@ def test_handcrafted_features_by_hand():
     assert s["sharpness"] > 0 and s["saturation"] == pytest.approx(0.0)
 
 
-def test_handcrafted_blocks_give_the_whole_batch_values_and_the_laplacian_is_conv2d_s():
-    import torch.nn.functional as F
-
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(17, 3, 40, 48, generator=g)  # blocks of 8, 8 and the lone 17th joined: 8 + 9
-    whole = controls._handcrafted_block(x)
-    assert torch.equal(controls.handcrafted_features(x), whole)
-    assert torch.equal(controls.handcrafted_features(x[:9]), controls._handcrafted_block(x[:9]))
-    luma = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
-    lap = F.conv2d(luma[:, None], torch.tensor([[[[0.0, 1, 0], [1, -4, 1], [0, 1, 0]]]]))[:, 0]
-    sharp = torch.log1p(lap.flatten(1).var(1) * 100)
-    np.testing.assert_allclose(whole[:, 108 + controls.SCALAR_FEATURES.index("sharpness")], sharp, rtol=1e-6)
-
-
 def test_random_control_is_the_same_architecture_reinitialised():
     real = models.load_model("mobilenetv1_025_keras")
     rand = models.load_model("random_mobilenetv1_025_keras")
