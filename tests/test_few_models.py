@@ -71,6 +71,20 @@ def test_partial_correlations_match_scipy_and_a_permutation_of_the_residuals():
         assert r.perm_p == pytest.approx(perm.pvalue)
 
 
+def test_partial_correlation_says_why_when_size_ranks_the_models_as_top1_does():
+    table = _table()
+    size = pd.Series(table["published_top1"].to_numpy() * 1e5, index=table["model"])  # same order as top-1
+    got = few_models.partial_correlations(table, size, which=[("auc", 0)], control="n_params")
+    r = got.iloc[0]
+    assert np.isnan(r.partial_rho) and np.isnan(r.perm_p) and r.spearman_rho == pytest.approx(
+        stats.spearmanr(table["published_top1"], table["auc"]).statistic)
+    assert r.note == ("n_params ranks the models exactly as published_top1: once n_params is held fixed nothing of "
+                      "published_top1 is left, so the partial correlation is undefined (these models cannot tell "
+                      "top-1 from size apart)")
+    assert few_models.partial_correlations(table.iloc[:3], size, which=[("auc", 0)]).iloc[0].note == (
+        "3 models have every value; a partial correlation needs 4")
+
+
 def test_model_size_prefers_parameter_counts_and_names_the_columns_when_none_fits():
     models = pd.DataFrame({"model": ["a", "b", "c"], "dim": [256, 1280, 1280], "n_params": [0.5e6, 4.6e6, np.nan]})
     size, col = few_models.model_size(models, ["a", "b"])
@@ -270,7 +284,8 @@ def test_compare_few_model_statistics_write_their_tables_and_heatmap(tmp_path):
     assert log.rows == []
     keys = ["partial", "leave_one_out", "power", "ranking_agreement"]
     for name, key in zip(stage_compare.FEW_MODEL_TABLES, keys):
-        pd.testing.assert_frame_equal(pd.read_csv(out.results / f"{name}.csv"), got[key], check_dtype=False)
+        pd.testing.assert_frame_equal(pd.read_csv(out.results / f"{name}.csv").fillna({"note": ""}), got[key],
+                                      check_dtype=False)
     assert set(got["partial"]["control"]) == {"dim"} and len(got["leave_one_out"]) == 4 * 3
     assert set(got["ranking_agreement"]["compared"]) == {"metric", "protocol"}
     assert got["power_text"].startswith("With 4 models the smallest possible exact two-sided p is 0.083 (above alpha")

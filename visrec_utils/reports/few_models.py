@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 SIZE_COLUMNS = ("n_params", "dim")
 NOISE_COLUMNS = ["metric", "n_models", "bootstrap_se", "paired_se", "spread", "true_spread", "noise_ratio"]
 #: Columns of :func:`partial_correlations`, :func:`leave_one_out` and :func:`power_table`.
-PARTIAL_COLUMNS = ["metric", "control", "n_models", "spearman_rho", "partial_rho", "perm_p"]
+PARTIAL_COLUMNS = ["metric", "control", "n_models", "spearman_rho", "partial_rho", "perm_p", "note"]
 LOO_COLUMNS = ["model_left_out", "metric", "n_models", "rho", "rho_all", "change"]
 POWER_COLUMNS = ["metric", "rho", "bootstrap_se", "paired_se", "true_spread", "noise_ratio", "n_models", "power_now",
                  "models_needed"]
@@ -116,8 +116,10 @@ def partial_correlations(table: pd.DataFrame, size: pd.Series, x: str = "publish
         size: model size indexed by model (:func:`model_size`); ``control`` names it in the output.
 
     Returns:
-        One row per metric: ``metric, control, n_models, spearman_rho, partial_rho, perm_p``
-        (NaN where fewer than 4 models have every value).
+        One row per metric: ``metric, control, n_models, spearman_rho, partial_rho, perm_p, note``
+        (NaN where fewer than 4 models have every value, or where the size ranks the models
+        exactly as ``x`` or the metric does, so nothing is left once size is held fixed; ``note``
+        then says which, else "").
     """
     from scipy import stats
 
@@ -128,11 +130,18 @@ def partial_correlations(table: pd.DataFrame, size: pd.Series, x: str = "publish
             continue
         d = table[["model", x, lab]].assign(size=table["model"].map(size)).dropna()
         row = {"metric": lab, "control": control, "n_models": len(d), "spearman_rho": np.nan, "partial_rho": np.nan,
-               "perm_p": np.nan}
+               "perm_p": np.nan, "note": "" if len(d) >= 4 else f"{len(d)} models have every value; a partial "
+                                                                 "correlation needs 4"}
         if len(d) >= 4:
             a, b, z = d[x].to_numpy(float), d[lab].to_numpy(float), d["size"].to_numpy(float)
             row["spearman_rho"] = float(stats.spearmanr(a, b).statistic)
             row["partial_rho"] = partial_spearman(a, b, z)
+            for name, v in ((x, a), (lab, b)):
+                if not np.isfinite(row["partial_rho"]) and abs(stats.spearmanr(v, z).statistic) > 1 - 1e-12:
+                    row["note"] = (f"{control} ranks the models {'exactly as' if stats.spearmanr(v, z).statistic > 0 else 'in the reverse order of'} "
+                                   f"{name}: once {control} is held fixed nothing of {name} is left, so the partial "
+                                   "correlation is undefined (these models cannot tell top-1 from size apart)")
+                    break
             if np.isfinite(row["partial_rho"]):
                 rz = _ranks(z)
                 ra, rb = _residuals(_ranks(a), rz), _residuals(_ranks(b), rz)
