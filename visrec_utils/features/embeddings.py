@@ -57,6 +57,8 @@ def extraction_cost(store: Store, info: dict, rate: float, peak: PeakRSS | None)
     hit; NaN where never measured (an entry from before the record, a Ray or mixed-precision run
     without a memory reading)."""
     name = info.get("name", "")
+    if "key" not in info:  # no cache entry to keep the cost with
+        return {c: np.nan if c != "extract_pass" else "" for c in COST_COLUMNS}
     if info["hit"]:
         known = store.get_json("extraction_cost", info["key"], name=name) or {}
         return {c: known.get(c, np.nan if c != "extract_pass" else "") for c in COST_COLUMNS}

@@ -37,7 +37,7 @@ TEMPLATE = "index.html.j2"
 
 #: Figures shown on the page, in order, when the run wrote them (others stay in ``figures/``).
 MAIN_FIGURES = ("models_ndcg20", "metric_bars_auc", "imagenet_vs_ndcg20", "measured_top1_vs_ndcg20", "finetune_auc",
-                "layers_ndcg20", "model_pareto", "ranking_agreement", "gallery", "neighbours", "umap", "data_overview")
+                "layers_ndcg20", "slices_ndcg20", "model_pareto", "ranking_agreement", "gallery", "neighbours", "umap", "data_overview")
 
 #: The model card's columns on the page, with their headings (``results/model_card.csv`` has more).
 CARD_SHOWN = {"model": "model", "published_top1": "published top-1 (%)", "measured_top1": "measured top-1 (%)",
