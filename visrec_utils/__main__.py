@@ -1,5 +1,5 @@
-"""Command line: ``python -m visrec_utils study ...``, ``python -m visrec_utils lab`` and
-``python -m visrec_utils refresh-baseline``."""
+"""Command line: ``python -m visrec_utils study ...``, ``python -m visrec_utils export ...``,
+``python -m visrec_utils lab`` and ``python -m visrec_utils refresh-baseline``."""
 from __future__ import annotations
 
 import argparse
@@ -19,8 +19,9 @@ def main(argv=None) -> int:
                    help="catalogue folder, or 'demo' for the generated synthetic catalogue (default: "
                         "$VISREC_DATA, else ../shared/data/hm_sample, else the demo)")
     s.add_argument("--models", nargs="+", default=None,
-                   help=f"registry or timm model names, 'random_<model>', 'timm_arch=/checkpoint/file', or presets "
-                        f"{sorted(PRESETS)} (default: the presets offline, controls and layers)")
+                   help=f"registry or timm model names, 'random_<model>', 'timm_arch=/checkpoint/file', presets "
+                        f"{sorted(PRESETS)} (default: the presets offline, controls and layers), or features computed "
+                        "elsewhere: 'file:/path/features.parquet?top1=81.2' (item_id plus the vectors; top1 optional)")
     s.add_argument("--max-users", type=int, default=None, help="seeded slice: number of users")
     s.add_argument("--max-items", type=int, default=None, help="seeded slice: number of items")
     s.add_argument("--out", default="study_output", help="output folder (default ./study_output)")
@@ -51,6 +52,14 @@ def main(argv=None) -> int:
                    help="a quick slice to try the study (minutes, not hours): the parameters of "
                         "visrec_utils.pipeline.runner.QUICK_PARAMS (100 customers, the offline models, short training, "
                         "fewer resamples and protocols); --models, --max-users, --max-items and -p override them")
+    e = sub.add_parser("export", help="write a study's embedding sets (Parquet, Cornac, MMRec, Elliot) and its split")
+    e.add_argument("--out", default="study_output", help="the study's output folder (default ./study_output)")
+    e.add_argument("--to", dest="dest", required=True, help="destination folder (created)")
+    e.add_argument("--format", nargs="+", default=["all"], choices=["all", "parquet", "cornac", "mmrec", "elliot"],
+                   help="formats to write (default: all)")
+    e.add_argument("--sets", nargs="+", default=None,
+                   help="sets to export: model names, <model>/<strategy> or set file stems (default: every set)")
+    e.add_argument("--no-split", action="store_true", help="leave out the train/validation/test tables")
     lab = sub.add_parser("lab", help="JupyterLab on this environment, rooted here, no browser (what make lab runs)")
     lab.add_argument("--port", type=int, default=8888, help="port to listen on (default 8888)")
     lab.add_argument("--root", default=".", help="folder the file browser starts at (default: the current folder)")
@@ -116,6 +125,11 @@ def main(argv=None) -> int:
             rec = run_study(params, args.out, figures_to=args.figures_to, log_output=args.log_output,
                             reuse=not args.rerun, repo_figures=args.repo_figures, cell_timeout=args.cell_timeout)
             log.info(f"study finished in {rec['total_seconds']:.0f} s; reports in {args.out}/reports")
+        elif args.cmd == "export":
+            from .features.exchange import export_study
+
+            table = export_study(args.out, args.dest, format=args.format, sets=args.sets, split=not args.no_split)
+            log.info(f"wrote {len(table)} export(s) to {args.dest}; each is listed in {args.dest}/exports.csv")
         else:
             path = refresh_baseline(args.out, args.cache_dir, args.data_dir)
             log.info(f"baseline written to {path}; review 'git diff' before committing it")

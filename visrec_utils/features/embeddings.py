@@ -195,14 +195,18 @@ def embed_catalogue(model_names, cat, out_dir, cache_dir=None, batch_size: int =
     the reason, and the others go on), measure top-1 on ``imagenet_dir`` when given, extract or
     reuse cached embeddings, and save them as the study's ``frozen`` set with its provenance
     (:func:`model_provenance`, the image set, the item ids). Embeddings that come with the
-    catalogue (``cat.precomputed``, e.g. UGallery's ResNet50) are saved as they are.
+    catalogue (``cat.precomputed``, e.g. UGallery's ResNet50) are saved as they are, and so are
+    features computed elsewhere, named ``file:/path/features.parquet[?top1=..]``
+    (:mod:`visrec_utils.features.feature_files`; catalogue items the file lacks are left out like
+    unreadable images).
     Images that cannot be read are listed in ``results/unreadable_images.csv`` and every frozen
     set aligned with ``cat`` is saved again without their rows; ``<out>/data`` stays as notebook
     01 wrote it (later steps read :func:`visrec_utils.catalogue.data.load_study_catalogue`).
 
     Args:
         model_names: registry or timm names, controls, checkpoints or preset names
-            (:func:`visrec_utils.features.models.get_spec`, :data:`visrec_utils.features.models.PRESETS`).
+            (:func:`visrec_utils.features.models.get_spec`, :data:`visrec_utils.features.models.PRESETS`),
+            or ``file:`` models (features computed elsewhere).
         cat: the prepared :class:`visrec_utils.catalogue.data.Catalogue` (not modified).
         out_dir: study output folder.
         cache_dir: store root for the embedding and top-1 caches.
@@ -236,9 +240,11 @@ def embed_catalogue(model_names, cat, out_dir, cache_dir=None, batch_size: int =
         unreadable: ``item_id, reason, image_path`` of the images left out)
     """
     from . import model_cost, passes
+    from .feature_files import import_file_models, is_file_model
     from .models import ModelUnavailable, expand_presets, load_model
 
     model_names = expand_presets(model_names)
+    files, model_names = [n for n in model_names if is_file_model(n)], [n for n in model_names if not is_file_model(n)]
 
     rows, failed = [], {}
     ids = cat.items["item_id"].tolist()
@@ -249,6 +255,10 @@ def embed_catalogue(model_names, cat, out_dir, cache_dir=None, batch_size: int =
         save_embedding_set(out_dir, name, "frozen", emb, item_ids=ids)
         rows.append({"model": name, "status": "precomputed", "reason": "embeddings shipped with the catalogue",
                      "dim": emb.shape[1], "published_top1": np.nan, "top1_source": "unknown checkpoint"})
+    for got in import_file_models(files, ids):  # features computed elsewhere: saved like the shipped ones
+        save_embedding_set(out_dir, got.model.name, "frozen", got.embeddings, item_ids=ids, provenance=got.provenance)
+        failed.update(got.missing)
+        rows.append(got.model_row)
     loaded_models, taps = {}, []
     for name in model_names:
         if not has_images:

@@ -260,11 +260,15 @@ def run_study(params: dict, out_dir: str | Path, notebooks=None, figures_to: str
         _log.warning(f"warning: ks={params['ks']} has no 20: the index's nDCG@20 column and notebook 05's "
               "@20 correlations and figures will be empty")
     if params.get("models"):
+        from ..features.feature_files import check_file_models, is_file_model, resolve_file_model
         from ..features.models import expand_presets, get_spec
 
-        params["models"] = expand_presets(params["models"])
+        # a file: model's path is made absolute (the notebooks run in notebooks/) and its file checked now
+        params["models"] = [resolve_file_model(n) if is_file_model(n) else n for n in expand_presets(params["models"])]
+        check_file_models(params["models"])
         for name in params["models"]:  # unknown names fail now, not after notebook 01
-            get_spec(name)
+            if not is_file_model(name):
+                get_spec(name)
     check_registry_names(params)
     if "01_data_prep" in notebooks:  # the study starts here: stop now if it could compute nothing at all
         from .preflight import check_study
@@ -287,6 +291,10 @@ def run_study(params: dict, out_dir: str | Path, notebooks=None, figures_to: str
         declared = notebook_parameters(nb)
         mine = {k: v for k, v in params.items() if k in declared}
         where = {k: v for k, v in mine.items() if k != "out_dir"}  # a moved output folder is still valid
+        if any(str(m).startswith("file:") for m in where.get("models") or ()):  # imported features: their bytes count
+            from ..features.feature_files import file_model_digests
+
+            where["models_files"] = file_model_digests(where["models"])
         key = _sha(base, notebook_digest(NOTEBOOK_DIR / f"{nb}.ipynb"), where, upstream)
         if _reusable(before.get(nb), key, out_dir):
             rec = {**before[nb], "reused": True}

@@ -11,7 +11,7 @@ from ...catalogue import data, protocols
 from ...core.layout import StudyLayout
 from ...core.skips import SkipLog
 from ...evaluation import experiment, stats
-from ...features import embedding_sets
+from ...features import embedding_sets, feature_files
 from ...features.extract import resolve_device
 from ...reports import analysis, plots
 from ...tuning import finetune, stage_tuning, strategies as registry
@@ -114,6 +114,7 @@ def tune(out_dir, models=None, stage_models=("tf_efficientnet_lite0",),
     split = protocols.leave_last_basket_out(cat)
     frozen = embedding_sets.load_embedding_sets(out.root, strategies=["frozen"])
     if models is not None:  # embeddings shipped with the catalogue are always included
+        models = [feature_files.set_name(m) for m in models]  # a file: model's set is file:<name>
         frozen = {k: v for k, v in frozen.items() if k[0] in models or k[0] in cat.precomputed}
     tuned, provenance, history, stage_history, cost = registry.tune(
         frozen, cat, split, strategies, list(stage_models), store=cache_dir, bpr_cfg=cfg, stage_cfg=stage_cfg, log=log)
