@@ -97,10 +97,11 @@ def test_metrics_table_has_the_expected_rows(slice_run):
                                "n_users", "protocol", "availability", "leaky"]
     configs = {tuple(r) for r in m[["model", "strategy", "recommender"]].drop_duplicates().to_numpy()}
     model = runner.SLICE_PARAMS["models"][0]
-    baselines = {("-", "-", b) for b in ("random", "popularity", "popularity_30d", "itemknn")}
+    baselines = {("-", "-", b) for b in ("random", "popularity", "popularity_30d", "itemknn", "bpr_mf")}
     strategies = ("frozen", "bpr_projection", "partial_bpr", "proxy_metadata", "contrastive")
     assert configs == {(model, s, r) for s in strategies
-                       for r in ("visrank_max", "visrank_mean", "visrank_top3", "hybrid_itemknn_visrank")} | baselines
+                       for r in ("visrank_max", "visrank_mean", "visrank_top3", "hybrid_itemknn_visrank")} | baselines \
+        | {(model, "frozen", "vbpr")}  # VBPR: frozen sets of whole models only
     for _, g in m.groupby(["model", "strategy", "recommender"]):
         assert set(map(tuple, g[["metric", "k"]].to_numpy())) == EXPECTED_METRICS
     with_ci = m[m["metric"] != "coverage"]  # coverage: one number per configuration, no interval
@@ -403,7 +404,7 @@ def test_a_rerun_skips_notebooks_whose_inputs_did_not_change(slice_run, tmp_path
         f.write("edited by hand\n")
     assert ran(runner.run_study({**params, "keep_flagged": True}, copy)) == ["05"]
     assert "edited by hand" not in (copy / "results" / "correlations.csv").read_text()
-    assert (copy / "reports" / "index.html").read_text().count("reused: inputs unchanged") == 4
+    assert (copy / "reports" / "index.html").read_text().count("reused: inputs unchanged") == 5  # 01-04 and 06
     first = {k: params[k] for k in runner.notebook_parameters(runner.NOTEBOOKS[0]) if k in params}
     assert ran(runner.run_study(first, copy, notebooks=runner.NOTEBOOKS[:1], reuse=False)) == ["01"]
 

@@ -51,7 +51,7 @@ def test_registry_errors_are_helpful():
     with pytest.raises(ValueError) as e:
         recommenders.create_recommender("visrank_maxx")
     assert str(e.value) == ("unknown recommender 'visrank_maxx'; choose from visrank_max, visrank_mean, visrank_top3, "
-                            "random, popularity, popularity_30d, itemknn, hybrid_itemknn_visrank "
+                            "random, popularity, popularity_30d, itemknn, hybrid_itemknn_visrank, vbpr, bpr_mf "
                             "(did you mean 'visrank_max'?)")
     with pytest.raises(ValueError, match="rows"):
         recommenders.VisRank().fit(_split([[0]], [[1]], ["2020-01-02"]), np.zeros((3, 2)))
@@ -131,7 +131,7 @@ def test_hybrid_blends_standardised_scores():
 
 def test_names_of_configured_objects_are_todays_names():
     assert recommenders.list_recommenders() == ["visrank_max", "visrank_mean", "visrank_top3", "random", "popularity",
-                                                "popularity_30d", "itemknn", "hybrid_itemknn_visrank"]
+                                                "popularity_30d", "itemknn", "hybrid_itemknn_visrank", "vbpr", "bpr_mf"]
     for name in recommenders.list_recommenders():
         assert recommenders.create_recommender(name).name == name
     assert recommenders.CONTENT_RECOMMENDERS == ["visrank_max", "visrank_mean", "visrank_top3", "hybrid_itemknn_visrank"]

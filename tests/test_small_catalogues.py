@@ -278,11 +278,12 @@ def test_ten_items_run_every_part_that_has_data(ten_items):
                          NO_WARM, NO_ITEMS_TABLE, _first_seen(10, 3), *_correlations(1)])
     m = _rows(out, "metrics.csv")
     auc = m[(m["metric"] == "auc") & (m["model"] == "-")].set_index("recommender")
-    assert sorted(auc.index) == ["itemknn", "popularity", "popularity_30d", "random"]
+    assert sorted(auc.index) == ["bpr_mf", "itemknn", "popularity", "popularity_30d", "random"]
     assert (auc["n_users"] == 3).all() and auc["value"].between(0, 1).all()  # the slice's 3 test users
     assert (auc["ci_low"] <= auc["value"]).all() and (auc["value"] <= auc["ci_high"]).all()
-    # 3 embedding sets x 4 recommenders + 4 baselines, 27 rows each (AUC, MRR, MAP, 7 metrics x 3 ks, coverage x 3)
-    assert set(m["strategy"]) == {"frozen", "bpr_projection", "partial_bpr", "-"} and len(m) == 16 * 27
+    # 3 embedding sets x 4 recommenders, VBPR on the frozen set, 5 baselines, 27 rows each (AUC, MRR, MAP,
+    # 7 metrics x 3 ks, coverage x 3)
+    assert set(m["strategy"]) == {"frozen", "bpr_projection", "partial_bpr", "-"} and len(m) == 18 * 27
     assert _rows(out, "finetune_cost.csv")["strategy"].tolist() == ["bpr_projection", "partial_bpr"]
     assert set(_rows(out, "finetune_vs_frozen.csv")["strategy"]) == {"bpr_projection", "partial_bpr"}
     assert set(_rows(out, "metrics_protocols.csv")["protocol"]) == {
@@ -320,10 +321,10 @@ def test_every_list_of_notebooks_03_04_empty(empty_lists):
         CORRELATION_05[1], NO_PARETO])
     m = _rows(out, "metrics.csv")
     assert sorted(zip(m["recommender"], m["metric"])) == sorted(
-        (b, x) for b in ("random", "popularity", "popularity_30d", "itemknn") for x in ("auc", "mrr", "map"))
+        (b, x) for b in ("random", "popularity", "popularity_30d", "itemknn", "bpr_mf") for x in ("auc", "mrr", "map"))
     assert (m["n_users"] == 3).all() and (m["k"] == 0).all()
     paired = _rows(out, "paired_vs_reference.csv")
-    assert sorted(set(paired["recommender"])) == ["itemknn", "popularity", "popularity_30d"] and len(paired) == 9
+    assert sorted(set(paired["recommender"])) == ["bpr_mf", "itemknn", "popularity", "popularity_30d"] and len(paired) == 12
     for name in ("finetune_cost.csv", "finetune_metrics.csv", "finetune_vs_frozen.csv", "learning_curves.csv",
                  "metrics_protocols.csv", "paired_protocols.csv", "metrics_cold_warm.csv", "metrics_availability.csv"):
         assert len(_rows(out, name)) == 0, name  # written empty: no earlier run's rows left behind
@@ -369,7 +370,8 @@ def test_two_items_one_test_user_without_negatives(two_items):
 @pytest.mark.slow
 def test_three_items_without_baselines_stage_models_and_maps(three_items):
     out = three_items
-    evaluated = "mobilenetv1_025_keras/frozen/visrank_max, mobilenetv1_025_keras/frozen/hybrid_itemknn_visrank"
+    evaluated = ("mobilenetv1_025_keras/frozen/visrank_max, mobilenetv1_025_keras/frozen/hybrid_itemknn_visrank, "
+                 "mobilenetv1_025_keras/frozen/vbpr")
     missing = "the reference -/-/random is not among the configurations evaluated ({}); set reference to one of them."
     _check_skipped(out, [
         IMAGENET, ("02_embedding_extraction", "UMAP map", "umap_points is 0, which switches the maps off."),
@@ -381,7 +383,8 @@ def test_three_items_without_baselines_stage_models_and_maps(three_items):
         ONE_USER,
         ("04_recommendation_eval", "paired differences against the reference", missing.format(
             "mobilenetv1_025_keras/frozen/visrank_max, mobilenetv1_025_keras/frozen/visrank_mean, "
-            "mobilenetv1_025_keras/frozen/visrank_top3, mobilenetv1_025_keras/frozen/hybrid_itemknn_visrank")),
+            "mobilenetv1_025_keras/frozen/visrank_top3, mobilenetv1_025_keras/frozen/hybrid_itemknn_visrank, "
+            "mobilenetv1_025_keras/frozen/vbpr")),
         ("04_recommendation_eval", "every protocol: leave_last_basket_out paired tests", missing.format(evaluated)),
         ("04_recommendation_eval", "every protocol: temporal",
          "the cut 2020-01-13 00:00:00 leaves no user with purchases on both sides; choose an earlier cut."),
@@ -394,9 +397,11 @@ def test_three_items_without_baselines_stage_models_and_maps(three_items):
          "random included, is perfect and the metrics would say nothing; use more items (--max-items)."),
         *_correlations(1)])
     m = _rows(out, "metrics.csv")
-    assert set(m["model"]) == {"mobilenetv1_025_keras"} and len(m) == 4 * 27
+    assert set(m["model"]) == {"mobilenetv1_025_keras"} and len(m) == 5 * 27
     auc = m[m["metric"] == "auc"]
-    assert (auc["value"] == 1.0).all() and (auc["n_users"] == 1).all()  # the one test user's item ranks first
+    visrank = auc["recommender"] != "vbpr"  # VisRank: the one test user's item ranks first
+    assert (auc.loc[visrank, "value"] == 1.0).all() and (auc["n_users"] == 1).all()
+    assert auc.loc[~visrank, "value"].isin([0.0, 1.0]).all()  # VBPR, fitted on 2 purchases: one pair, either order
     assert set(_rows(out, "metrics_protocols.csv")["protocol"]) == {
         "leave_last_basket_out", "replay_last", "replay_all", "random_holdout"}
     assert len(_rows(out, "paired_vs_reference.csv")) == 0 and len(_rows(out, "paired_protocols.csv")) == 0

@@ -344,3 +344,21 @@ def split_digest(split: Split) -> str:
         else:
             h.update(repr(v).encode())
     return h.hexdigest()
+
+
+def assert_no_test_purchases(train: pd.DataFrame, split: Split) -> None:
+    """Refuse training data that holds a test purchase: a (user, truth item) row at or after
+    that test point's time.
+
+    Raises:
+        ValueError: naming the first leaked purchases and what to pass instead (``split.train``).
+    """
+    pts = pd.DataFrame({"user_id": np.repeat(split.users, [len(t) for t in split.truth]),
+                        "item_idx": np.concatenate(split.truth) if split.n_users else np.zeros(0, np.int64),
+                        "test_day": np.repeat(split.test_day, [len(t) for t in split.truth])})
+    hit = train.merge(pts, on=["user_id", "item_idx"])
+    leaked = hit[hit["timestamp"] >= hit["test_day"]]
+    if len(leaked):
+        ex = "; ".join(f"{r.user_id} bought item {r.item_idx} on {r.timestamp}" for r in leaked.head(3).itertuples())
+        raise ValueError(f"training data holds {len(leaked)} test purchases ({ex}); train on split.train, "
+                         "which leaves every test point out")

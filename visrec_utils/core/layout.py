@@ -37,6 +37,7 @@ RESULTS = {
     "correlations": "correlations.csv",
     "correlation_intervals": "correlation_intervals.csv",
     "correlation_by_family": "correlation_by_family.csv",
+    "correlations_by_recommender": "correlations_by_recommender.csv",
     "models_bars": "models_bars.csv",
     "partial_correlations": "partial_correlations.csv",
     "leave_one_out": "leave_one_out.csv",
@@ -47,6 +48,9 @@ RESULTS = {
     "model_card": "model_card.csv",
     "scorecard": "scorecard.csv",
     "readings": "readings.json",
+    "umap_coordinates": "umap_coordinates.parquet",
+    "umap_thumbnails": "umap_thumbnails.parquet",
+    "explanations": "explanations.csv",
     "skipped": "skipped.csv",
     "answer": "answer.md",
 }

@@ -24,6 +24,9 @@ class Recommender:
     :mod:`visrec_utils.evaluation.recommenders`)."""
 
     content_based: bool = False
+    #: A content-based recommender whose ``fit`` uses the ``shared`` similarity rows of its
+    #: embedding set (VisRank, the hybrid); False (VBPR) lets the set-by-set evaluation skip them.
+    uses_similarity_rows: bool = True
 
     @property
     def name(self) -> str:  # pragma: no cover (overridden)
@@ -34,6 +37,11 @@ class Recommender:
 
     def score(self, users: np.ndarray) -> np.ndarray:
         raise NotImplementedError  # pragma: no cover
+
+    def accepts(self, model: str, strategy: str) -> bool:
+        """Whether a content-based recommender is evaluated on the embedding set ``(model, strategy)``:
+        every set by default (VBPR: frozen sets of whole models only, one fit per set)."""
+        return True
 
 
 @dataclass

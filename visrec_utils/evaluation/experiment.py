@@ -113,6 +113,7 @@ def run_experiment(
         embedding_sets: ``{(model, strategy): (n_items, dim) float32}``.
         recommenders: content-based recommenders, names and/or objects (registry of
             :mod:`visrec_utils.evaluation.recommenders`); rows are labelled with their ``name``.
+            Each runs on the sets it ``accepts`` (every set, except VBPR: frozen sets of whole models).
         baselines: non-visual recommenders, names and/or objects.
         ks: cut-offs for the @k metrics.
         seed: seed of tie-breaking, random baseline and bootstrap.
@@ -146,7 +147,8 @@ def run_experiment(
     require_rankable(split)
     content = [make_recommender(r, seed=seed) for r in recommenders]  # configured objects
     plain = [make_recommender(r, seed=seed) for r in baselines]
-    groups = [((m, s), content) for (m, s) in embedding_sets] + [(("-", "-"), plain)]
+    groups = [((m, s), [c for c in content if c.accepts(m, s)]) for (m, s) in embedding_sets]  # VBPR: frozen only
+    groups.append((("-", "-"), plain))
     if not any(configs for _, configs in groups):
         raise PartSkipped(nothing_to_evaluate(embedding_sets, recommenders, baselines))
     store = None if cache_dir is False else Store(cache_dir or None)

@@ -1,7 +1,9 @@
 """Recommenders: VisRank (content-based, from image embeddings), the hybrid, and the one registry.
 
 The non-visual baselines (random, popularity, item-kNN) and the :class:`Recommender` base live in
-:mod:`visrec_utils.evaluation.baselines`; they are registered here and re-exported.
+:mod:`visrec_utils.evaluation.baselines`, the factorisations fitted with Cornac (BPR-MF, a
+baseline, and VBPR, visual) in :mod:`visrec_utils.evaluation.factorization`; they are registered
+here and re-exported.
 
 A recommender is a configured object (``VisRank(aggregate="topk", k=3)``, ``Popularity(window_days=30)``)
 with a ``name`` (the label of its rows in every result table), a ``content_based`` flag (True:
@@ -28,9 +30,11 @@ Adding a recommender (three steps):
    ``fit`` takes ``fit(split, embeddings, shared=None)`` (``shared``: the
    :class:`SharedSimilarities` of this embedding set, reuse it or ignore it); a baseline's
    takes ``fit(split, embeddings=None)`` and may use only ``split.interactions`` strictly
-   before each ``split.test_day`` (no leak). A ``seed`` field receives the evaluation seed when
-   the recommender is created by name. Profiles (``split.profiles[p]``) are sorted item
-   indices, not in time order: the times are in ``split.interactions`` (columns ``user_id``,
+   before each ``split.test_day``, or ``split.train`` (no test purchase; what the factorisations
+   fit on). A content-based one may define ``accepts(model, strategy) -> bool``, the embedding
+   sets it runs on (default every set; VBPR: the frozen sets of whole models). A ``seed``
+   field receives the evaluation seed when the recommender is created by name. Profiles
+   (``split.profiles[p]``) are sorted item indices, not in time order: the times are in ``split.interactions`` (columns ``user_id``,
    ``item_idx``, ``timestamp``; a time-aware recommender keeps, for each test point, the rows
    before that point's ``split.test_day[p]``, as the :class:`Split` docstring says).
 2. Register it: ``register_recommender("my_rec", MyRec, **default_params)``. In this module,
@@ -81,6 +85,7 @@ from ..core.linalg import l2_normalize  # noqa: F401 (re-exported)
 from .aggregation import extend_max, profile_aggregates, replay_plan, zscore_rows
 from .aggregation import similarities as _similarities, similarity_rows  # noqa: F401 (re-exported)
 from .baselines import ItemKNN, Popularity, RandomRec, Recommender  # noqa: F401 (re-exported)
+from .factorization import BPRMF, VBPR  # noqa: F401 (re-exported)
 
 class SharedSimilarities:
     """Cosine similarities of test users' profile items to every item, shared by all VisRank
@@ -443,6 +448,10 @@ register_recommender("hybrid_itemknn_visrank", Hybrid)
 #: from ``content_based``.
 CONTENT_RECOMMENDERS = list_recommenders(content_based=True)
 BASELINES = list_recommenders(content_based=False)
+# Fitted factorisations (Cornac; :mod:`visrec_utils.evaluation.factorization`): registered after the
+# defaults above, so a plain run_experiment does not fit them; the study's notebook 04 names them.
+register_recommender("vbpr", VBPR)
+register_recommender("bpr_mf", BPRMF)
 
 
 def make_score_fns(split: Split, embeddings: np.ndarray | None, names, seed: int = 0,

@@ -61,6 +61,7 @@ def evaluate_set_major(jobs, ks=DEFAULT_KS, seed: int = 0, cache_dir: str | Path
             if key not in sets:
                 continue
             emb = sets[key]
+            configs = [c for c in configs if c.accepts(*key)]  # e.g. VBPR: frozen sets only
             keys = {c.name: evaluation_key(digests[id(split)], emb, c, ks, seed) for c in configs}
             missing = [c for c in configs  # a split evaluated twice (same content) is computed once
                        if keys[c.name] not in pending and load_evaluation(store, keys[c.name], c.name) is None]
@@ -68,8 +69,9 @@ def evaluate_set_major(jobs, ks=DEFAULT_KS, seed: int = 0, cache_dir: str | Path
             if missing:
                 todo.append((split, emb, missing, keys))
         groups = {}
-        for split, emb, *_ in todo:
-            groups.setdefault(id(emb), (emb, []))[1].append(split)
+        for split, emb, missing, _ in todo:
+            if any(c.uses_similarity_rows for c in missing):  # not for VBPR alone: it needs no rows
+                groups.setdefault(id(emb), (emb, []))[1].append(split)
         if todo:
             plans.append((key, todo, groups))
     done = 0
@@ -83,7 +85,8 @@ def evaluate_set_major(jobs, ks=DEFAULT_KS, seed: int = 0, cache_dir: str | Path
             key, todo, _ = plans[i]
             current, following = following, submit(i + 1)
             for split, emb, missing, keys in todo:
-                shared = SharedSimilarities.from_rows(split, *current[id(emb)].result())
+                needs = any(c.uses_similarity_rows for c in missing)
+                shared = SharedSimilarities.from_rows(split, *current[id(emb)].result()) if needs else None
                 fns = make_score_fns(split, emb, missing, seed=seed, shared=shared)
                 per_point, tops = evaluate_many(fns, split, ks=ks, seed=seed, return_top=True)
                 for c in missing:

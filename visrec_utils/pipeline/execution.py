@@ -20,6 +20,7 @@ import contextlib
 import errno
 import html
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -78,6 +79,12 @@ def notebook_parameters(name: str, notebook_dir: str | os.PathLike | None = None
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
+#: A widget whose text form is a container of controls (``VBox(children=(...``: the explorer of
+#: notebook 06), which a page without a kernel cannot show; tqdm's bars read as their bar text.
+CONTROLS = re.compile(r"^(VBox|HBox|Box|GridBox|Tab|Accordion)\(children=")
+#: What the shared page shows in its place.
+CONTROLS_NOTE = "Interactive controls here: open this notebook in JupyterLab (make lab) and run it to use them."
+
 #: The prefix of visrec's own progress lines (:mod:`visrec_utils.core.log`).
 PROGRESS_PREFIX = "[visrec] "
 
@@ -88,6 +95,9 @@ class StderrSummary(Preprocessor):
     :data:`PROGRESS_PREFIX`) and progress-bar widgets
     become one line, "N lines of progress and warnings (W warnings): see <log>", placed where
     the first of them was; stdout, results, figures and errors are kept as they are.
+
+    A widget of controls (:data:`CONTROLS`: notebook 06's explorer), which a page without a kernel
+    cannot run, becomes the one-line :data:`CONTROLS_NOTE`.
 
     The removed text is appended to ``resources["stderr_log"]`` (one block per cell, headed by
     the cell's execution count, as the page with code shows it) for the caller to write to the log file
@@ -119,6 +129,11 @@ class StderrSummary(Preprocessor):
                 continue
             if o.output_type == "stream" and o.get("name") == "stderr":
                 text.append(o.get("text", ""))
+            elif (o.output_type in ("display_data", "execute_result") and WIDGET_MIME in o.get("data", {})
+                  and CONTROLS.match(o["data"].get("text/plain", ""))):  # an interactive widget, not a progress bar
+                kept.append(nbformat.v4.new_output("display_data", data={
+                    "text/plain": CONTROLS_NOTE, "text/html": f'<p class="visrec-widget"><i>{html.escape(CONTROLS_NOTE)}</i></p>'}))
+                continue
             elif o.output_type == "display_data" and WIDGET_MIME in o.get("data", {}):
                 bars += 1
                 text.append(f"[progress bar] {o['data'].get('text/plain', '')}\n")
@@ -127,6 +142,7 @@ class StderrSummary(Preprocessor):
                 continue
             at = len(kept) if at is None else at
         if at is None:
+            cell.outputs = kept  # only the note in place of interactive controls, if any
             return cell, resources
         lines = [ln for ln in "".join(text).splitlines() if ln.strip() and not ln.startswith("[progress bar]")]
         n_warn = sum("warning" in ln.lower() for ln in lines)

@@ -1,6 +1,6 @@
 """Run the numbered notebooks headlessly with papermill and render them to HTML (nbconvert).
 
-``run_study`` executes ``notebooks/01_*.ipynb`` .. ``05_*.ipynb`` in order. Each notebook gets
+``run_study`` executes ``notebooks/01_*.ipynb`` .. ``06_*.ipynb`` in order. Each notebook gets
 only the parameters its ``parameters`` cell declares; a parameter no notebook declares is an
 error (papermill itself only warns). Outputs: ``<out>/reports/NN_name.ipynb`` (executed) and
 ``.html``, ``<out>/figures``, ``<out>/results`` and ``<out>/results/run.json`` (parameters,
@@ -46,6 +46,7 @@ NOTEBOOKS = [
     "03_fine_tuning",
     "04_recommendation_eval",
     "05_imagenet_vs_transfer",
+    "06_explorer",
 ]
 #: The repository's own figures (shown by the README); refreshed from the H&M sample only.
 REPO_FIGURES = NOTEBOOK_DIR.parent / "figures"

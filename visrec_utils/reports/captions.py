@@ -43,6 +43,9 @@ FIXED = {
     "gallery": "For a few sample test users: the photos of what they bought before (history), what they actually "
                "bought at the test point (green frames), and each model's top 10 recommendations, where a green "
                "frame marks a recommendation they did buy (a hit).",
+    "explanations": "Why VisRank (max) recommended each item, for a few sample test users: under each of a model's "
+                    "top recommendations (green frame: bought at the test point), the item of the user's history it "
+                    "is closest to, with their cosine similarity, which is the recommendation's score.",
 }
 
 _AUC_READING = (f"dots, 95% interval bars, on an axis from {CHANCE}; right of the dashed line is better than ranking "

@@ -30,14 +30,15 @@ from ..core.skips import skipped_parts
 from ..core.store import atomic_write, read_json
 from ..evaluation import stats
 from . import answer as answer_mod
-from . import captions, labels
+from . import captions, hover_map, labels
 
 #: The page's template, package data in ``visrec_utils/reports/templates/``.
 TEMPLATE = "index.html.j2"
 
 #: Figures shown on the page, in order, when the run wrote them (others stay in ``figures/``).
 MAIN_FIGURES = ("models_ndcg20", "metric_bars_auc", "imagenet_vs_ndcg20", "measured_top1_vs_ndcg20", "finetune_auc",
-                "layers_ndcg20", "slices_ndcg20", "model_pareto", "ranking_agreement", "gallery", "neighbours", "umap", "data_overview")
+                "layers_ndcg20", "slices_ndcg20", "model_pareto", "ranking_agreement", "gallery", "explanations", "neighbours",
+                "umap", "data_overview")
 
 #: The model card's columns on the page, with their headings (``results/model_card.csv`` has more).
 CARD_SHOWN = {"model": "model", "published_top1": "published top-1 (%)", "measured_top1": "measured top-1 (%)",
@@ -100,8 +101,15 @@ def _kinds(out_dir: Path, models: pd.DataFrame) -> dict:
     return {"variants": variants, "controls": controls}
 
 
-def key_table(out_dir: Path, strategy: str = "frozen", recommender: str = "visrank_max") -> pd.DataFrame:
-    """The page's key table: one row per model's frozen VisRank-max and per non-visual baseline.
+#: Recommenders whose rows the key table shows under each model next to the main recommender's
+#: (:func:`key_table`): VBPR, the visual collaborative-filtering model.
+KEY_ALSO = ("vbpr",)
+
+
+def key_table(out_dir: Path, strategy: str = "frozen", recommender: str = "visrank_max",
+              also=KEY_ALSO) -> pd.DataFrame:
+    """The page's key table: one row per model's frozen VisRank-max (and VBPR, ``also``: each
+    model's row of it follows, labelled "<model>, VBPR") and per non-visual baseline.
 
     Rows are grouped (:data:`visrec_utils.reports.labels.KINDS`: ImageNet models by published
     top-1, highest first, then layer variants, controls, baselines) and labelled in words; values
@@ -124,16 +132,18 @@ def key_table(out_dir: Path, strategy: str = "frozen", recommender: str = "visra
         else pd.DataFrame()
     if len(paired) and "family" not in paired:  # a run from before the primary family: judged now
         paired = stats.holm(paired)
-    sel = m[((m["strategy"] == strategy) & (m["recommender"] == recommender)) | (m["model"] == "-")]
+    shown_recs = [recommender, *[r for r in also if r != recommender]]
+    sel = m[((m["strategy"] == strategy) & m["recommender"].isin(shown_recs)) | (m["model"] == "-")]
     rows = []
     for (model, strat, rec), g in sel.groupby(["model", "strategy", "recommender"], sort=False):
         auc, nd, hit = _metric(g, "auc", 0), _metric(g, "ndcg", 20), _metric(g, "hitrate", 20)
         row = {"group": labels.kind_of(model, kinds["variants"], kinds["controls"]), "model": model,
-               "configuration": labels.config_label(model, strat, rec) if model == "-" else labels.model_label(model),
+               "configuration": labels.config_label(model, strat, rec) if model == "-" else labels.model_label(model)
+               + ("" if rec == recommender else f", {labels.recommender_label(rec)}"),
                "AUC [95% interval]": "" if auc is None else labels.with_interval(auc.value, auc.ci_low, auc.ci_high),
                "nDCG@20 [95% interval]": "" if nd is None else labels.with_interval(nd.value, nd.ci_low, nd.ci_high),
                "HitRate@20": "" if hit is None else labels.sig3(hit.value), "AUC against the reference": "",
-               "_top1": float("nan")}
+               "_top1": float("nan"), "_rec": shown_recs.index(rec) if rec in shown_recs else 0}
         if model in top1.index and row["group"] != "layer variant":  # a variant's top-1 is its backbone's
             for col, name in (("published_top1", "published top-1 (%)"), ("measured_top1", "measured top-1 (%)")):
                 row[name] = labels.sig3(top1.loc[model, col]) if col in top1 else ""
@@ -150,7 +160,8 @@ def key_table(out_dir: Path, strategy: str = "frozen", recommender: str = "visra
         return pd.DataFrame(columns=KEY_COLUMNS)
     table["_kind"] = table["group"].map({k: i for i, k in enumerate(labels.KINDS)})
     table["_top1"] = pd.to_numeric(table["_top1"], errors="coerce")
-    table = table.sort_values(["_kind", "_top1", "model"], ascending=[True, False, True], na_position="last")
+    table = table.sort_values(["_kind", "_top1", "model", "_rec"], ascending=[True, False, True, True],
+                              na_position="last", kind="stable")
     return table.reindex(columns=KEY_COLUMNS).fillna("").reset_index(drop=True)
 
 
@@ -190,7 +201,8 @@ def index_context(out_dir: str | Path, pending=()) -> dict:
     The answer box comes first (:func:`visrec_utils.reports.answer.study_answer`), then the key
     table grouped by kind, the main figures with sentence captions
     (:func:`visrec_utils.reports.captions.caption`), the notebooks (shared HTML without code, and
-    the with-code variant in ``reports/with_code/`` when there), skipped parts, and, folded, the
+    the with-code variant in ``reports/with_code/`` when there; the UMAP maps interactive:
+    :func:`visrec_utils.reports.hover_map.hover_map_html`), skipped parts, and, folded, the
     data checks, parameters and versions. Tables are HTML already escaped by pandas (``Markup``);
     every other value is plain text that the template escapes. Writes ``results/skipped.csv``
     (:func:`skipped_parts`) and ``results/answer.md``.
@@ -245,7 +257,8 @@ def index_context(out_dir: str | Path, pending=()) -> dict:
                              if len(table) and n_imagenet < 3 else ""),
         "skipped_table": Markup(skipped.to_html(index=False, escape=True)) if len(skipped) else None,
         "figures": [{"data": base64.b64encode(p.read_bytes()).decode(), "caption": captions.caption(p.stem),
-                     "file": p.name} for p in shown],
+                     "file": p.name, "interactive": hover_map.hover_map_html(out_dir) if p.stem == "umap" else None}
+                    for p in shown],
         "data_table": _table(data_rows) if data_rows else None,
         "notes": [str(n) for n in cat.get("notes", [])],
         "sliced": any(params.get(k) for k in ("max_users", "max_items")),

@@ -43,6 +43,8 @@ RECOMMENDER_LABELS = {
     "popularity": "popularity, all time",
     "popularity_30d": "popularity, last 30 days",
     "itemknn": "ItemKNN",
+    "vbpr": "VBPR",
+    "bpr_mf": "BPR-MF",
 }
 
 #: Labels of the metrics (``k`` appended as ``@k``).

@@ -33,10 +33,20 @@ def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess:
                               capture_output=True, timeout=timeout)
 
 
+def _url(page: Path, fragment: str) -> str:
+    return page.as_uri() + (f"#{fragment}" if fragment else "")
+
+
+def _budget(budget_ms: int | None) -> list[str]:
+    return [f"--virtual-time-budget={int(budget_ms)}"] if budget_ms else []
+
+
 def screenshot(page: str | Path, png: str | Path, width: int = 1200, height: int = 1600,
-               timeout: float = 120) -> Path:
+               timeout: float = 120, fragment: str = "", budget_ms: int | None = None) -> Path:
     """Render ``page`` (an HTML file) in headless Chromium and save the top ``width`` x ``height``
-    CSS pixels as ``png``.
+    CSS pixels as ``png``. ``fragment``: opened as ``page#fragment`` (e.g. the index's
+    ``item=<id>`` link); ``budget_ms``: virtual milliseconds the page's scripts and timers get
+    before the picture is taken (Chromium's ``--virtual-time-budget``).
 
     Raises:
         FileNotFoundError: Chromium is not installed, or ``page`` does not exist.
@@ -46,12 +56,13 @@ def screenshot(page: str | Path, png: str | Path, width: int = 1200, height: int
     if not page.is_file():
         raise FileNotFoundError(f"no page to screenshot at {page}")
     png.parent.mkdir(parents=True, exist_ok=True)
-    _run([f"--window-size={width},{height}", f"--screenshot={png}", page.as_uri()], timeout)
+    _run([f"--window-size={width},{height}", f"--screenshot={png}", *_budget(budget_ms), _url(page, fragment)], timeout)
     return png
 
 
-def rendered_dom(page: str | Path, timeout: float = 120) -> str:
-    """The DOM of ``page`` after Chromium loaded it (``--dump-dom``), as HTML text.
+def rendered_dom(page: str | Path, timeout: float = 120, fragment: str = "", budget_ms: int | None = None) -> str:
+    """The DOM of ``page`` after Chromium loaded it (``--dump-dom``), as HTML text; ``fragment`` and
+    ``budget_ms`` as for :func:`screenshot`.
 
     Raises:
         FileNotFoundError: Chromium is not installed, or ``page`` does not exist.
@@ -59,4 +70,4 @@ def rendered_dom(page: str | Path, timeout: float = 120) -> str:
     page = Path(page).resolve()
     if not page.is_file():
         raise FileNotFoundError(f"no page to render at {page}")
-    return _run(["--dump-dom", page.as_uri()], timeout).stdout.decode("utf-8", "replace")
+    return _run(["--dump-dom", *_budget(budget_ms), _url(page, fragment)], timeout).stdout.decode("utf-8", "replace")

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from ..catalogue.splits import Split
+from ..catalogue.splits import Split, assert_no_test_purchases  # noqa: F401 (re-exported: callers use finetune.X)
 from ..core.linalg import l2_normalize
 from ..core.skips import PartSkipped
 from ..core.store import Store, content_key
@@ -309,24 +309,6 @@ def _train_bpr_projection(embeddings, split, cfg, progress):
     with torch.no_grad():
         projected = (E @ best[1]).numpy().astype(np.float32)
     return projected, pd.DataFrame(history, columns=HISTORY_COLUMNS)
-
-
-def assert_no_test_purchases(train: pd.DataFrame, split: Split) -> None:
-    """Refuse training data that holds a test purchase: a (user, truth item) row at or after
-    that test point's time.
-
-    Raises:
-        ValueError: naming the first leaked purchases and what to pass instead (``split.train``).
-    """
-    pts = pd.DataFrame({"user_id": np.repeat(split.users, [len(t) for t in split.truth]),
-                        "item_idx": np.concatenate(split.truth) if split.n_users else np.zeros(0, np.int64),
-                        "test_day": np.repeat(split.test_day, [len(t) for t in split.truth])})
-    hit = train.merge(pts, on=["user_id", "item_idx"])
-    leaked = hit[hit["timestamp"] >= hit["test_day"]]
-    if len(leaked):
-        ex = "; ".join(f"{r.user_id} bought item {r.item_idx} on {r.timestamp}" for r in leaked.head(3).itertuples())
-        raise ValueError(f"training data holds {len(leaked)} test purchases ({ex}); train on split.train, "
-                         "which leaves every test point out")
 
 
 def split_fingerprint(split: Split) -> str:

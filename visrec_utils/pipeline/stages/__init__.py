@@ -8,6 +8,7 @@ extract    02_embedding_extraction     frozen embedding sets in ``embeddings/``,
 tune       03_fine_tuning              fine-tuned embedding sets, learning curves, fine-tuning metrics
 evaluate   04_recommendation_eval      ``results/metrics.csv``, per-user values, protocols, paired tests
 compare    05_imagenet_vs_transfer     top-1 vs recommendation quality: correlations and intervals
+explore    06_explorer                 why VisRank recommends an item: sample users explained, the explorer
 =========  ==========================  =============================================================
 
 Each stage function takes the study output folder and its parameters (the names of its
@@ -24,8 +25,8 @@ from dataclasses import dataclass
 
 from ...core.layout import RESULTS
 
-__all__ = ["STAGES", "Stage", "get_stage", "prepare", "extract", "tune", "evaluate", "compare",
-           "Prepared", "Extracted", "Tuned", "Evaluated", "Compared"]
+__all__ = ["STAGES", "Stage", "get_stage", "prepare", "extract", "tune", "evaluate", "compare", "explore",
+           "Prepared", "Extracted", "Tuned", "Evaluated", "Compared", "Explored"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ STAGES = (
           ("results/skipped/05_imagenet_vs_transfer.csv", "results/layers_*.csv") + _results(
               "imagenet_vs_transfer", "correlations", "correlation_intervals", "correlation_by_family",
               "models_bars", "model_card", "scorecard")),
+    Stage("explore", "06_explorer", ("results/skipped/06_explorer.csv",) + _results("explanations")),
 )
 
 
@@ -87,12 +89,12 @@ def get_stage(name: str) -> Stage:
 
 
 _RESULT_TYPES = {"Prepared": "prepare", "Extracted": "extract", "Tuned": "tune", "Evaluated": "evaluate",
-                 "Compared": "compare"}
+                 "Compared": "compare", "Explored": "explore"}
 
 
 def __getattr__(name: str):
-    """``stages.prepare`` ... ``stages.compare`` and their result classes, imported on first use."""
-    module = name if name in ("prepare", "extract", "tune", "evaluate", "compare") else _RESULT_TYPES.get(name)
+    """``stages.prepare`` ... ``stages.explore`` and their result classes, imported on first use."""
+    module = name if name in _RESULT_TYPES.values() else _RESULT_TYPES.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(importlib.import_module(f"{__name__}.stage_{module}"), name)

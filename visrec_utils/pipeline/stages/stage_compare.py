@@ -19,6 +19,10 @@ NOTEBOOK = "05_imagenet_vs_transfer"
 #: The scatter plots of top-1 against the metrics (``<out>/figures/<pattern>.png``).
 SCATTER_FIGURES = ("imagenet_vs_*", "measured_top1_vs_*")
 
+#: Recommenders whose top-1 correlations notebook 05 shows next to the compared recommender's
+#: (:func:`recommender_correlations`): VBPR, the visual collaborative-filtering model.
+ALSO_CORRELATED = ("vbpr",)
+
 #: Tables of the few-models statistics and the ranking agreement (``<out>/results/<name>.csv``).
 FEW_MODEL_TABLES = ("partial_correlations", "leave_one_out", "power", "ranking_agreement")
 
@@ -56,6 +60,9 @@ class Compared:
             (:func:`visrec_utils.reports.model_card.model_card`); card_text: its Pareto fronts in words.
         scorecard: each claim of del Rio et al. 2018 with its verdict and evidence
             (:func:`visrec_utils.reports.scorecard.reproduction_scorecard`); scorecard_text: as Markdown.
+        by_recommender: the correlations with 95% intervals of the compared recommender and of each of
+            :data:`ALSO_CORRELATED` (VBPR), on the same models (:func:`recommender_correlations`);
+            by_recommender_text: in words.
     """
 
     table: pd.DataFrame
@@ -81,6 +88,15 @@ class Compared:
     card_text: str = ""
     scorecard: pd.DataFrame = field(default_factory=pd.DataFrame)
     scorecard_text: str = ""
+    by_recommender: pd.DataFrame = field(default_factory=pd.DataFrame)
+    by_recommender_text: str = ""
+
+    @property
+    def shown_by_recommender(self) -> pd.DataFrame:
+        """:attr:`by_recommender` as notebook 05 shows it: Spearman's rho only, recommenders in words."""
+        t = self.by_recommender
+        t = t[t["coefficient"] == "spearman_rho"] if "coefficient" in t else t
+        return t.assign(recommender=t["recommender"].map(labels.recommender_label)) if len(t) else t
 
     @property
     def styled_table(self):
@@ -139,6 +155,8 @@ def compare(out_dir, strategy: str = "frozen", recommender: str = "visrank_max",
                                                               n_resamples=n_resamples, seed=seed).assign(family=f)
                                for f, g in analysis.family_groups(used)], ignore_index=True)
     family_ci.to_csv(out.result("correlation_by_family"), index=False)
+    by_rec, by_rec_text = recommender_correlations(out, metrics, models[keep], used, per_user, strategy,
+                                                   [recommender, *ALSO_CORRELATED], n_resamples, seed)
 
     main = str(metrics["protocol"].iloc[0]) if "protocol" in metrics and len(metrics) else "main protocol"
     few = few_model_statistics(out, log, models, used, per_user, strategy, recommender, n_resamples, seed, main)
@@ -159,7 +177,45 @@ def compare(out_dir, strategy: str = "frozen", recommender: str = "visrank_max",
     write_json(out.result("readings"), {k: few[k] for k in READINGS})
     return Compared(table=table, skipped_models=skipped_models, used=used, correlations=corr, answer=answer,
                     intervals=ci, intervals_text=intervals_text, family_intervals=family_ci, layers=layer_cells,
-                    figures_note=figures_note, **few)
+                    figures_note=figures_note, by_recommender=by_rec, by_recommender_text=by_rec_text, **few)
+
+
+def recommender_correlations(out: StudyLayout, metrics: pd.DataFrame, models: pd.DataFrame, used: pd.DataFrame,
+                             per_user: pd.DataFrame, strategy: str, recommenders, n_resamples: int,
+                             seed: int) -> tuple[pd.DataFrame, str]:
+    """Top-1 against each main metric for several recommenders on the same models (``used``: the
+    ImageNet models of the main correlations), e.g. VisRank-max and VBPR: does a better ImageNet
+    model also make a better VBPR? Written to ``results/correlations_by_recommender.csv``.
+
+    Args:
+        models: ``results/models.csv`` rows (``model``, ``published_top1`` ...).
+        recommenders: names; one without rows in ``metrics`` (not evaluated) is named in the text.
+
+    Returns:
+        (one row per (recommender, metric, coefficient) of
+        :func:`visrec_utils.reports.analysis.correlation_intervals` with ``recommender`` first,
+        Spearman's rho with its 95% interval in words per recommender; with fewer than
+        :data:`~visrec_utils.reports.analysis.MIN_MODELS` models, no row and the reason).
+    """
+    cols = ["recommender", "metric", "coefficient", "n_models", "estimate", "ci_low", "ci_high", "perm_p"]
+    rows, lines = [], []
+    try:
+        analysis.require_models(used)
+    except PartSkipped as e:
+        lines.append(f"Not estimated: {str(e).rstrip(' .')}.")
+    for rec in dict.fromkeys(recommenders) if not lines else ():
+        label = labels.recommender_label(rec)
+        if not (metrics["recommender"] == rec).any():
+            lines.append(f"{label}: not evaluated in notebook 04 (not among its recommenders).")
+            continue
+        table = analysis.imagenet_table(metrics, models, strategy=strategy, recommender=rec)
+        ci = analysis.correlation_intervals(per_user, table[table["model"].isin(used["model"])],
+                                            strategy=strategy, recommender=rec, n_resamples=n_resamples, seed=seed)
+        rows.append(ci.assign(recommender=rec))
+        lines.append(f"**{label}**: " + analysis.interval_text(ci, "ndcg@20"))
+    frame = pd.concat(rows, ignore_index=True)[cols] if rows else pd.DataFrame(columns=cols)
+    frame.to_csv(out.result("correlations_by_recommender"), index=False)
+    return frame, "\n\n".join(lines)
 
 
 #: The sentences beyond top-1 that ``results/readings.json`` keeps for the index page.

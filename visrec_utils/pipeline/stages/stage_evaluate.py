@@ -14,11 +14,16 @@ from ...core.skips import SkipLog
 from ...core.skips import PartSkipped
 from ...evaluation import experiment, set_major, stats
 from ...evaluation import slices as slicing
+from ...evaluation.recommenders import VBPR, create_recommender
 from ...features import embedding_sets
 from ...reports import gallery, labels, plots
 from .stage_extract import not_pictured
 
 NOTEBOOK = "04_recommendation_eval"
+
+#: Recommender classes whose configurations among ``recommenders`` every later part (protocols,
+#: cold/warm, slices, availability) also runs: VBPR, on the frozen sets of whole models it accepts.
+IN_EVERY_PART = (VBPR,)
 
 
 @dataclass
@@ -33,7 +38,8 @@ class Evaluated:
         protocol_text: one line per protocol saying what it tests.
         cold_warm, availability: metrics by cold/warm truth items and by availability rule.
         popularity, item_age: metrics by the truth items' popularity and age at the test point
-            (:mod:`visrec_utils.evaluation.slices`; frozen ImageNet sets with VisRank-max, and the baselines).
+            (:mod:`visrec_utils.evaluation.slices`; frozen ImageNet sets with VisRank-max and VBPR, and the
+            baselines).
         set_names: the (model, strategy) sets evaluated.
     """
 
@@ -63,6 +69,25 @@ class Evaluated:
 
 #: Columns of :func:`short_paired` (after any ``first`` columns).
 SHORT_COLUMNS = ["configuration", "metric", "mean_diff", "ci_low", "ci_high", "p_holm", "verdict", "why"]
+
+
+def main_split(cat, protocol: str, availability: str, one_of_a_kind: bool, temporal_cut, n_negatives: int, seed: int):
+    """The main protocol's split as notebooks 04 and 06 build it (same parameters, same split):
+    :func:`visrec_utils.catalogue.protocols.make_split`, then ``n_negatives`` sampled candidates
+    per test point when positive. Returns (split, the protocol keyword arguments shared with the
+    other protocols). Raises ValueError: an unknown protocol or availability rule."""
+    common = dict(availability=availability, one_of_a_kind=one_of_a_kind, seed=seed, cut=temporal_cut)
+    split = protocols.make_split(cat, protocol, **protocols.study_params(protocol, **common))
+    if n_negatives > 0:
+        split = splits.sample_negatives(split, n_negatives, seed=seed)
+    return split, common
+
+
+def purchase_flags(manifest: pd.DataFrame) -> dict:
+    """``{(model, strategy): saw purchases}`` from the embedding-set manifest; unknown counts as
+    True (it may leak test purchases, so leak-free protocols leave it out)."""
+    return {(r.model, r.strategy): True if r.uses_purchases is None else bool(r.uses_purchases)
+            for r in manifest.itertuples()}
 
 
 def short_paired(paired: pd.DataFrame, first=()) -> pd.DataFrame:
@@ -103,8 +128,8 @@ def evaluate(out_dir, protocol: str = "leave_last_basket_out", availability: str
              other_protocols=("temporal", "replay_last", "replay_all", "random_holdout"),
              sensitivity=("catalogue", "items_table", "first_seen", "first_seen_leaky"), cold_warm: bool = True,
              slices: bool = True, n_negatives: int = 0,
-             recommenders=("visrank_max", "visrank_mean", "visrank_top3", "hybrid_itemknn_visrank"),
-             baselines=("random", "popularity", "popularity_30d", "itemknn"), ks=(10, 20, 50),
+             recommenders=("visrank_max", "visrank_mean", "visrank_top3", "hybrid_itemknn_visrank", "vbpr"),
+             baselines=("random", "popularity", "popularity_30d", "itemknn", "bpr_mf"), ks=(10, 20, 50),
              n_resamples: int = 1000, seed: int = 0, reference: str = "-/-/random", backend: str = "local",
              ray_address: str | None = None, cache_dir=None) -> Evaluated:
     """Evaluate every embedding set of the study with every recommender and baseline.
@@ -115,12 +140,14 @@ def evaluate(out_dir, protocol: str = "leave_last_basket_out", availability: str
         availability, one_of_a_kind, temporal_cut: the candidate rule, unique items, and the
             temporal protocol's cut (a quantile of interaction times or a date); the same for
             every protocol.
-        other_protocols: also run (frozen and purchase-free sets, VisRank-max, hybrid, baselines).
+        other_protocols: also run (frozen and purchase-free sets, VisRank-max, hybrid, VBPR on the frozen
+            sets, baselines).
         sensitivity: availability rules compared; cold_warm: break the main protocol down by
             cold and warm truth items; slices: and by the truth items' popularity deciles and age
-            quintiles at the test point (frozen ImageNet sets with VisRank-max, and the baselines).
+            quintiles at the test point (frozen ImageNet sets with VisRank-max and VBPR, and the baselines).
         n_negatives: 0 ranks the full catalogue (recommended); above 0, sampled negatives.
-        recommenders, baselines: registered recommender names (or configured objects).
+        recommenders, baselines: registered recommender names (or configured objects). VBPR
+            (:data:`IN_EVERY_PART`) also runs in the later parts, on the frozen sets it accepts.
         ks: cut-offs of the @k metrics.
         n_resamples, seed: bootstrap resamples (95% intervals); seed of ties, baselines and bootstrap.
         reference: ``model/strategy/recommender`` every configuration is compared to (``-`` = any).
@@ -135,13 +162,9 @@ def evaluate(out_dir, protocol: str = "leave_last_basket_out", availability: str
     ks = tuple(ks)
     log = SkipLog(out.root, NOTEBOOK)
     cat = data.load_study_catalogue(out.root)
-    common = dict(availability=availability, one_of_a_kind=one_of_a_kind, seed=seed, cut=temporal_cut)
-    split = protocols.make_split(cat, protocol, **protocols.study_params(protocol, **common))
-    if n_negatives > 0:
-        split = splits.sample_negatives(split, n_negatives, seed=seed)
+    split, common = main_split(cat, protocol, availability, one_of_a_kind, temporal_cut, n_negatives, seed)
     manifest = embedding_sets.read_manifest(out.root)
-    uses_purchases = {(r.model, r.strategy): True if r.uses_purchases is None else bool(r.uses_purchases)  # unknown: may leak
-                      for r in manifest.itertuples()}
+    uses_purchases = purchase_flags(manifest)
     sets = experiment.leak_free_sets(embedding_sets.load_embedding_sets(out.root), protocol, uses_purchases)
 
     variants = embedding_sets.layer_variants(manifest)
@@ -152,14 +175,17 @@ def evaluate(out_dir, protocol: str = "leave_last_basket_out", availability: str
                           sens_protocol, cold_warm, common, slices)
     frozen = {k: v for k, v in purchase_free.items()  # the sets the slices compare with the baselines
               if k[1] == "frozen" and labels.kind_of(k[0], variants) == "ImageNet model"}
+    also = [r for r in recommenders if isinstance(create_recommender(r), IN_EVERY_PART)]  # VBPR
+    parts = ["visrank_max", "hybrid_itemknn_visrank", *also]  # the every-protocol and cold/warm parts
+    single = ["visrank_max", *also]  # the availability and slice parts
     if backend == "local":  # every split's VisRank rows of one embedding set at once, into the evaluation cache
         jobs = [(split, sets, list(recommenders))]
-        jobs += [(s, experiment.leak_free_sets(core, name, uses_purchases), ["visrank_max", "hybrid_itemknn_visrank"])
+        jobs += [(s, experiment.leak_free_sets(core, name, uses_purchases), parts)
                  for name, s in built["protocols"].items()]
-        jobs += [(s, purchase_free, ["visrank_max", "hybrid_itemknn_visrank"]) for s in built["cold_warm"].values()]
-        jobs += [(s, experiment.leak_free_sets(purchase_free, sens_protocol, uses_purchases), ["visrank_max"])
+        jobs += [(s, purchase_free, parts) for s in built["cold_warm"].values()]
+        jobs += [(s, experiment.leak_free_sets(purchase_free, sens_protocol, uses_purchases), single)
                  for s in built["availability"].values()]
-        jobs += [(s, frozen, ["visrank_max"]) for subs in built["slices"].values() for s in subs.values()]
+        jobs += [(s, frozen, single) for subs in built["slices"].values() for s in subs.values()]
         set_major.evaluate_set_major(jobs, ks=ks, seed=seed, cache_dir=cache_dir)
 
     metrics, per_user = experiment.empty_metrics(), experiment.empty_per_user()
@@ -194,7 +220,7 @@ def evaluate(out_dir, protocol: str = "leave_last_basket_out", availability: str
     with log.part("every protocol"):
         names = experiment.study_protocols(protocol, other_protocols)
         by_protocol, paired_protocols, described = experiment.run_protocols(
-            cat, core, names, baselines=list(baselines), reference=stats.parse_config(reference),
+            cat, core, names, recommenders=parts, baselines=list(baselines), reference=stats.parse_config(reference),
             uses_purchases=uses_purchases, ks=ks, n_resamples=n_resamples, backend=backend,
             ray_address=ray_address, on_skip=log.skip, splits=built["protocols"], cache_dir=cache_dir, **common)
         with log.part("figure protocols_auc"):
@@ -205,22 +231,22 @@ def evaluate(out_dir, protocol: str = "leave_last_basket_out", availability: str
 
     cw = experiment.empty_metrics("truth")
     with log.part("cold/warm breakdown"):
-        cw = experiment.cold_warm_breakdown(split, purchase_free, recommenders=("visrank_max", "hybrid_itemknn_visrank"),
+        cw = experiment.cold_warm_breakdown(split, purchase_free, recommenders=parts,
                                             baselines=list(baselines), ks=ks, seed=seed, n_resamples=n_resamples,
                                             backend=backend, ray_address=ray_address, enabled=cold_warm,
                                             on_skip=log.skip, subs=built["cold_warm"] or None, cache_dir=cache_dir)
     cw.to_csv(out.result("metrics_cold_warm"), index=False)
     by_slice = _slice_parts(out, log, split, cat, frozen, metrics, built["slices"], enabled=slices,
-                            baselines=list(baselines), ks=ks, seed=seed, n_resamples=n_resamples, backend=backend,
-                            ray_address=ray_address, cache_dir=cache_dir)
+                            recommenders=single, baselines=list(baselines), ks=ks, seed=seed,
+                            n_resamples=n_resamples, backend=backend, ray_address=ray_address, cache_dir=cache_dir)
 
     sens = experiment.empty_metrics("test_points")
     with log.part("availability sensitivity"):
         sens = experiment.availability_sensitivity(
             cat, purchase_free, list(sensitivity), uses_purchases=uses_purchases,
-            protocol=sens_protocol, splits=built["availability"],
-            baselines=[b for b in baselines if b in ("random", "popularity", "popularity_30d")], ks=ks, seed=seed,
-            n_resamples=n_resamples, backend=backend, ray_address=ray_address, on_skip=log.skip,
+            protocol=sens_protocol, splits=built["availability"], recommenders=single,
+            baselines=[b for b in baselines if b in ("random", "popularity", "popularity_30d", "bpr_mf")], ks=ks,
+            seed=seed, n_resamples=n_resamples, backend=backend, ray_address=ray_address, on_skip=log.skip,
             cache_dir=cache_dir)
     sens.to_csv(out.result("metrics_availability"), index=False)
     return Evaluated(split_text=split.describe(), set_names=sorted(sets), metrics=metrics, per_user=per_user,

@@ -74,7 +74,8 @@ def extract(out_dir, models=("offline", "controls", "layers"), cache_dir=None, b
     """Extract (or read from the cache) the frozen embedding sets of ``models`` for the prepared catalogue.
 
     Writes ``<out>/embeddings`` (one set per model, with its manifest row), ``results/models.csv``,
-    ``results/unreadable_images.csv`` and the figures ``neighbours.png`` and ``umap.png``; a part
+    ``results/unreadable_images.csv``, the figures ``neighbours.png`` and ``umap.png`` (its coordinates and
+    hover photos in ``results/umap_coordinates.parquet`` and ``umap_thumbnails.parquet``); a part
     that cannot run on this input is skipped with one sentence (``results/skipped/02_*.csv``).
 
     Args:
@@ -114,5 +115,6 @@ def extract(out_dir, models=("offline", "controls", "layers"), cache_dir=None, b
                                  path=out.figure("neighbours"))
     with log.part("UMAP map"):
         gallery.umap_map(cat, gallery.main_sets(frozen_sets, exclude=skip), color=umap_color, max_points=umap_points,
-                         path=out.figure("umap"))
+                         path=out.figure("umap"), coordinates=out.result("umap_coordinates"),
+                         thumbnails=out.result("umap_thumbnails"))
     return Extracted(models=table, unreadable=unreadable, imagenet_dir=imagenet_dir or "", n_items=cat.n_items)
