@@ -96,6 +96,15 @@ def test_parquet_export_imports_back_bit_for_bit(study, tmp_path, caplog):
     models = pd.read_csv(other / "results" / "models.csv").set_index("model")
     assert np.isnan(models.loc["file:wide", "published_top1"])
     assert models.loc["file:wide", "top1_source"] == "not given (add ?top1=<percent> to the file: model)"
+    # a fine-tuned set exported by visrec saw purchases: imported again, it says so (kept out of leak-free protocols)
+    tuned = exchange.export_embedding_set(out, ("m/1", "bpr_projection"), tmp_path / "export", "parquet")["parquet"]
+    assert feature_files.exported_saw_purchases(tuned) and not feature_files.exported_saw_purchases(path)
+    assert not feature_files.exported_saw_purchases(tmp_path / "wide.parquet")  # computed elsewhere: no metadata
+    with caplog.at_level(logging.WARNING):
+        embeddings.embed_catalogue([f"file:{tuned}?name=tuned"], cat, other, progress=False)
+    assert "from a set whose training saw purchases; it is kept out of the protocols that need purchase-free" in caplog.text
+    manifest = embedding_sets.read_manifest(other).set_index("model")
+    assert bool(manifest.loc["file:tuned", "uses_purchases"]) and not bool(manifest.loc["file:wide", "uses_purchases"])
 
 
 def test_mmrec_rows_follow_the_item_index_of_the_inter_file(study, tmp_path):
@@ -216,7 +225,11 @@ def test_each_bad_features_file_is_named_in_one_line(tmp_path):
     assert _error(dupes) == f"{dupes}: 2 item id(s) appear on more than one row, e.g. 'a', 'b'; keep one row per item"
     text = _write(tmp_path / "text.parquet", pd.DataFrame({"item_id": ["a"], "x": [1.0], "colour": ["red"]}))
     assert _error(text) == (f"{text}: besides item_id it needs one list column of vectors or only numeric columns "
-                            "(one per dimension); found x (double), colour (text)")
+                            "(one per dimension); found colour (text), x (double)")
+    # the offending column is named even after six good ones
+    many = _write(tmp_path / "many.parquet", pd.DataFrame({"item_id": ["a"], **{f"f{i}": [1.0] for i in range(8)},
+                                                           "note": ["x"]}))
+    assert _error(many).endswith("found note (text), f0 (double), f1 (double), f2 (double), f3 (double), f4 (double)")
     not_parquet = tmp_path / "f.parquet"
     not_parquet.write_text("item_id,x\na,1\n")
     assert _error(not_parquet).startswith(f"{not_parquet} is not a readable Parquet file (")

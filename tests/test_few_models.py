@@ -111,6 +111,8 @@ def test_leave_one_out_recomputes_spearman_without_each_model():
 
 def test_exact_null_gives_scipys_permutation_p_and_one_in_twelve_for_four_models():
     assert few_models.smallest_p(4) == pytest.approx(1 / 12)
+    assert few_models.smallest_p(170) == pytest.approx(2 / math.factorial(170))
+    assert few_models.smallest_p(400) == 0.0  # 400! overflows a float; the p-value underflows instead
     perfect = stats.permutation_test(([1, 2, 3, 4],), lambda a: stats.spearmanr(a, [10, 20, 30, 40]).statistic,
                                      permutation_type="pairings", n_resamples=np.inf)
     assert perfect.pvalue == pytest.approx(1 / 12)
@@ -156,6 +158,8 @@ def test_models_needed_near_the_analytic_sample_size():
     assert few_models.models_needed(0.8, 1.0) > few_models.models_needed(0.8) + 3
     assert few_models.models_needed(0.8, np.inf) is None
     assert few_models.models_needed(0.5, 3.0, n_max=20) is None
+    # a noisy metric: the search doubles past 170 models (2 / n! beyond a float) and ends at n_max
+    assert few_models.models_needed(0.5, 5.0, n_sim=200) is None
 
 
 def _per_user(n_users=400, means=(0.55, 0.57, 0.60, 0.61), seed=0):

@@ -14,7 +14,7 @@ def main(argv=None) -> int:
     """Parse the command line and run it; returns the exit status (2 on a user error)."""
     p = argparse.ArgumentParser(prog="python -m visrec_utils", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("study", help="run notebooks 01-05 with papermill and render HTML reports")
+    s = sub.add_parser("study", help="run notebooks 01-06 with papermill and render HTML reports")
     s.add_argument("--data", dest="data_dir", default=None,
                    help="catalogue folder, or 'demo' for the generated synthetic catalogue (default: "
                         "$VISREC_DATA, else ../shared/data/hm_sample, else the demo)")

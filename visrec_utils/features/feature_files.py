@@ -19,7 +19,8 @@ every later stage treats it like the embeddings a catalogue ships with. Catalogu
 a vector get NaN rows and are left out of the study like items whose image cannot be read
 (``results/unreadable_images.csv`` says why); a file holding none of the catalogue's items is an
 error. Items of the file that are not in the catalogue (a slice) are ignored. Imported features
-count as frozen features that never saw the study's purchases (``uses_purchases`` False).
+count as frozen features that never saw the study's purchases (``uses_purchases`` False), except a
+set exported by visrec whose training saw them (:func:`exported_saw_purchases`).
 """
 from __future__ import annotations
 
@@ -77,12 +78,13 @@ class ImportedSet:
     embeddings: np.ndarray
     missing: dict
     sha256: str
+    uses_purchases: bool = False
 
     @property
     def provenance(self) -> dict:
         """Manifest columns of the set (:data:`~visrec_utils.features.embedding_sets.PROVENANCE_COLUMNS`)."""
         return {"arch": f"features imported from {self.model.path}", "weights_sha256": f"file:{self.sha256}",
-                "uses_purchases": False}
+                "uses_purchases": self.uses_purchases}
 
     @property
     def model_row(self) -> dict:
@@ -248,7 +250,8 @@ def read_features_file(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     numbers = [c for c, t in kinds.items() if pa.types.is_floating(t) or pa.types.is_integer(t)]
     if not others or (lists and numbers) or len(lists) > 1 or len(lists) + len(numbers) < len(others):
         text = (pa.types.is_string, pa.types.is_large_string)
-        found = ", ".join(f"{c} ({'text' if any(f(kinds[c]) for f in text) else kinds[c]})" for c in others[:6]) or "nothing"
+        shown = sorted(others, key=lambda c: c in lists or c in numbers)[:6]  # the offending columns first
+        found = ", ".join(f"{c} ({'text' if any(f(kinds[c]) for f in text) else kinds[c]})" for c in shown) or "nothing"
         raise ValueError(f"{path}: besides item_id it needs one list column of vectors or only numeric columns "
                          f"(one per dimension); found {found}")
     if lists:
@@ -321,7 +324,32 @@ def import_features(spec: str, item_ids: Sequence[str]) -> ImportedSet:
                     "like unreadable images (results/unreadable_images.csv)", m.name, len(absent), len(item_ids),
                     m.path, _examples(absent))
     reason = f"no vector in the imported features {m.path.name} ({m.name})"
-    return ImportedSet(model=m, embeddings=emb, missing={i: reason for i in absent}, sha256=file_sha256(m.path))
+    saw = exported_saw_purchases(m.path)
+    if saw:
+        log.warning("%s: %s was exported by visrec from a set whose training saw purchases; it is kept out of the "
+                    "protocols that need purchase-free features", m.name, m.path)
+    return ImportedSet(model=m, embeddings=emb, missing={i: reason for i in absent}, sha256=file_sha256(m.path),
+                       uses_purchases=saw)
+
+
+def exported_saw_purchases(path) -> bool:
+    """Whether a Parquet file written by :func:`visrec_utils.features.exchange.export_embedding_set`
+    holds a set whose training saw purchases: its schema metadata (key ``visrec``, the set's
+    manifest row) says ``uses_purchases`` true, or unknown for a fine-tuned set. False for files
+    without that metadata (features computed elsewhere) and for frozen sets."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(path).metadata or {}
+    try:
+        row = json.loads(meta[b"visrec"]) if b"visrec" in meta else {}
+    except ValueError:
+        return False
+    if not isinstance(row, dict):
+        return False
+    used = row.get("uses_purchases")
+    return bool(used) if used is not None else row.get("strategy", "frozen") != "frozen"
 
 
 def import_file_models(names: Sequence[str], item_ids: Sequence[str]) -> list[ImportedSet]:
