@@ -120,7 +120,7 @@ def explain(split: Split, embeddings: np.ndarray, points, recommender="visrank_m
 
 def sample_points(split: Split, n: int, seed: int = 0) -> np.ndarray:
     """``min(n, split.n_users)`` test points drawn without replacement (seeded), sorted; the
-    recommendation gallery draws its users the same way."""
+    recommendation gallery draws its users with it, so both picture the same users."""
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(split.n_users, size=min(n, split.n_users), replace=False))
 

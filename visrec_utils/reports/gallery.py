@@ -101,9 +101,10 @@ def recommendation_gallery(cat, split, embedding_sets: dict, n_users: int = 4, k
         raise PartSkipped(f"the gallery shows test users' recommendations, and {split.protocol} has no test user")
     if not embedding_sets:
         raise PartSkipped("the gallery compares embedding sets, and this study has none")
+    from .explorer import sample_points
+
     plt = pyplot()
-    rng = np.random.default_rng(seed)
-    users = np.sort(rng.choice(split.n_users, size=min(n_users, split.n_users), replace=False))
+    users = sample_points(split, n_users, seed)
     paths = cat.items["image_path"].tolist()
     ids = cat.items["item_id"].astype(str).tolist()
     masks = split.candidate_masks(users)
