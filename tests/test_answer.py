@@ -91,7 +91,7 @@ def test_the_answer_says_what_the_numbers_say(tmp_path):
     first = a.sentences[0]
     nd_model = per_user[per_user["model"] != "-"]["ndcg@20"].mean()
     nd_base = per_user[per_user["model"] == "-"]["ndcg@20"].mean()
-    assert first == (f"The best ImageNet model, EfficientNet-Lite0, frozen, VisRank (max), reaches nDCG@20 "
+    assert first == (f"Ranked by nDCG@20, the best ImageNet model, EfficientNet-Lite0, frozen, VisRank (max), reaches "
                      f"{labels.sig3(nd_model)} against {labels.sig3(nd_base)} for the best non-visual baseline "
                      "(popularity, last 30 days): for about 5 in 100 customers one of their next purchases was in its "
                      "top 20, against about 4 in 100 customers with popularity, last 30 days. Paired over the same customers, "
@@ -167,6 +167,25 @@ def test_fine_tuning_cold_items_and_popularity_below_chance_in_words(tmp_path):
     stats.holm(table).to_csv(tmp_path / "results" / "finetune_vs_frozen.csv", index=False)  # verdicts recomputed
     assert answer.study_answer(tmp_path).headline.endswith(
         "fine-tuning with BPR projection raises AUC for 1 of 2 embedding sets, not nDCG@20.")
+
+
+def test_when_hit_rate_disagrees_with_ndcg_and_bpr_mf_is_below_chance_the_answer_says_so(tmp_path):
+    _run(tmp_path, np.random.default_rng(5))
+    metrics = pd.read_csv(tmp_path / "results" / "metrics.csv")
+    hit = (metrics["metric"] == "hitrate") & (metrics["model"] != "-")
+    metrics.loc[hit, "value"] = 0.0211  # the model leads on nDCG@20 (by about 0.05) but not on HitRate@20 (0.0364)
+    extra = [{"model": "-", "strategy": "-", "recommender": r, "metric": "auc", "k": 0, "value": v, "ci_low": v - 0.02,
+              "ci_high": v + 0.02, "n_users": 200} for r, v in (("bpr_mf", 0.377), ("popularity", 0.369),
+                                                                  ("my_baseline", 0.41), ("itemknn", 0.49))]
+    pd.concat([metrics, pd.DataFrame(extra)]).to_csv(tmp_path / "results" / "metrics.csv", index=False)
+    a = answer.study_answer(tmp_path)
+    assert ("; by HitRate@20 the order is reversed: for about 2 in 100 customers one of their next purchases was in "
+            "its top 20, against about 4 in 100 customers with popularity, last 30 days. ") in a.sentences[0]
+    # item-kNN's interval reaches 0.5: not below chance; the others are, with the reason only where it is known
+    assert a.sentences[-2:] == [
+        "BPR-MF (AUC 0.377) and popularity, all time (AUC 0.369) score below chance because they rank every "
+        "never-bought item last.", "My baseline (AUC 0.410) scores below chance."]
+    assert answer.ranks_cold_last("popularity_30d") and not answer.ranks_cold_last("itemknn")
 
 
 def test_a_whole_hm_study_refreshes_the_readme_block_and_a_slice_does_not(tmp_path):

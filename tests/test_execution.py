@@ -67,6 +67,9 @@ def test_a_killed_kernel_is_one_line_with_the_cause_and_the_study_resumes(tmp_pa
     _notebook(notebook_dir, "02_dies", "print('before the kill')",
               "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)", "print('never')", params=OUT_ONLY)
     monkeypatch.setattr(runner, "NOTEBOOKS", ["01_ok", "02_dies"])
+    pages = []  # (pending, the failed notebook run.json names) of every index written during the run
+    monkeypatch.setattr("visrec_utils.reports.index.write_index", lambda out, pending=(): pages.append(
+        (list(pending), json.loads((out / "results" / "run.json").read_text()).get("failed"))))
     argv = ["study", "--data", "demo", "--models", "mobilenetv1_025_keras", "--out", str(tmp_path / "o")]
     code = cli.main(argv)
     err = capsys.readouterr().err
@@ -82,6 +85,8 @@ def test_a_killed_kernel_is_one_line_with_the_cause_and_the_study_resumes(tmp_pa
     run = json.loads((out / "results" / "run.json").read_text())
     assert run["failed"] == "02_dies" and run["notebooks"][0]["notebook"] == "01_ok"
     assert run["notebooks"][0]["peak_rss_mib"] > 10  # an ipykernel holds tens of MiB
+    # the index was rewritten after 01 (02 pending) and after the failure, when run.json named it
+    assert pages == [(["02_dies"], None), ([], "02_dies")]
     # fixed, the same command resumes: 01 is reused, 02 runs
     _notebook(notebook_dir, "02_dies", "print('fine now')", params=OUT_ONLY)
     assert cli.main(argv) == 0

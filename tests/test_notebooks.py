@@ -72,7 +72,7 @@ def test_index_page_links_resolve_and_renders_in_chromium(slice_run, tmp_path):
     assert dom.index('<section class="answer"') < dom.index("Key results")
     for fact in ("Catalogue", "Purchases", "Test", "Run"):
         assert f"<dt>{fact}</dt>" in box
-    assert "The best ImageNet model, MobileNet-V1 0.25, frozen, VisRank (max), reaches nDCG@20" in box
+    assert "Ranked by nDCG@20, the best ImageNet model, MobileNet-V1 0.25, frozen, VisRank (max), reaches" in box
     shot = screenshot.screenshot(index, tmp_path / "index.png", width=1200, height=1600)
     px = np.asarray(Image.open(shot).convert("RGB"), dtype=np.int16)
     assert px.shape == (1600, 1200, 3)

@@ -58,7 +58,7 @@ def test_index_page_shows_the_run_and_escapes_values(tmp_path):
     box = page.index('<section class="answer"')
     assert box < page.index("<h2>Key results</h2>") < page.index("<h2>Notebooks</h2>")
     assert "<dt>Catalogue</dt><dd>shop &lt;script&gt;alert(1)&lt;/script&gt;</dd>" in page
-    assert "The best ImageNet model, MobileNet-V1 0.25, frozen, VisRank (max), reaches nDCG@20 0.100 against 0.100" in page
+    assert "Ranked by nDCG@20, the best ImageNet model, MobileNet-V1 0.25, frozen, VisRank (max), reaches 0.100 against 0.100" in page
     assert "<dt>AUC</dt>" in page  # the glossary
     # the key table: grouped, labelled in words, three significant figures
     groups = re.findall(r'<tr class="group"><th colspan="\d+">([^<]+)</th>', page)
@@ -111,6 +111,23 @@ def test_a_study_in_progress_is_marked_until_its_last_notebook(tmp_path):
     assert "No recommendation result yet" in page and "models_ndcg20.png" in page  # what is there already shows
     final = index.write_index(tmp_path).read_text()  # the runner's last write: no banner
     assert "Study in progress" not in final and "not run yet" not in final and 'href="04_recommendation_eval.html"' in final
+
+
+def test_a_failed_notebook_is_marked_and_the_page_no_longer_says_in_progress(tmp_path):
+    _fake_run(tmp_path, with_metrics=False)
+    run = json.loads((tmp_path / "results" / "run.json").read_text())
+    run["failed"] = "03_fine_tuning"  # as runner.run_study records it
+    run["notebooks"].append({"notebook": "03_fine_tuning", "failed": True})
+    (tmp_path / "results" / "run.json").write_text(json.dumps(run))
+    (tmp_path / "reports" / "03_fine_tuning.html").write_text("<html>the cells up to the error</html>")
+    for pending in (["04_recommendation_eval"], []):  # the runner's write at the failure; a later hand-made one
+        page = index.write_index(tmp_path, pending=pending).read_text()
+        assert ('<p class="in-progress failed">Study stopped: 03_fine_tuning failed (its page shows the cells up to '
+                "the error, and the terminal or reports/logs the cause).") in page
+        assert "Study in progress" not in page
+        items = re.findall(r"<li>(.*?)</li>", page[page.index("<h2>Notebooks</h2>"):])
+        assert items[2] == '<a href="03_fine_tuning.html">03_fine_tuning</a> (failed)'
+        assert items[3:] == ["04_recommendation_eval (not run yet)"] * len(pending)
 
 
 def test_the_template_ships_as_package_data():

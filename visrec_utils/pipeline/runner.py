@@ -311,6 +311,7 @@ def run_study(params: dict, out_dir: str | Path, notebooks=None, figures_to: str
                 failed = {**record, "failed": nb, "notebooks": [*record["notebooks"], {"notebook": nb, "failed": True},
                                                                 *later]}
                 _write_json(run_json, failed)
+                _write_index_quietly(out_dir, notebooks[notebooks.index(nb) + 1:])  # the page says it stopped there
                 raise
             rec["outputs"] = stage_outputs(nb, out_dir)
             rec["outputs_digest"] = _outputs_digest(out_dir, rec["outputs"])
@@ -334,14 +335,21 @@ def _write_progress(out_dir: Path, record: dict, before: dict, pending: list) ->
     notebooks' earlier entries kept, as after a failure, so an interrupted run resumes where it
     stopped) and ``reports/index.html`` marked in progress (:func:`visrec_utils.reports.index.write_index`).
     A page that cannot be written now is logged, never a reason to stop the study."""
-    from ..reports.index import write_index
-
     _write_json(StudyLayout(out_dir).result("run"),
                 {**record, "notebooks": [*record["notebooks"], *(before[n] for n in pending if n in before)]})
+    _write_index_quietly(out_dir, pending)
+
+
+def _write_index_quietly(out_dir: Path, pending: list) -> None:
+    """``reports/index.html`` with ``pending`` notebooks not run yet (marked in progress, or
+    stopped when ``run.json`` names a failed one); an error is logged, never raised, so it cannot
+    stop a study or hide the failure being reported."""
+    from ..reports.index import write_index
+
     try:
         write_index(out_dir, pending=pending)
     except Exception as e:  # noqa: BLE001 (the final index is written at the end; its errors do stop)
-        _log.warning(f"warning: the in-progress report index was not written ({type(e).__name__}: {e})")
+        _log.warning(f"warning: the report index was not rewritten ({type(e).__name__}: {e})")
 
 
 def _write_json(path: Path, obj) -> None:

@@ -148,11 +148,13 @@ def _versus_baseline(layout, metrics, main, seed, says: dict) -> list[str]:
     me, them = labels.config_label(best.model, best.strategy, best.recommender), labels.recommender_label(base.recommender)
     hit_m = _value(metrics, best.model, best.strategy, best.recommender, "hitrate", 20)
     hit_b = _value(metrics, "-", "-", base.recommender, "hitrate", 20)
-    text = f"The best ImageNet model, {me}, reaches nDCG@20 {labels.sig3(best.value)} against " \
+    text = f"Ranked by nDCG@20, the best ImageNet model, {me}, reaches {labels.sig3(best.value)} against " \
            f"{labels.sig3(base.value)} for the best non-visual baseline ({them})"
     if hit_m is not None and hit_b is not None:
-        text += (f": for {_per_100(hit_m.value)} one of their next purchases was in its top 20, "
-                 f"against {_per_100(hit_b.value)} with {them}")
+        reversed_ = (best.value - base.value) * (hit_m.value - hit_b.value) < 0  # the two measures disagree
+        text += ("; by HitRate@20 the order is reversed: " if reversed_ else ": ") + \
+            (f"for {_per_100(hit_m.value)} one of their next purchases was in its top 20, "
+             f"against {_per_100(hit_b.value)} with {them}")
     verdict, sentence = _paired(layout, (best.model, best.strategy, best.recommender), ("-", "-", base.recommender),
                                 seed)
     says["baseline"] = {"better": "beat", "worse": "fall behind", "better before correction": "may beat (not after "
@@ -373,15 +375,26 @@ def _cold(layout, metrics, main, says: dict) -> list[str]:
                        f"{labels.model_label(best_v.model)} put one in the top 20 for {_per_100(best_v.value)}, "
                        f"the best baseline ({labels.recommender_label(best_p.recommender)}) for "
                        f"{_per_100(best_p.value)}.")
-    below = metrics[(metrics["model"] == "-") & (metrics["metric"] == "auc") & (metrics["ci_high"] < 0.5)
-                    & metrics["recommender"].str.startswith("popularity")]  # below chance: the whole interval
-    if len(below):
-        names = " and ".join(f"{labels.recommender_label(r.recommender)} (AUC {labels.sig3(r.value)})"
-                             for r in below.itertuples())
-        they = "they rank" if len(below) > 1 else "it ranks"
-        out.append(f"{names[0].upper() + names[1:]} score{'s' * (len(below) == 1)} below chance because {they} "
-                   "every never-bought item last.")
+    below = metrics[(metrics["model"] == "-") & (metrics["metric"] == "auc") & (metrics["ci_high"] < 0.5)]
+    for last, reason in ((True, "every never-bought item last"), (False, "")):  # below chance: the whole interval
+        group = below[below["recommender"].map(ranks_cold_last) == last]
+        if len(group):
+            names = " and ".join(f"{labels.recommender_label(r.recommender)} (AUC {labels.sig3(r.value)})"
+                                 for r in group.itertuples())
+            they = "they rank" if len(group) > 1 else "it ranks"
+            out.append(f"{names[0].upper() + names[1:]} score{'s' * (len(group) == 1)} below chance"
+                       + (f" because {they} {reason}." if reason else "."))
     return out
+
+
+#: Baselines that cannot score an item nobody bought in training and rank it last: popularity
+#: (a count of 0) and BPR-MF (no factors; :mod:`visrec_utils.evaluation.factorization`).
+COLD_LAST = ("popularity", "bpr_mf")
+
+
+def ranks_cold_last(recommender: str) -> bool:
+    """Whether the baseline ``recommender`` ranks every never-bought item last (:data:`COLD_LAST`)."""
+    return str(recommender).startswith(COLD_LAST)
 
 
 def study_answer(out_dir, strategy: str | None = None, recommender: str | None = None) -> Answer:

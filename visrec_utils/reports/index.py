@@ -210,7 +210,10 @@ def index_context(out_dir: str | Path, pending=()) -> dict:
     ``pending``: the notebooks of a study still running that have not run yet (names such as
     ``"03_fine_tuning"``): the page then says "Study in progress: D of T notebooks done" (D the
     notebooks of ``run.json`` not pending, T = D + len(pending)), and lists the pending ones as
-    not run yet, without a link (a page from an earlier run may still be on disk).
+    not run yet, without a link (a page from an earlier run may still be on disk). When
+    ``run.json`` names a ``failed`` notebook (:func:`visrec_utils.pipeline.runner.run_study`), the
+    page says instead that the study stopped there, and marks that notebook failed (its page
+    shows the cells up to the error), whatever ran by hand after it.
     """
     out_dir = Path(out_dir)
     layout = StudyLayout(out_dir)
@@ -220,12 +223,13 @@ def index_context(out_dir: str | Path, pending=()) -> dict:
     runs = run.get("notebooks", [])
     pending = [str(n) for n in pending]
     timings = {r["notebook"]: (r.get("seconds"), r.get("reused", False)) for r in runs}
+    failed = run.get("failed") if isinstance(run.get("failed"), str) else None
     notebooks = [{"href": nb.name, "name": nb.stem, "seconds": timings.get(nb.stem, (None, False))[0],
-                  "reused": timings.get(nb.stem, (None, False))[1], "pending": False,
+                  "reused": timings.get(nb.stem, (None, False))[1], "pending": False, "failed": nb.stem == failed,
                   "code_href": f"with_code/{nb.name}" if (reports / "with_code" / nb.name).is_file() else None}
                  for nb in sorted(reports.glob("[0-9][0-9]_*.html")) if nb.stem not in pending]
-    notebooks += [{"href": None, "name": n, "seconds": None, "reused": False, "pending": True, "code_href": None}
-                  for n in pending]
+    notebooks += [{"href": None, "name": n, "seconds": None, "reused": False, "pending": True, "failed": False,
+                   "code_href": None} for n in pending]
     n_done = sum(1 for r in runs if r.get("notebook") not in pending and not r.get("failed"))
     params = run.get("parameters") or {}
     main = (params.get("strategy") or "frozen", params.get("recommender") or "visrank_max")
@@ -242,7 +246,8 @@ def index_context(out_dir: str | Path, pending=()) -> dict:
     env = {**run.get("versions", {}), **{f"hardware: {k}": v for k, v in _hardware().items()}}
     return {
         "synthetic": bool(cat.get("synthetic")), "notebooks": notebooks,
-        "in_progress": {"done": n_done, "total": n_done + len(pending)} if pending else None,
+        "in_progress": {"done": n_done, "total": n_done + len(pending)} if pending and not failed else None,
+        "failed": failed,
         "answer": answer,
         "scorecard_table": scorecard_html(out_dir),
         "model_card_table": model_card_html(out_dir),
