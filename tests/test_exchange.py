@@ -185,6 +185,15 @@ def test_export_study_writes_every_set_in_every_format_and_lists_them(study, tmp
     assert capsys.readouterr().err.strip() == (
         f"visrec: error: no embedding set named 'm/2' in {out / 'embeddings'} (did you mean 'm/1'?); "
         "sets: m/1/bpr_projection, m/1/frozen")
+    assert (dest / "exports.csv").read_text().splitlines()[1].endswith(",10,4")  # n_items and dim as integers
+    for args, message in ((["--out", str(tmp_path / "none"), "--to", str(dest)],
+                           f"the study folder {tmp_path / 'none'} (--out) does not exist; name the folder a study wrote "
+                           "(python -m visrec_utils study --out DIR)"),
+                          (["--out", str(out), "--to", str(out)],
+                           f"the destination {out} (--to) is the study folder itself; name another folder, e.g. "
+                           f"{out / 'exports'}")):
+        assert main(["export", *args]) == 2
+        assert capsys.readouterr().err.strip() == f"visrec: error: {message}"
     with pytest.raises(ValueError) as e:
         exchange.export_embedding_set(out, "m/1", dest, "parquet")
     assert str(e.value) == "'m/1' names 2 embedding sets (m/1/bpr_projection, m/1/frozen); name one as <model>/<strategy>"
@@ -205,6 +214,17 @@ def _error(path) -> str:
     with pytest.raises(ValueError) as e:
         feature_files.read_features_file(path)
     return str(e.value)
+
+
+def test_all_zero_vectors_are_read_with_a_warning_that_names_them(tmp_path, caplog):
+    path = _write(tmp_path / "zeros.parquet", pd.DataFrame({"item_id": ["a", "b", "c"], "x": [0.0, 1.0, 0.0],
+                                                            "y": [0.0, 2.0, 0.0]}))
+    with caplog.at_level(logging.WARNING):
+        ids, emb = feature_files.read_features_file(path)
+    assert ids == ["a", "b", "c"] and emb.tolist() == [[0, 0], [1, 2], [0, 0]]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}: 2 of 3 vectors are all zeros (e.g. item_id 'a', 'c'): their cosine with every item is 0, so VisRank "
+        "cannot rank them; check how the features were computed"]
 
 
 def test_each_bad_features_file_is_named_in_one_line(tmp_path):

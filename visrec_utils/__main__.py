@@ -147,8 +147,9 @@ def main(argv=None) -> int:
             what, fix = "the disk is full", "free space (df -h)"
         else:
             what, fix = e.strerror or type(e).__name__, "check that path (a file where a folder should be, permissions)"
-        print(f"visrec: error: {what} ({e.filename or e}); {fix}, then rerun the same command: finished "
-              "notebooks are reused.", file=sys.stderr)
+        again = " finished notebooks are reused." if args.cmd == "study" else ""
+        print(f"visrec: error: {what} ({e.filename or e}); {fix}, then rerun the same command.{again}",
+              file=sys.stderr)
         return 2
     except KeyError as e:  # an unknown model name says so in a sentence; a bare key is a bug: its traceback
         if not (e.args and isinstance(e.args[0], str) and " " in e.args[0]):

@@ -320,9 +320,16 @@ def export_study(out_dir: str | os.PathLike, dest: str | os.PathLike, format="al
     split's ``item_idx``.
 
     Raises:
-        ValueError: as :func:`select_sets` and :func:`export_embedding_set`; DataError: the
-            split without a prepared catalogue.
+        ValueError: ``out_dir`` is not a folder, ``dest`` is ``out_dir`` itself, or as
+            :func:`select_sets` and :func:`export_embedding_set`; DataError: the split without a
+            prepared catalogue.
     """
+    if not Path(out_dir).is_dir():
+        raise ValueError(f"the study folder {out_dir} (--out) does not exist; name the folder a study wrote "
+                         "(python -m visrec_utils study --out DIR)")
+    if Path(dest).resolve() == Path(out_dir).resolve():
+        raise ValueError(f"the destination {dest} (--to) is the study folder itself; name another folder, e.g. "
+                         f"{Path(out_dir) / 'exports'}")
     formats = _formats(format)
     rows, written = select_sets(out_dir, sets), []
     study_ids = None

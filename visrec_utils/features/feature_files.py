@@ -272,6 +272,11 @@ def read_features_file(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     if dupes:
         raise ValueError(f"{path}: {len(dupes)} item id(s) appear on more than one row, e.g. {_examples(dupes)}; "
                          "keep one row per item")
+    zero = np.flatnonzero(~emb.any(axis=1))
+    if len(zero):  # allowed (a blank image may give one), but a whole file of them is a failed extraction
+        log.warning("%s: %d of %d vectors are all zeros (e.g. item_id %s): their cosine with every item is 0, so "
+                    "VisRank cannot rank them; check how the features were computed", path, len(zero), len(ids),
+                    _examples(ids[i] for i in zero))
     return ids, np.ascontiguousarray(emb)
 
 
