@@ -63,6 +63,22 @@ def test_openvino_runtime_equals_plain_forward_and_its_conversion_is_cached(mobi
     assert xml.stat().st_mtime_ns == mtime  # read back, not converted again
 
 
+def test_the_conversion_without_the_trace_check_gives_openvinos_own_model(mobilenet):
+    ov = pytest.importorskip("openvino")
+    import torch
+
+    from visrec_utils.features import runtime
+
+    example = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(5, 3, 224, 224, generator=torch.Generator().manual_seed(1)).numpy()
+    outputs = []
+    for model in (ov.convert_model(mobilenet.model.eval(), example_input=example),
+                  runtime._convert(mobilenet.model.eval(), example)):
+        outputs.append(ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(x)[0])
+    assert outputs[0].shape == (5, 1000)  # the classifier's logits: the whole network
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
 def test_cache_hits_and_invalidates_only_on_content(mobilenet, images, tmp_path):
     ids, paths = images
     cache = tmp_path / "cache"
