@@ -42,6 +42,20 @@ def _per_user(values_by_model, strategy="frozen", recommender="visrank_max"):
     return pd.DataFrame(rows)
 
 
+@pytest.mark.parametrize("n", [4, 7])
+def test_the_coefficients_of_many_rows_are_scipys_per_row_values_bit_for_bit(n):
+    rng = np.random.default_rng(n)
+    x = np.array([71.2, 77.5, 80.1, 75.0, 62.3, 79.9, 81.0][:n])
+    rows = 0.6 + 0.01 * rng.normal(size=(300, n))
+    rows[:40] = np.round(rows[:40], 2)  # ties within a row
+    rows[40] = 0.61  # a constant row: NaN, as _coef gives it
+    rows[41, :] = [0.4, 0.9, 1.0000001, 0.5, 0.6, 0.7, 0.8][:n]  # log-odds clips the 1.0000001
+    for name in analysis.COEFFICIENTS:
+        expected = np.array([analysis._coef(name, x, r) for r in rows])
+        np.testing.assert_array_equal(analysis.coefficient_rows(name, x, rows), expected)
+    assert np.isnan(analysis.coefficient_rows("kendall_tau", np.full(n, 80.0), rows)).all()
+
+
 def test_log_odds_by_hand():
     np.testing.assert_allclose(analysis.log_odds([0.5, 75.0, 0.9]), [0.0, np.log(3), np.log(9)])
 

@@ -214,6 +214,15 @@ def test_kendall_tau_is_scipys_tau_b_with_ties():
     assert np.isnan(ranking_agreement.kendall_tau([1, 1, 1], [1, 2, 3]))
 
 
+def test_kendall_rows_are_the_per_row_taus_bit_for_bit():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(500, 5)), rng.normal(size=(500, 5))
+    a[:50], b[50:80] = np.round(a[:50]), b[50:80, :1]  # ties, and constant rows (NaN)
+    expected = np.array([ranking_agreement.kendall_tau(p, q) for p, q in zip(a, b)])
+    assert np.isnan(expected[50:80]).all() and np.isfinite(expected[80:]).all()
+    np.testing.assert_array_equal(ranking_agreement.kendall_rows(a, b), expected)
+
+
 def test_metric_agreement_ranks_model_means_and_resamples_users():
     pu = _per_user()
     got = ranking_agreement.metric_agreement(pu, ["m0", "m1", "m2", "m3"], which=[("auc", 0), ("ndcg", 20), ("mrr", 0)],

@@ -33,6 +33,22 @@ def kendall_tau(a, b) -> float:
     return float(stats.kendalltau(a, b).statistic)
 
 
+def kendall_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """:func:`kendall_tau` of each row of ``a`` with the same row of ``b`` (both ``(B, n)``):
+    ``(B,) float64``, bit for bit the per-row values, computed once per distinct pair of rank
+    rows (tau depends on a row only through its ranks; a bootstrap over a handful of models
+    repeats few of them)."""
+    from scipy import stats
+
+    a, b = np.atleast_2d(np.asarray(a, float)), np.atleast_2d(np.asarray(b, float))
+    if a.shape[1] == 0:
+        return np.full(len(a), np.nan)
+    ranks = np.hstack([stats.rankdata(a, axis=1), stats.rankdata(b, axis=1)])
+    pairs, back = np.unique(ranks, axis=0, return_inverse=True)
+    n = a.shape[1]
+    return np.array([kendall_tau(p[:n], p[n:]) for p in pairs])[back.ravel()]
+
+
 def _pairs(views, est: np.ndarray, boot: np.ndarray, compared: str, within: str, interval: str,
            confidence: float) -> list[dict]:
     """Rows of tau between every pair of views: ``est`` ``(n_views, n_models)``, ``boot``
@@ -41,7 +57,7 @@ def _pairs(views, est: np.ndarray, boot: np.ndarray, compared: str, within: str,
     rows = []
     for i, j in itertools.combinations(range(len(views)), 2):
         both = np.isfinite(est[i]) & np.isfinite(est[j])
-        taus = np.array([kendall_tau(r[i, both], r[j, both]) for r in boot])
+        taus = kendall_rows(boot[:, i][:, both], boot[:, j][:, both])
         taus = taus[np.isfinite(taus)]
         rows.append({"compared": compared, "within": within, "a": views[i], "b": views[j], "n_models": int(both.sum()),
                      "tau": kendall_tau(est[i, both], est[j, both]),
