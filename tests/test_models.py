@@ -75,6 +75,26 @@ def test_top1_check_is_cached(tmp_path, imagenet_dir):
     assert direct["top1"] == a["top1"]
 
 
+def test_top1_check_measures_no_micro_batch_and_takes_a_pinned_one(imagenet_dir, tmp_path, monkeypatch):
+    pytest.importorskip("openvino")
+    from visrec_utils.features import runtime
+
+    def must_not_measure(*args, **kwargs):
+        raise AssertionError("the top-1 check measured micro-batches")
+
+    monkeypatch.setattr(runtime, "pinned_micro_batch", must_not_measure)
+    loaded = models.load_model("mobilenetv1_025_keras")
+    sizes = []
+    real = runtime.micro_batched
+    monkeypatch.setattr("visrec_utils.features.runtime.micro_batched", lambda f, m: sizes.append(m) or real(f, m))
+    kw = dict(limit=24, batch_size=12, progress=False, compile=False, runtime="openvino", runtime_cache=tmp_path)
+    first = embeddings.imagenet_top1(loaded, imagenet_dir, **kw)
+    assert sizes == [runtime.MICRO_BATCHES[0]] and not (tmp_path / "micro_batch.json").exists()
+    (xml,) = (tmp_path / "openvino").glob("*.xml")  # a size pinned by an earlier extraction is used
+    (tmp_path / "micro_batch.json").write_text(f'{{"{runtime.micro_batch_key(xml.stem, uint8=True)}": 16}}')
+    assert embeddings.imagenet_top1(loaded, imagenet_dir, **kw)["top1"] == first["top1"] and sizes[-1] == 16
+
+
 def test_top1_check_bar_says_what_the_pass_is(imagenet_dir, monkeypatch):
     import io
 

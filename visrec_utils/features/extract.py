@@ -130,6 +130,7 @@ def extract_embeddings(
     label: str | None = None,
     task: str = "embeddings",
     module_key: str = "",
+    pin: bool = True,
 ) -> Extraction:
     """Pooled penultimate features of ``paths`` under ``loaded``'s own preprocessing.
 
@@ -169,6 +170,10 @@ def extract_embeddings(
         module_key: names what ``module`` computes, so its converted OpenVINO model is cached in
             ``runtime_cache`` too (:func:`openvino_cache_path`'s ``variant``); "" converts a
             ``module`` anew each call.
+        pin: measure and pin OpenVINO's micro-batch when none is pinned yet
+            (:func:`~visrec_utils.features.runtime.pinned_micro_batch`, about 4 s); False uses the
+            pinned size or the smallest (:func:`imagenet_top1`: 1,000 images, where the best size
+            saves less than the measuring costs).
 
     Returns:
         :class:`Extraction`; unreadable images are NaN rows listed in ``failed``, never errors.
@@ -225,7 +230,7 @@ def extract_embeddings(
                            if module is None or module_key else None)
                     name = f"{loaded.spec.name}-{type(pooled).__name__}-{emb.shape[1]}-{xs.shape[-2]}x{xs.shape[-1]}"
                     forward, desc, channels_last = choose_forward(pooled, xs, bool(compile), runtime, xml, normalize,
-                                                                  runtime_cache, name)
+                                                                  runtime_cache, name, pin=pin)
                     if device != "cpu":
                         desc = f"{device} {desc}"
                     if amp:
@@ -310,6 +315,7 @@ def imagenet_top1(loaded: LoadedModel, folder, limit: int | None = None, **extra
         files = files[:limit]
     labels = np.array([index[p.name.split("_")[0]] for p in files])
     extract_kwargs.setdefault("task", "ImageNet top-1")  # the bar says what the pass is for
+    extract_kwargs.setdefault("pin", False)  # 1,000 images: pinning (~4 s) would cost more than it saves
     res = extract_embeddings(loaded, [str(p) for p in files], logits=True, **extract_kwargs)
     if res.failed:
         i, why = next(iter(res.failed.items()))
