@@ -1,6 +1,8 @@
 """Local vs Ray on this machine, printed as measured figures (issue 7). Not a test.
 
     python benchmarks/scaleout.py --n 1000     # extraction of n H&M images, then one evaluation
+    python benchmarks/scaleout.py --n 3000 --n-small 1000   # and each backend's fixed start-up and per-image
+                                                           # time, projected to the whole catalogue
 
 Writes ``benchmarks/results/scaleout.csv`` (``--csv``): per part and backend the seconds, the
 rate and Ray's overhead against the local backend (``ray seconds / local seconds - 1``; target for
@@ -27,9 +29,31 @@ from visrec_utils.evaluation import experiment
 from visrec_utils.core import backends  # noqa: E402
 
 
+def fixed_and_per_image(small: dict, large: dict, n_small: int, n_large: int, n_catalogue: int, model: str) -> list:
+    """Each backend's seconds as ``fixed + n / rate`` from two sizes (a line through two points),
+    and the time projected to the whole catalogue: the rows ``start-up (fixed per extraction)``,
+    ``per image`` (rate) and ``projected: all <n> catalogue images``, each with Ray's overhead."""
+    rows = []
+    for b in ("local", "ray"):
+        per_image = (large[b] - small[b]) / (n_large - n_small)
+        fixed = large[b] - n_large * per_image
+        rows += [{"part": f"start-up (fixed per extraction), {model}", "backend": b, "seconds": round(fixed, 2)},
+                 {"part": f"per image ({n_small} and {n_large} images), {model}", "backend": b,
+                  "seconds": round(per_image, 5), "rate": round(1 / per_image, 1), "rate_unit": "img/s"},
+                 {"part": f"projected: all {n_catalogue} catalogue images, {model}", "backend": b,
+                  "seconds": round(fixed + n_catalogue * per_image, 1)}]
+    by = {(r["part"], r["backend"]): r["seconds"] for r in rows}
+    print("; ".join(f"{p.split(',')[0]}: local {by[(p, 'local')]}, ray {by[(p, 'ray')]}"
+                    for p in dict.fromkeys(r["part"] for r in rows)))
+    return rows
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--n-small", type=int, default=0,
+                    help="also extract this many images per backend, to split each backend's time into a fixed "
+                         "start-up and a per-image part (two sizes), and project the overhead to the whole catalogue")
     ap.add_argument("--model", default="tf_efficientnet_lite0")
     ap.add_argument("--csv", type=Path, default=Path(__file__).resolve().parent / "results" / "scaleout.csv")
     a = ap.parse_args(argv)
@@ -40,10 +64,15 @@ def main(argv=None) -> None:
     t0 = time.perf_counter()
     backends.init_ray()
     t_init = time.perf_counter() - t0
-    times, embs = {}, {}
+    times, embs, small = {}, {}, {}
     for backend in ("local", "ray"):
         with tempfile.TemporaryDirectory() as d:
             embeddings.cached_embeddings(loaded, ids[:64], paths[:64], cache_dir=d, progress=False, backend=backend)
+            if a.n_small:
+                t0 = time.perf_counter()
+                embeddings.cached_embeddings(loaded, ids[:a.n_small], paths[:a.n_small], cache_dir=Path(d) / "s",
+                                             progress=False, backend=backend)
+                small[backend] = time.perf_counter() - t0
             t0 = time.perf_counter()  # converted model cached, Ray actors' code shipped: steady state
             embs[backend], _ = embeddings.cached_embeddings(loaded, ids, paths, cache_dir=Path(d) / "x",
                                                             progress=False, backend=backend)
@@ -53,6 +82,8 @@ def main(argv=None) -> None:
              "rate": round(a.n / times[b], 1), "rate_unit": "img/s", "max_abs_diff": diff} for b in ("local", "ray")]
     print(f"extraction of {a.n} images, {a.model} (Ray started in {t_init:.1f} s): local {a.n / times['local']:.1f} img/s, "
           f"ray {a.n / times['ray']:.1f} img/s (overhead {times['ray'] / times['local'] - 1:+.1%}); max abs diff {diff:.1e}")
+    if a.n_small:
+        rows += fixed_and_per_image(small, times, a.n_small, a.n, len(cat.items), a.model)
     sub = data.slice_catalogue(cat, max_users=400, seed=0)
     split = protocols.leave_last_basket_out(sub)
     emb = np.random.default_rng(0).normal(size=(len(sub.items), 256)).astype(np.float32)
