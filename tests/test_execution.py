@@ -126,7 +126,13 @@ def test_ctrl_c_during_a_notebook_keeps_the_partial_notebook(tmp_path, notebook_
     _notebook(notebook_dir, "02_stop", "print('before ctrl-c')",
               "import os, signal, time\nos.kill(os.getppid(), signal.SIGINT)\ntime.sleep(30)", params=OUT_ONLY)
     monkeypatch.setattr(runner, "NOTEBOOKS", ["01_ok", "02_stop"])
-    code = cli.main(["study", "--data", "demo", "--models", "mobilenetv1_025_keras", "--out", str(tmp_path)])
+    import signal  # a shell's background job inherits SIGINT ignored: Ctrl-C must reach this process here
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        code = cli.main(["study", "--data", "demo", "--models", "mobilenetv1_025_keras", "--out", str(tmp_path)])
+    finally:
+        signal.signal(signal.SIGINT, before)
     err = capsys.readouterr().err.strip()
     assert code == 130 and re.fullmatch(
         r"visrec: notebook 02_stop interrupted \(Ctrl-C\)\. The partial notebook is .*02_stop\.html\. Rerun the "
