@@ -187,7 +187,8 @@ def _pinned(store: Path | None) -> dict:
     return known if isinstance(known, dict) else {}
 
 
-def pinned_micro_batch(forward, shape, key: str, cache: Path | None, seconds: float = 0.9, dtype=None) -> int:
+def pinned_micro_batch(forward, shape, key: str, cache: Path | None, seconds: float = 0.9, dtype=None,
+                       measure: bool = True) -> int:
     """Images per runtime call, chosen once by a short warm-up and pinned on disk.
 
     OpenVINO on a CPU runs small batches faster (cache locality; measured on 2 cores:
@@ -200,6 +201,8 @@ def pinned_micro_batch(forward, shape, key: str, cache: Path | None, seconds: fl
         forward: ``(B, 3, H, W) tensor -> (B, dim)``; shape: one input batch's shape; dtype: its
             dtype (``torch.uint8`` for forwards that normalise inside, else float32).
         cache: folder of the json file (None: measure, do not store).
+        measure: False returns the pinned size, else the smallest of :data:`MICRO_BATCHES`,
+            without measuring or storing anything.
 
     Returns:
         the chosen micro-batch size.
@@ -210,6 +213,8 @@ def pinned_micro_batch(forward, shape, key: str, cache: Path | None, seconds: fl
     known = _pinned(store)
     if key in known:
         return int(known[key])
+    if not measure:
+        return MICRO_BATCHES[0]
     x = torch.randint(0, 256, (max(MICRO_BATCHES), *shape[1:]), dtype=dtype) if dtype == torch.uint8 \
         else torch.randn(max(MICRO_BATCHES), *shape[1:])
     rates = dict.fromkeys(MICRO_BATCHES, 0.0)
@@ -328,8 +333,6 @@ def choose_forward(pooled, first_batch, compile_mode: bool, runtime: str = "auto
     forward, desc, cl = fast_forward(pooled, first_batch, compile_mode, runtime, cache_xml, normalize)
     if desc.startswith("openvino"):
         key = micro_batch_key(cache_xml.stem if cache_xml is not None else name, uint8=normalize is not None)
-        pinned = _pinned(Path(runtime_cache) / "micro_batch.json" if runtime_cache is not None else None)
-        m = pinned_micro_batch(forward, first_batch.shape, key, runtime_cache, dtype=first_batch.dtype) if pin \
-            else int(pinned.get(key, MICRO_BATCHES[0]))
+        m = pinned_micro_batch(forward, first_batch.shape, key, runtime_cache, dtype=first_batch.dtype, measure=pin)
         forward, desc = micro_batched(forward, m), f"{desc}, micro-batch {m}"
     return forward, desc, cl
