@@ -67,3 +67,60 @@ def test_controls_run_through_extraction_on_a_real_slice(hm_catalogue, imagenet_
     sets = embedding_sets.load_embedding_sets(tmp_path)
     assert sets[("handcrafted", "frozen")].shape == (120, 114)
     assert all(np.isfinite(v).all() for v in sets.values())
+
+
+def test_handcrafted_features_match_float64_references_on_an_8bit_image():
+    """The table look-ups and integer sums against colorsys (bins), numpy and scipy in float64."""
+    import colorsys
+
+    from scipy import ndimage, stats as sps
+
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 256, (2, 3, 40, 56), dtype=np.uint8)
+    img[1, :, :20] = 255  # a white background, as in catalogue photos
+    f = controls.handcrafted_features(torch.from_numpy(img).float() / 255).numpy()
+    for i in range(2):
+        rgb = img[i].reshape(3, -1).T / 255.0
+        hsv = np.array([colorsys.rgb_to_hsv(*c) for c in rgb])
+        nh, ns, nv = controls.HIST_BINS
+        edge = np.minimum.reduce([np.abs(hsv[:, 0] * nh - np.round(hsv[:, 0] * nh)),
+                                  np.abs(hsv[:, 1] * ns - np.round(hsv[:, 1] * ns)),
+                                  np.abs(hsv[:, 2] * nv - np.round(hsv[:, 2] * nv))])
+        bins = (np.minimum((hsv[:, 0] * nh).astype(int), nh - 1) * ns + np.minimum((hsv[:, 1] * ns).astype(int), ns - 1)) \
+            * nv + np.minimum((hsv[:, 2] * nv).astype(int), nv - 1)
+        inner = edge > 1e-6  # pixels on a bin edge may round either way in float32
+        counts = np.bincount(bins[inner], minlength=108)
+        got = (f[i, :108] ** 2) * rgb.shape[0]  # the histogram is the square root of the shares
+        assert np.all(got >= counts - 1e-3) and got.sum() == pytest.approx(rgb.shape[0], rel=1e-5)
+        assert np.abs(got - counts).sum() <= (~inner).sum() + 1e-3
+        s = dict(zip(controls.SCALAR_FEATURES, f[i, 108:]))
+        r, g, b = (img[i].astype(np.float64) / 255)
+        luma = 0.299 * r + 0.587 * g + 0.114 * b
+        rg, yb = r - g, 0.5 * (r + g) - b
+        assert s["brightness"] == pytest.approx(hsv[:, 2].mean(), rel=1e-6)
+        assert s["saturation"] == pytest.approx(hsv[:, 1].mean(), rel=1e-6)
+        assert s["colourfulness"] == pytest.approx(np.hypot(rg.std(ddof=1), yb.std(ddof=1))
+                                                  + 0.3 * np.hypot(rg.mean(), yb.mean()), rel=1e-6)
+        assert s["contrast"] == pytest.approx(luma.std(ddof=1), rel=1e-6)
+        assert s["sharpness"] == pytest.approx(np.log1p(ndimage.laplace(luma)[1:-1, 1:-1].var(ddof=1) * 100), rel=1e-6)
+        levels = np.clip(np.floor(luma * 255 + 1e-9), 0, 255).astype(int)
+        assert s["entropy"] == pytest.approx(sps.entropy(np.bincount(levels.ravel()), base=2) / 8, abs=2e-3)
+
+
+def test_handcrafted_control_runs_plain(tmp_path):
+    """No OpenVINO or compiled path is tried for the hand-made features (already table look-ups),
+    and the extracted rows are the features of the decoded 8-bit images."""
+    from PIL import Image
+
+    from visrec_utils.features.extract import extract_embeddings
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)).save(paths[-1])
+    hc = models.load_model("handcrafted")
+    out = extract_embeddings(hc, [str(p) for p in paths], batch_size=2, progress=False, compile=True)
+    assert out.path == "plain NCHW" and int(hc.model.version) == 2
+    x = torch.stack([torch.from_numpy(np.array(Image.open(p))).permute(2, 0, 1) for p in paths]).float() / 255
+    np.testing.assert_array_equal(out.embeddings, controls.handcrafted_features(x).numpy())

@@ -15,9 +15,11 @@ figures; their family is ``"control"`` and notebook 05 keeps them out of the top
 * ``handcrafted``: per image, a 12x3x3 HSV colour histogram (square-rooted, so cosine
   similarity is the Hellinger affinity), brightness (mean V), saturation (mean S), colourfulness
   (Hasler & Suesstrunk, 2003), RMS contrast (std of luma), sharpness (log of 1 + variance of the
-  Laplacian of luma x 100) and luma entropy (bits / 8), from the image resized to 224 px.
+  Laplacian of luma x 100) and luma entropy (bits / 8), from the 8-bit image resized to 224 px.
 """
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -55,8 +57,8 @@ def _rgb_to_hsv(x):
     import torch
 
     r, g, b = x[:, 0], x[:, 1], x[:, 2]
-    maxc, _ = x.max(1)
-    minc, _ = x.min(1)
+    maxc = torch.maximum(torch.maximum(r, g), b)
+    minc = torch.minimum(torch.minimum(r, g), b)
     delta = maxc - minc
     safe = torch.where(delta > 0, delta, torch.ones_like(delta))
     h = torch.where(maxc == r, ((g - b) / safe) % 6, torch.where(maxc == g, (b - r) / safe + 2, (r - g) / safe + 4))
@@ -65,33 +67,89 @@ def _rgb_to_hsv(x):
     return h, s, maxc
 
 
+@functools.lru_cache(maxsize=1)
+def colour_tables():
+    """Per 8-bit RGB colour ``(r << 16) | (g << 8) | b``: its HSV histogram bin and its luma level.
+
+    Returns:
+        ``(hsv_bin, luma_level)``, each ``(2**24,) uint8``: the bin of :data:`HIST_BINS`
+        (flat index ``(h * 3 + s) * 3 + v``) and ``floor(255 * luma)`` with luma = 0.299 R +
+        0.587 G + 0.114 B (ITU-R BT.601), both computed in float32 from the colour's channels
+        ``k / 255``, exactly as a per-pixel computation on the decoded image does. Built once
+        per process (about 1 s, 32 MiB); a table lookup then replaces some 40 float operations
+        per pixel.
+    """
+    import torch
+
+    n = 1 << 24
+    hsv_bin, luma_level = torch.empty(n, dtype=torch.uint8), torch.empty(n, dtype=torch.uint8)
+    nh, ns, nv = HIST_BINS
+    step = 1 << 20
+    for s0 in range(0, n, step):
+        code = torch.arange(s0, s0 + step, dtype=torch.int32)
+        rgb = torch.stack([(code >> 16) & 255, (code >> 8) & 255, code & 255]).to(torch.float32).div(255)
+        h, s, v = _rgb_to_hsv(rgb[None, :, None, :])
+        idx = ((h * nh).long().clamp(max=nh - 1) * ns + (s * ns).long().clamp(max=ns - 1)) * nv \
+            + (v * nv).long().clamp(max=nv - 1)
+        hsv_bin[s0:s0 + step] = idx.flatten().to(torch.uint8)
+        luma = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+        luma_level[s0:s0 + step] = (luma * 255).long().clamp(0, 255).to(torch.uint8)
+    return hsv_bin, luma_level
+
+
+def _std_mean(x_int):
+    """Sample standard deviation (n - 1) and mean of each row of an integer ``(B, n)`` tensor,
+    from exact int64 sums, in float64: ``((B,), (B,))``."""
+    import torch
+
+    n = x_int.shape[1]
+    x = x_int.to(torch.int64)
+    s1 = x.sum(1).to(torch.float64)
+    s2 = (x * x).sum(1).to(torch.float64)
+    var = (s2 - s1 * s1 / n) / max(n - 1, 1)
+    return var.clamp_min(0).sqrt(), s1 / n
+
+
 def handcrafted_features(x):
     """Hand-made features of a batch, ``(B, 3, H, W)`` RGB in [0, 1] -> ``(B, 114) float32``
-    (108 histogram bins, then :data:`SCALAR_FEATURES`; see the module docstring)."""
-    import torch
-    import torch.nn.functional as F
+    (108 histogram bins, then :data:`SCALAR_FEATURES`; see the module docstring).
 
-    x = x.clamp(0, 1).float()
+    The features are those of the 8-bit image: ``x`` is rounded to steps of 1/255 (images
+    decoded from 8-bit files already lie on them), histogram bins and luma levels come from
+    :func:`colour_tables`, and the moments (means, standard deviations, the Laplacian's
+    variance) from exact integer sums. Against the same formulas in float32 per pixel: equal
+    histograms, scalars within 3e-7 (H&M images); 4-10x faster on 2 cores.
+    """
+    import torch
+
     b = x.shape[0]
-    h, s, v = _rgb_to_hsv(x)
-    nh, ns, nv = HIST_BINS
-    idx = ((h * nh).long().clamp(max=nh - 1) * ns + (s * ns).long().clamp(max=ns - 1)) * nv \
-        + (v * nv).long().clamp(max=nv - 1)
-    hist = torch.zeros(b, nh * ns * nv).scatter_add_(1, idx.flatten(1), torch.ones_like(idx.flatten(1), dtype=torch.float))
+    u8 = x.clamp(0, 1).mul(255).round_().to(torch.int32)
+    r, g, bl = u8[:, 0], u8[:, 1], u8[:, 2]
+    hsv_bin, luma_level = colour_tables()
+    code = ((r << 16) | (g << 8) | bl).flatten(1).long()
+    nb = int(np.prod(HIST_BINS))
+    offset = torch.arange(b).unsqueeze(1)
+    hist = torch.bincount((torch.take(hsv_bin, code).long() + offset * nb).flatten(), minlength=b * nb).view(b, nb).double()
     hist = (hist / hist.sum(1, keepdim=True)).sqrt()
-    r, g, bl = x[:, 0], x[:, 1], x[:, 2]
-    rg, yb = r - g, 0.5 * (r + g) - bl
-    colourful = (rg.flatten(1).std(1) ** 2 + yb.flatten(1).std(1) ** 2).sqrt() \
-        + 0.3 * (rg.flatten(1).mean(1) ** 2 + yb.flatten(1).mean(1) ** 2).sqrt()
-    luma = 0.299 * r + 0.587 * g + 0.114 * bl
-    lap = F.conv2d(luma[:, None], torch.tensor([[[[0.0, 1, 0], [1, -4, 1], [0, 1, 0]]]]), padding=1)[:, 0, 1:-1, 1:-1]
-    sharp = torch.log1p(lap.flatten(1).var(1) * 100)
-    q = (luma * 255).long().clamp(0, 255).flatten(1)
-    p = torch.zeros(b, 256).scatter_add_(1, q, torch.ones_like(q, dtype=torch.float))
+    maxc = torch.maximum(torch.maximum(r, g), bl).flatten(1)
+    minc = torch.minimum(torch.minimum(r, g), bl).flatten(1)
+    n = maxc.shape[1]
+    brightness = maxc.sum(1).double() / (255 * n)
+    sat = torch.where(maxc > 0, (maxc - minc).double() / maxc.clamp_min(1).double(), torch.zeros((), dtype=torch.double))
+    rg_sd, rg_m = _std_mean((r - g).flatten(1))  # units of 1/255
+    yb_sd, yb_m = _std_mean((r + g - 2 * bl).flatten(1))  # units of 1/510
+    colourful = (rg_sd ** 2 / 255 ** 2 + yb_sd ** 2 / 510 ** 2).sqrt() \
+        + 0.3 * (rg_m ** 2 / 255 ** 2 + yb_m ** 2 / 510 ** 2).sqrt()
+    luma = 299 * r + 587 * g + 114 * bl  # units of 1/255000
+    contrast, _ = _std_mean(luma.flatten(1))
+    lap = (luma[:, :-2, 1:-1] + luma[:, 2:, 1:-1] + luma[:, 1:-1, :-2] + luma[:, 1:-1, 2:]) - 4 * luma[:, 1:-1, 1:-1]
+    lap_sd, _ = _std_mean(lap.flatten(1))
+    sharp = torch.log1p((lap_sd / 255000) ** 2 * 100)
+    p = torch.bincount((torch.take(luma_level, code).long() + offset * 256).flatten(), minlength=b * 256).view(b, 256).double()
     p = p / p.sum(1, keepdim=True)
     entropy = -(p * torch.log2(p.clamp_min(1e-12))).sum(1) / 8.0
-    scalars = torch.stack([v.flatten(1).mean(1), s.flatten(1).mean(1), colourful, luma.flatten(1).std(1), sharp, entropy], 1)
-    return torch.cat([hist, scalars], 1)
+    scalars = torch.stack([brightness, sat.mean(1), colourful, contrast / 255000, sharp, entropy], 1)
+    return torch.cat([hist, scalars], 1).float()
 
 
 def build_handcrafted():
@@ -105,9 +163,15 @@ def build_handcrafted():
         pretrained_cfg = {"input_size": (3, 224, 224), "interpolation": "bilinear", "crop_pct": 1.0,
                           "crop_mode": "center", "mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0), "num_classes": 0}
 
+        #: No OpenVINO or torch.compile path (:func:`visrec_utils.features.extract.extract_embeddings`):
+        #: the features are table look-ups and integer sums, which OpenVINO does not convert to
+        #: equal values and which compiling (about 15 s) does not speed up.
+        fast_paths = False
+
         def __init__(self):
             super().__init__()
-            self.register_buffer("version", torch.tensor([1]))  # part of the cache key
+            # part of the cache key; 2: the 8-bit features of colour_tables (1: float32 per pixel)
+            self.register_buffer("version", torch.tensor([2]))
 
         def forward_features(self, x):
             return handcrafted_features(x)

@@ -141,8 +141,9 @@ def extract_embeddings(
         num_workers: DataLoader decode workers (default 1; 0 decodes in the main process).
         compile: True, False or "auto" (compile when there are at least
             :data:`COMPILE_MIN_IMAGES` images, so the compile time, 5-40 s, pays off).
-        fast: allow the channels_last / compiled path (used only when equal to the plain
-            forward within 1e-4 on the first batch).
+        fast: allow the OpenVINO, channels_last and compiled paths (used only when equal to the
+            plain forward within 1e-4 on the first batch); a model whose ``fast_paths`` attribute
+            is False (the ``handcrafted`` control) always runs plain.
         progress: show a tqdm bar.
         logits: also compute ImageNet logits from the model's classifier.
         on_batch: called after every batch as ``on_batch(start, rows, reasons)`` with the
@@ -187,6 +188,7 @@ def extract_embeddings(
     device = resolve_device(device)
     runtime = "torch" if (amp or device != "cpu") else runtime
     model = loaded.model.eval()
+    fast = fast and getattr(model, "fast_paths", True)
     pooled = PooledFeatures(model) if module is None else module.eval()
     pooled.to(device)
     if amp and device == "cpu":
