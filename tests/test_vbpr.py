@@ -276,3 +276,39 @@ def test_the_set_by_set_evaluation_computes_no_similarity_rows_for_vbpr_alone(mo
     fresh, _ = experiment.run_experiment(split, sets, ["vbpr"], [], ks=(5,), n_resamples=20, progress=False,
                                          cache_dir=False)
     pd.testing.assert_frame_equal(cached, fresh)
+
+
+def test_a_fit_started_ahead_is_the_fit_itself_and_errors_surface_at_fit(monkeypatch, tmp_path):
+    """VBPR.fit_ahead runs the fit in the fit-ahead thread: fit() takes it (no second fit), with
+    the same numbers as a fit in the caller's thread; a failing fit raises at fit(); the set-by-set
+    evaluation starts every VBPR fit ahead and leaves none queued."""
+    from visrec_utils.evaluation import set_major
+
+    split, emb = _split(seed=11), _emb(seed=12)
+    factorization._FITS.clear()
+    inline = recommenders.create_recommender("vbpr").fit(split, emb).score(np.arange(split.n_users))
+    factorization._FITS.clear()
+    fut = recommenders.create_recommender("vbpr").fit_ahead(split, emb)
+    assert fut is not None and recommenders.create_recommender("vbpr").fit_ahead(split, emb) is None  # once
+    fut.result()  # finished in the fit-ahead thread
+    threads = []
+    real_fit = factorization.VBPR._fit
+    monkeypatch.setattr(factorization.VBPR, "_fit", lambda self, *a: threads.append(1) or real_fit(self, *a))
+    ahead = recommenders.create_recommender("vbpr").fit(split, emb)
+    assert threads == [] and not factorization._AHEAD  # taken, not fitted again
+    np.testing.assert_array_equal(ahead.score(np.arange(split.n_users)), inline)
+
+    factorization._FITS.clear()
+    monkeypatch.setattr(factorization.VBPR, "_fit", lambda self, *a: (_ for _ in ()).throw(MemoryError("no room")))
+    recommenders.create_recommender("vbpr").fit_ahead(split, emb)
+    with pytest.raises(MemoryError, match="no room"):
+        recommenders.create_recommender("vbpr").fit(split, emb)
+
+    monkeypatch.setattr(factorization.VBPR, "_fit", real_fit)
+    started = []
+    real_ahead = factorization.VBPR.fit_ahead
+    monkeypatch.setattr(factorization.VBPR, "fit_ahead", lambda self, s, e: started.append(1) or real_ahead(self, s, e))
+    sets = {("m", "frozen"): emb, ("n", "frozen"): _emb(seed=13)}
+    assert set_major.evaluate_set_major([(split, sets, ["vbpr", "visrank_max"])], ks=(5,), cache_dir=tmp_path,
+                                        progress=False) == 4
+    assert len(started) == 2 and not factorization._AHEAD

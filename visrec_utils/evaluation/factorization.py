@@ -47,7 +47,9 @@ cold items worse), batches of 256 or 500 within 0.002. Cost on the H&M sample (t
 24,804 pairs, 1,364 customers, 15,856 items), one thread, two busy cores: 1.7-2.9 s per fit
 with 1,280-dimensional embeddings (1.0-1.2 s with 114 or 256), 36 s of CPU for the 24 fits of
 the study's five protocols, plus about 3 s once per process for torch's optimiser import;
-Cornac's own loop with its defaults takes 24 s per fit. Embeddings are
+Cornac's own loop with its defaults takes 24 s per fit. The study's set-by-set evaluation
+starts every VBPR fit ahead (:meth:`VBPR.fit_ahead`), one at a time in a thread of its own, so
+they run beside the similarity rows and rankings instead of between them. Embeddings are
 L2-normalised per item first, so every model's features have the same scale. BPR-MF fits in
 0.4 s.
 
@@ -60,10 +62,10 @@ refitted: the per-point evaluations are cached by the evaluation store
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
+import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -81,6 +83,9 @@ TRAINED_BY = "visrec_utils.evaluation.factorization.vbpr_loss"
 FIT_MEMO_SIZE = 32
 _FITS: OrderedDict = OrderedDict()
 _EMB: dict = {}  # id(array) -> (array, digest)
+_AHEAD: dict = {}  # fit key -> Future of a fit started by VBPR.fit_ahead, until fit() takes it
+_AHEAD_LOCK = threading.Lock()
+_AHEAD_POOL: ThreadPoolExecutor | None = None  # one thread: the fits started ahead run one at a time, in order
 
 
 def check_no_test_purchases(split: Split) -> None:
@@ -122,7 +127,9 @@ def _embedding_digest(emb: np.ndarray) -> str:
     return digest
 
 
-_DATASET: dict = {}  # the last Cornac dataset {(pairs digest, seed): (dataset, uid, item_of)}, shared by a split's sets
+# the last Cornac dataset of each thread {(pairs digest, seed): (dataset, uid, item_of)}, shared by a split's sets
+# (per thread: a fit adds its features to the dataset, and VBPR fits ahead in a thread of their own)
+_DATASET = threading.local()
 
 
 def _cornac_dataset(pairs: pd.DataFrame, digest: str, seed: int):
@@ -131,14 +138,14 @@ def _cornac_dataset(pairs: pd.DataFrame, digest: str, seed: int):
     for the next fit on the same pairs (``digest``)."""
     from cornac.data import Dataset
 
-    if (digest, seed) not in _DATASET:
+    last = getattr(_DATASET, "last", None)
+    if last is None or last[0] != (digest, seed):
         ds = Dataset.build(list(zip(pairs["user_id"], pairs["item_idx"].astype(str), np.ones(len(pairs)))), seed=seed)
         item_of = np.empty(ds.num_items, np.int64)
         for raw, row in ds.iid_map.items():
             item_of[row] = int(raw)
-        _DATASET.clear()
-        _DATASET[(digest, seed)] = (ds, dict(ds.uid_map), item_of)
-    return _DATASET[(digest, seed)]
+        last = _DATASET.last = ((digest, seed), (ds, dict(ds.uid_map), item_of))
+    return last[1]
 
 
 def _untrained(n_items: int, dim: int) -> tuple:
@@ -150,6 +157,23 @@ def _strip(model):
     """Drop the training data Cornac keeps on a fitted model (the dataset and its feature copy)."""
     model.train_set = model.val_set = None
     return model
+
+
+def _ahead_pool() -> ThreadPoolExecutor:
+    global _AHEAD_POOL
+    if _AHEAD_POOL is None:
+        _AHEAD_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="visrec-fit-ahead")
+    return _AHEAD_POOL
+
+
+def _take_ahead(key: str):
+    """The fit started under ``key`` by :meth:`VBPR.fit_ahead` (waiting for it), or None when
+    there is none or it was cancelled before it started."""
+    with _AHEAD_LOCK:
+        fut = _AHEAD.pop(key, None)
+    if fut is None or fut.cancelled():
+        return None
+    return fut.result()
 
 
 def _recall(key: str):
@@ -333,11 +357,37 @@ class VBPR(_Factorisation):
             raise ValueError(f"embeddings have {len(embeddings)} rows, the catalogue {split.n_items} items")
         check_no_test_purchases(split)
         pairs, digest = _pairs(split)
-        key = content_key("vbpr", repr(self), digest, _embedding_digest(embeddings), length=32)
-        fitted = _recall(key) or _remember(key, self._fit(pairs, digest, l2_normalize(embeddings)))
+        key = self._key(digest, embeddings)
+        fitted = _recall(key) or _remember(key, _take_ahead(key) or self._fit(pairs, digest, l2_normalize(embeddings)))
         self._fitted, self._model = fitted, fitted[4]
         self._rows = self._users_of(split, fitted[3])
         return self
+
+    def fit_ahead(self, split: Split, embeddings: np.ndarray):
+        """Start this fit now in visrec's fit-ahead thread (one fit at a time, in the order asked),
+        so it runs on a core the caller leaves idle; :meth:`fit` with the same split and
+        embeddings then takes the result (waiting for it if needed), and raises what the fit
+        raised. The fit is the one :meth:`fit` makes (same inputs, torch on one thread), so
+        results are identical.
+
+        Returns:
+            the ``concurrent.futures.Future`` of the fit (cancel it to drop a fit not yet
+            started), or None when the fit is already in memory, already started, or has no
+            training data to check here (:meth:`fit` then fits as usual).
+        """
+        if embeddings is None or len(embeddings) != split.n_items:
+            return None
+        check_no_test_purchases(split)
+        pairs, digest = _pairs(split)
+        key = self._key(digest, embeddings)
+        with _AHEAD_LOCK:
+            if key in _FITS or key in _AHEAD:
+                return None
+            fut = _AHEAD[key] = _ahead_pool().submit(lambda: self._fit(pairs, digest, l2_normalize(embeddings)))
+        return fut
+
+    def _key(self, digest: str, embeddings: np.ndarray) -> str:
+        return content_key("vbpr", repr(self), digest, _embedding_digest(embeddings), length=32)
 
     def _fit(self, pairs: pd.DataFrame, digest: str, feats: np.ndarray) -> tuple:
         """``(user_mat (n_users + 1, k + k2), item_mat (n_items, k + k2), bias (n_items,), uid, model)``."""
@@ -363,8 +413,7 @@ class VBPR(_Factorisation):
         model = _VBPR(k=self.k, k2=self.k2, n_epochs=self.n_epochs, batch_size=self.batch_size,
                       learning_rate=self.learning_rate, lambda_w=self.lambda_w, lambda_b=self.lambda_b,
                       lambda_e=self.lambda_e, use_gpu=False, verbose=False, seed=self.seed)
-        with contextlib.redirect_stdout(io.StringIO()):
-            model.fit(ds)
+        model.fit(ds)  # visrec's loop (_fit_vbpr) prints nothing, unlike Cornac's
         ds.item_image = None  # the dataset is kept for the next set's fit; its features are not
         if getattr(model, "trained_by", None) != TRAINED_BY:
             raise RuntimeError(f"cornac {cornac.__version__}'s VBPR.fit no longer calls _fit_torch, so visrec's "

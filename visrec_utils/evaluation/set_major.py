@@ -10,7 +10,9 @@ per-point evaluation from those rows. The results go to the evaluation cache
 (:func:`visrec_utils.evaluation.experiment.evaluation_key`, one entry per recommender), where
 :func:`~visrec_utils.evaluation.experiment.run_experiment` and the functions built on it find
 them, so the tables (order, intervals, paired tests) are made by the same code and hold the
-same numbers.
+same numbers. Recommenders that fit a model without similarity rows (VBPR) have every fit started
+ahead in a thread of their own (:meth:`visrec_utils.evaluation.factorization.VBPR.fit_ahead`), which
+runs while the similarity rows and rankings are computed.
 """
 from __future__ import annotations
 
@@ -47,8 +49,6 @@ def evaluate_set_major(jobs, ks=DEFAULT_KS, seed: int = 0, cache_dir: str | Path
     Raises:
         ValueError: an unknown recommender name.
     """
-    from tqdm.auto import tqdm
-
     store = Store(cache_dir or None)
     jobs = [(split, sets, [c for c in (make_recommender(r, seed=seed) for r in recs) if c.content_based])
             for split, sets, recs in jobs if split.n_users > 0]
@@ -74,6 +74,24 @@ def evaluate_set_major(jobs, ks=DEFAULT_KS, seed: int = 0, cache_dir: str | Path
                 groups.setdefault(id(emb), (emb, []))[1].append(split)
         if todo:
             plans.append((key, todo, groups))
+    done = 0
+    # model fits that need no similarity rows (VBPR) start now, one at a time in the order they are
+    # needed, on the core that the evaluation's Python and single-threaded parts leave idle
+    ahead = [c.fit_ahead(split, emb) for _, todo, _ in plans for split, emb, missing, _ in todo
+             for c in missing if hasattr(c, "fit_ahead")]
+    try:
+        done = _evaluate_plans(plans, ks, seed, store, progress)
+    finally:  # an error (or Ctrl-C) leaves no fit queued behind it
+        for fut in ahead:
+            if fut is not None:
+                fut.cancel()
+    return done
+
+
+def _evaluate_plans(plans, ks, seed, store, progress) -> int:
+    """The loop of :func:`evaluate_set_major` over its plans; returns the evaluations computed."""
+    from tqdm.auto import tqdm
+
     done = 0
     with ThreadPoolExecutor(max_workers=1) as pool:  # the next set's rows while this set is evaluated
         def submit(i):
