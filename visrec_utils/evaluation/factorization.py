@@ -296,7 +296,11 @@ class _Factorisation(Recommender):
         """Scores ``(len(users), n_items) float32`` for test-point positions ``users`` (module
         docstring: cold items and unknown users)."""
         user_mat, item_mat, bias = self._fitted[:3]
-        out = user_mat[self._rows[np.asarray(users, np.int64)]] @ item_mat.T + bias
+        cached = getattr(self, "_item_t", None)
+        if cached is None or cached[0] is not item_mat:  # the product with a contiguous (dim, n_items) copy
+            cached = self._item_t = (item_mat, np.ascontiguousarray(item_mat.T))  # is 5x faster (same numbers)
+        out = user_mat[self._rows[np.asarray(users, np.int64)]] @ cached[1]
+        out += bias
         return np.asarray(out, np.float32)
 
 
