@@ -376,8 +376,11 @@ class VBPR(_Factorisation):
 
         Returns:
             the ``concurrent.futures.Future`` of the fit (cancel it to drop a fit not yet
-            started), or None when the fit is already in memory, already started, or has no
-            training data to check here (:meth:`fit` then fits as usual).
+            started), or None when the fit is already in memory or already started, or when
+            the embeddings are missing or of another length (:meth:`fit` then raises its error).
+
+        Raises:
+            ValueError: the training part holds a test purchase (as :meth:`fit`).
         """
         if embeddings is None or len(embeddings) != split.n_items:
             return None

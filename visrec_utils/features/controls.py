@@ -117,11 +117,13 @@ def handcrafted_features(x):
     The features are those of the 8-bit image: ``x`` is rounded to steps of 1/255 (images
     decoded from 8-bit files already lie on them), histogram bins and luma levels come from
     :func:`colour_tables`, and the moments (means, standard deviations, the Laplacian's
-    variance) from exact integer sums. Against the same formulas in float32 per pixel: equal
-    histograms, scalars within 3e-7 (H&M images); 4-10x faster on 2 cores.
+    variance) from exact integer sums, on the CPU (the result goes back to ``x``'s device).
+    Against the same formulas in float32 per pixel on H&M images: equal histograms, scalars
+    within 7e-7 relative; 4.2 against 7.1 ms per 224-px image on one core.
     """
     import torch
 
+    device, x = x.device, x.cpu()
     b = x.shape[0]
     u8 = x.clamp(0, 1).mul(255).round_().to(torch.int32)
     r, g, bl = u8[:, 0], u8[:, 1], u8[:, 2]
@@ -135,7 +137,7 @@ def handcrafted_features(x):
     minc = torch.minimum(torch.minimum(r, g), bl).flatten(1)
     n = maxc.shape[1]
     brightness = maxc.sum(1).double() / (255 * n)
-    sat = torch.where(maxc > 0, (maxc - minc).double() / maxc.clamp_min(1).double(), torch.zeros((), dtype=torch.double))
+    sat = torch.where(maxc > 0, (maxc - minc).double() / maxc.clamp_min(1).double(), 0.0)
     rg_sd, rg_m = _std_mean((r - g).flatten(1))  # units of 1/255
     yb_sd, yb_m = _std_mean((r + g - 2 * bl).flatten(1))  # units of 1/510
     colourful = (rg_sd ** 2 / 255 ** 2 + yb_sd ** 2 / 510 ** 2).sqrt() \
@@ -149,7 +151,7 @@ def handcrafted_features(x):
     p = p / p.sum(1, keepdim=True)
     entropy = -(p * torch.log2(p.clamp_min(1e-12))).sum(1) / 8.0
     scalars = torch.stack([brightness, sat.mean(1), colourful, contrast / 255000, sharp, entropy], 1)
-    return torch.cat([hist, scalars], 1).float()
+    return torch.cat([hist, scalars], 1).float().to(device)
 
 
 def build_handcrafted():
