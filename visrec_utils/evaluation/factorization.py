@@ -359,10 +359,8 @@ class VBPR(_Factorisation):
                              "(run once per embedding set), not under baselines")
         if len(embeddings) != split.n_items:
             raise ValueError(f"embeddings have {len(embeddings)} rows, the catalogue {split.n_items} items")
-        check_no_test_purchases(split)
-        pairs, digest = _pairs(split)
-        key = self._key(digest, embeddings)
-        fitted = _recall(key) or _remember(key, _take_ahead(key) or self._fit(pairs, digest, l2_normalize(embeddings)))
+        key, job = self._fit_job(split, embeddings)
+        fitted = _recall(key) or _remember(key, _take_ahead(key) or job())
         self._fitted, self._model = fitted, fitted[4]
         self._rows = self._users_of(split, fitted[3])
         return self
@@ -384,17 +382,20 @@ class VBPR(_Factorisation):
         """
         if embeddings is None or len(embeddings) != split.n_items:
             return None
-        check_no_test_purchases(split)
-        pairs, digest = _pairs(split)
-        key = self._key(digest, embeddings)
+        key, job = self._fit_job(split, embeddings)
         with _AHEAD_LOCK:
             if key in _FITS or key in _AHEAD:
                 return None
-            fut = _AHEAD[key] = _ahead_pool().submit(lambda: self._fit(pairs, digest, l2_normalize(embeddings)))
+            fut = _AHEAD[key] = _ahead_pool().submit(job)
         return fut
 
-    def _key(self, digest: str, embeddings: np.ndarray) -> str:
-        return content_key("vbpr", repr(self), digest, _embedding_digest(embeddings), length=32)
+    def _fit_job(self, split: Split, embeddings: np.ndarray):
+        """What :meth:`fit` and :meth:`fit_ahead` share: the leak check (ValueError), then the
+        fit's content key and the fit itself as a call, ``(key, job)``."""
+        check_no_test_purchases(split)
+        pairs, digest = _pairs(split)
+        key = content_key("vbpr", repr(self), digest, _embedding_digest(embeddings), length=32)
+        return key, lambda: self._fit(pairs, digest, l2_normalize(embeddings))
 
     def _fit(self, pairs: pd.DataFrame, digest: str, feats: np.ndarray) -> tuple:
         """``(user_mat (n_users + 1, k + k2), item_mat (n_items, k + k2), bias (n_items,), uid, model)``."""

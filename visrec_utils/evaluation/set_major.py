@@ -74,18 +74,16 @@ def evaluate_set_major(jobs, ks=DEFAULT_KS, seed: int = 0, cache_dir: str | Path
                 groups.setdefault(id(emb), (emb, []))[1].append(split)
         if todo:
             plans.append((key, todo, groups))
-    done = 0
     # model fits that need no similarity rows (VBPR) start now, one at a time in the order they are
     # needed, on the core that the evaluation's Python and single-threaded parts leave idle
     ahead = [c.fit_ahead(split, emb) for _, todo, _ in plans for split, emb, missing, _ in todo
              for c in missing if hasattr(c, "fit_ahead")]
     try:
-        done = _evaluate_plans(plans, ks, seed, store, progress)
+        return _evaluate_plans(plans, ks, seed, store, progress)
     finally:  # an error (or Ctrl-C) leaves no fit queued behind it
         for fut in ahead:
             if fut is not None:
                 fut.cancel()
-    return done
 
 
 def _evaluate_plans(plans, ks, seed, store, progress) -> int:
