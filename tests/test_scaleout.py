@@ -66,7 +66,10 @@ def test_ray_evaluation_equals_local(hm_slice, local_ray):
     pd.testing.assert_frame_equal(m_ray, m_local)
 
 
-def test_ray_extraction_equals_local_and_shares_the_cache(hm_slice, local_ray, tmp_path):
+def test_ray_extraction_equals_local_and_shares_the_cache(hm_slice, local_ray, tmp_path, monkeypatch):
+    from visrec_utils.features import ray_extract
+
+    monkeypatch.setattr(ray_extract, "SHARD_IMAGES", 16)  # 40 images -> shards of one 32-image batch and 8
     cat, _ = hm_slice
     items = cat.items.head(40)
     ids = items["item_id"].astype(str).tolist()
@@ -78,7 +81,7 @@ def test_ray_extraction_equals_local_and_shares_the_cache(hm_slice, local_ray, t
                                                  chunk_images=16)
     ray_emb, info_r = embeddings.cached_embeddings(loaded, ids, paths, cache_dir=tmp_path / "b", progress=False,
                                                    chunk_images=16, backend="ray")
-    assert info_r["fast_path"].startswith("ray") and not info_r["hit"]
+    assert info_r["fast_path"].startswith("ray (2 shards, 1 x 2 threads; ") and not info_r["hit"]
     assert np.isnan(ray_emb[5]).all() and np.isnan(local[5]).all() and info_r["failed"] == info_l["failed"]
     ok = np.ones(len(ids), bool)
     ok[5] = False

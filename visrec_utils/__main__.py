@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     s.add_argument("--cell-timeout", type=float, default=None, metavar="SECONDS",
                    help="stop a notebook whose cell runs longer than this (default: no limit)")
     s.add_argument("--backend", choices=["local", "ray"], default="local",
-                   help="ray: extraction as Ray Data batch inference and evaluation sharded over a Ray cluster "
+                   help="ray: extraction and evaluation sharded into tasks over a Ray cluster "
                         "(pip install -e '.[ray]')")
     s.add_argument("--ray-address", default=None,
                    help="Ray cluster to connect to, e.g. 'auto' or 'ray://head:10001' (default $RAY_ADDRESS, "

@@ -1,8 +1,8 @@
 """The execution backends side by side: ``local`` (this process) and ``ray`` (a Ray cluster).
 
 One name per backend (notebook parameter ``backend``, CLI ``--backend``); the Ray work itself
-lives beside what it scales: :mod:`visrec_utils.features.ray_extract` (extraction as Ray Data batch
-inference) and :mod:`visrec_utils.evaluation.ray_evaluate` (evaluation sharded by users).
+lives beside what it scales: :mod:`visrec_utils.features.ray_extract` (extraction sharded into Ray
+tasks) and :mod:`visrec_utils.evaluation.ray_evaluate` (evaluation sharded by users).
 """
 from __future__ import annotations
 
@@ -23,9 +23,8 @@ def check_backend(backend: str) -> str:
     if backend == "ray":
         try:
             import ray  # noqa: F401
-            import ray.data  # noqa: F401
         except ImportError as e:
-            raise ImportError("backend='ray' needs Ray Data: pip install -e '.[ray]'") from e
+            raise ImportError("backend='ray' needs Ray: pip install -e '.[ray]'") from e
     return backend
 
 

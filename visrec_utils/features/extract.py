@@ -131,6 +131,7 @@ def extract_embeddings(
     task: str = "embeddings",
     module_key: str = "",
     pin: bool = True,
+    forwards: dict | None = None,
 ) -> Extraction:
     """Pooled penultimate features of ``paths`` under ``loaded``'s own preprocessing.
 
@@ -175,6 +176,10 @@ def extract_embeddings(
             (:func:`~visrec_utils.features.runtime.pinned_micro_batch`, about 4 s); False uses the
             pinned size or the smallest (:func:`imagenet_top1`: 1,000 images, where the best size
             saves less than the measuring costs).
+        forwards: a dict that keeps the chosen forward (runtime, conversion, equality check) across
+            calls in this process, keyed by the model object, input shape, runtime and device; the
+            Ray backend's worker processes pass one, so each converts and checks a model once
+            (about 1 s per call otherwise). None chooses anew each call.
 
     Returns:
         :class:`Extraction`; unreadable images are NaN rows listed in ``failed``, never errors.
@@ -231,8 +236,14 @@ def extract_embeddings(
                     xml = (openvino_cache_path(loaded, xs.shape, runtime_cache, module_key)
                            if module is None or module_key else None)
                     name = f"{loaded.spec.name}-{type(pooled).__name__}-{emb.shape[1]}-{xs.shape[-2]}x{xs.shape[-1]}"
-                    forward, desc, channels_last = choose_forward(pooled, xs, bool(compile), runtime, xml, normalize,
-                                                                  runtime_cache, name, pin=pin)
+                    known = (id(model), id(module), name, str(xml), runtime, bool(compile), device, normalize is not None)
+                    if forwards is not None and known in forwards and not amp:
+                        forward, desc, channels_last = forwards[known]
+                    else:
+                        forward, desc, channels_last = choose_forward(pooled, xs, bool(compile), runtime, xml,
+                                                                      normalize, runtime_cache, name, pin=pin)
+                        if forwards is not None:
+                            forwards[known] = (forward, desc, channels_last)
                     if device != "cpu":
                         desc = f"{device} {desc}"
                     if amp:
