@@ -1,6 +1,7 @@
 """Figures that read right: captions, AUC from chance, legends outside the data, grey baselines,
 labels in words, a gallery that shows the test basket, and thumbnails decoded like extraction."""
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -289,5 +290,7 @@ def test_umap_small_maps_use_exact_cosine_distances_equal_to_umaps_own():
     live = np.setdiff1d(np.arange(60), [5, 17])
     for i in live[:10]:
         assert set(np.argsort(d[i], kind="stable")[:15]) == set(np.argsort(ref[i], kind="stable")[:15])
-    rows, xy = gallery.umap_coordinates(x, max_points=40, seed=0)
+    with warnings.catch_warnings():  # umap-learn's notices (precomputed metric, seeded n_jobs) stay out of reports
+        warnings.simplefilter("error", UserWarning)
+        rows, xy = gallery.umap_coordinates(x, max_points=40, seed=0)
     assert rows.shape == (40,) and xy.shape == (40, 2) and np.isfinite(xy).all()

@@ -33,6 +33,11 @@ def init_ray(address: str | None = None, num_cpus: int | None = None):
     CPUs (default: all). Reuses an already initialised Ray. Returns the ``ray`` module."""
     import ray
 
+    for name in ("ray", "ray.data"):  # Ray Data's per-run INFO lines are noise in the reports
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # a new local Ray turns token authentication on and says so on stderr, in every notebook's
+    # report; the setting stays, the notice goes
+    logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS")
         kwargs = {"address": address} if address else {"num_cpus": num_cpus, "include_dashboard": False}
@@ -40,8 +45,6 @@ def init_ray(address: str | None = None, num_cpus: int | None = None):
         import atexit
 
         atexit.register(ray.shutdown)  # a clean stop when the notebook kernel exits
-    for name in ("ray", "ray.data"):  # Ray Data's per-run INFO lines are noise in the reports
-        logging.getLogger(name).setLevel(logging.WARNING)
     return ray
 
 

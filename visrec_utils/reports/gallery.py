@@ -15,6 +15,7 @@ decoder, so every item that was embedded is also pictured.
 from __future__ import annotations
 
 import textwrap
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -277,16 +278,17 @@ def umap_coordinates(embeddings: np.ndarray, max_points: int = 4000, seed: int =
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(len(embeddings), size=umap_points(len(embeddings), max_points), replace=False))
     x = np.nan_to_num(embeddings[rows])
+    # n_jobs=1: what a seeded UMAP runs with anyway (umap-learn sets it and warns otherwise)
+    kw = dict(n_components=2, random_state=seed, n_neighbors=UMAP_NEIGHBOURS, min_dist=0.1, n_epochs=UMAP_EPOCHS,
+              n_jobs=1)
     if len(rows) < UMAP_EXACT_BELOW:
         # umap-learn finds the neighbours of fewer than 4,096 points exactly, through scikit-learn's
         # pairwise_distances with its numba cosine as a Python callable: 9M calls, 26 s for 3,000
         # points. The same exact cosine distances as one matrix product take milliseconds.
-        reducer = umap.UMAP(n_components=2, metric="precomputed", random_state=seed, n_neighbors=UMAP_NEIGHBOURS,
-                            min_dist=0.1, n_epochs=UMAP_EPOCHS)
-        return rows, reducer.fit_transform(cosine_distances(x)).astype(np.float32)
-    reducer = umap.UMAP(n_components=2, metric="cosine", random_state=seed, n_neighbors=UMAP_NEIGHBOURS, min_dist=0.1,
-                        n_epochs=UMAP_EPOCHS)
-    return rows, reducer.fit_transform(x).astype(np.float32)
+        with warnings.catch_warnings():  # "inverse_transform will be unavailable": never used here
+            warnings.filterwarnings("ignore", message="using precomputed metric", category=UserWarning)
+            return rows, umap.UMAP(metric="precomputed", **kw).fit_transform(cosine_distances(x)).astype(np.float32)
+    return rows, umap.UMAP(metric="cosine", **kw).fit_transform(x).astype(np.float32)
 
 
 #: umap-learn computes exact neighbours below this many points (its small-data threshold) and
