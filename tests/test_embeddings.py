@@ -63,6 +63,28 @@ def test_openvino_runtime_equals_plain_forward_and_its_conversion_is_cached(mobi
     assert xml.stat().st_mtime_ns == mtime  # read back, not converted again
 
 
+def test_a_kept_forward_is_reused_only_for_the_same_model_object(mobilenet, images, tmp_path, monkeypatch):
+    """``forwards`` (what a Ray worker keeps between shards): the second call with the same model
+    object does not choose again and gives the same rows; another object of the same model
+    (a reload, as after a checkpoint changed) is checked anew."""
+    pytest.importorskip("openvino")
+    from visrec_utils.features import extract
+
+    _, paths = images
+    chosen = []
+    choose = extract.choose_forward
+    monkeypatch.setattr(extract, "choose_forward", lambda *a, **k: chosen.append(1) or choose(*a, **k))
+    kept: dict = {}
+    kw = dict(batch_size=5, progress=False, runtime="openvino", runtime_cache=tmp_path, forwards=kept)
+    first = extract_embeddings(mobilenet, paths, **kw)
+    again = extract_embeddings(mobilenet, paths, **kw)
+    assert len(chosen) == 1 and len(kept) == 1 and again.path == first.path
+    np.testing.assert_array_equal(first.embeddings, again.embeddings)
+    reloaded = extract_embeddings(models.load_model("mobilenetv1_025_keras"), paths, **kw)
+    assert len(chosen) == 2 and len(kept) == 1  # the same key, now holding the new object's forward
+    np.testing.assert_array_equal(first.embeddings, reloaded.embeddings)
+
+
 def test_the_conversion_without_the_trace_check_gives_openvinos_own_model(mobilenet):
     ov = pytest.importorskip("openvino")
     import torch

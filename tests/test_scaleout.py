@@ -64,6 +64,19 @@ def test_a_local_ray_starts_without_its_token_notice_on_stderr():
     assert "Token authentication" not in run.stderr, run.stderr[-2000:]
 
 
+def test_only_the_token_enabled_notice_is_dropped():
+    import logging
+
+    def record(msg):
+        return logging.LogRecord("ray._private.authentication.authentication_token_setup", logging.WARNING, "", 0,
+                                 msg, None, None)
+
+    assert not backends._drop_token_enabled_notice(record(
+        "Token authentication is enabled for this Ray cluster. Set RAY_AUTH_MODE=disabled to opt out."))
+    assert backends._drop_token_enabled_notice(record(  # the security warning still shows
+        "Token authentication is disabled for this Ray cluster. Anyone with network access to the cluster ..."))
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     ray = pytest.importorskip("ray")

@@ -28,16 +28,22 @@ def check_backend(backend: str) -> str:
     return backend
 
 
+def _drop_token_enabled_notice(record: logging.LogRecord) -> bool:
+    """A logging filter: False for Ray's "Token authentication is enabled for this Ray cluster" notice."""
+    return "Token authentication is enabled for this Ray cluster" not in record.getMessage()
+
+
 def init_ray(address: str | None = None, num_cpus: int | None = None):
     """Connect to ``address`` (or ``$RAY_ADDRESS``), else start a local Ray with ``num_cpus``
     CPUs (default: all). Reuses an already initialised Ray. Returns the ``ray`` module."""
     import ray
 
-    for name in ("ray", "ray.data"):  # Ray Data's per-run INFO lines are noise in the reports
-        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("ray").setLevel(logging.WARNING)  # Ray's start-up INFO lines are noise in the reports
     # a new local Ray turns token authentication on and says so on stderr, in every notebook's
-    # report; the setting stays, the notice goes
-    logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
+    # report: that notice goes, the setting stays (and the warning that it is off still shows)
+    auth = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    if _drop_token_enabled_notice not in auth.filters:
+        auth.addFilter(_drop_token_enabled_notice)
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS")
         kwargs = {"address": address} if address else {"num_cpus": num_cpus, "include_dashboard": False}

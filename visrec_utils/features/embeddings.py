@@ -147,7 +147,8 @@ def cached_embeddings(
                                  "use backend='local' for this variant")
             return ray_extract(loaded.spec.name, [paths[i] for i in order], dim=loaded.dim, batch_size=batch_size,
                                runtime=extract_kwargs.get("runtime", "auto"),
-                               runtime_cache=str(extract_kwargs["runtime_cache"]),
+                               runtime_cache=None if extract_kwargs["runtime_cache"] is None
+                               else str(extract_kwargs["runtime_cache"]), weights_sha256=loaded.weights_sha256,
                                address=ray_address, progress=extract_kwargs.get("progress", True), on_batch=on_batch)
         return extract_embeddings(loaded, [paths[i] for i in order], batch_size=batch_size,
                                   compile=compile_mode, on_batch=on_batch, **extract_kwargs)

@@ -177,9 +177,10 @@ def extract_embeddings(
             pinned size or the smallest (:func:`imagenet_top1`: 1,000 images, where the best size
             saves less than the measuring costs).
         forwards: a dict that keeps the chosen forward (runtime, conversion, equality check) across
-            calls in this process, keyed by the model object, input shape, runtime and device; the
-            Ray backend's worker processes pass one, so each converts and checks a model once
-            (about 1 s per call otherwise). None chooses anew each call.
+            calls in this process, keyed by model name, input shape, converted-model path, runtime,
+            device, normalisation and ``pin``, and used again only for the same model (and
+            ``module``) object; the Ray backend's worker processes pass one, so each converts and
+            checks a model once (about 1 s per call otherwise). None chooses anew each call.
 
     Returns:
         :class:`Extraction`; unreadable images are NaN rows listed in ``failed``, never errors.
@@ -236,14 +237,17 @@ def extract_embeddings(
                     xml = (openvino_cache_path(loaded, xs.shape, runtime_cache, module_key)
                            if module is None or module_key else None)
                     name = f"{loaded.spec.name}-{type(pooled).__name__}-{emb.shape[1]}-{xs.shape[-2]}x{xs.shape[-1]}"
-                    known = (id(model), id(module), name, str(xml), runtime, bool(compile), device, normalize is not None)
-                    if forwards is not None and known in forwards and not amp:
-                        forward, desc, channels_last = forwards[known]
+                    norm = None if normalize is None else (tuple(normalize.mean.flatten().tolist()),
+                                                           tuple(normalize.std.flatten().tolist()))
+                    known = (name, str(xml), runtime, bool(compile), device, norm, pin)
+                    kept = forwards.get(known) if forwards is not None and not amp else None
+                    if kept is not None and kept[0] is model and kept[1] is module:  # the same objects, not a reused id
+                        forward, desc, channels_last = kept[2:]
                     else:
                         forward, desc, channels_last = choose_forward(pooled, xs, bool(compile), runtime, xml,
                                                                       normalize, runtime_cache, name, pin=pin)
                         if forwards is not None:
-                            forwards[known] = (forward, desc, channels_last)
+                            forwards[known] = (model, module, forward, desc, channels_last)
                     if device != "cpu":
                         desc = f"{device} {desc}"
                     if amp:
