@@ -70,7 +70,7 @@ def main(argv=None) -> None:
     t0 = time.perf_counter()
     backends.init_ray()
     t_init = time.perf_counter() - t0
-    times, embs, small = {}, {}, {}
+    embs = {}
     runs: dict = {"local": [], "ray": []}
     runs_small: dict = {"local": [], "ray": []}
     with tempfile.TemporaryDirectory() as d:
