@@ -107,6 +107,30 @@ def test_handcrafted_features_match_float64_references_on_an_8bit_image():
         assert s["entropy"] == pytest.approx(sps.entropy(np.bincount(levels.ravel()), base=2) / 8, abs=2e-3)
 
 
+def test_handcrafted_features_of_uint8_equal_those_of_its_float_scaling():
+    """A uint8 batch and the same batch / 255 give equal rows (the extraction hands the control its
+    decoded uint8 images); saturation comes from the (max, min) table, which holds the per-pixel
+    float64 division."""
+    rng = np.random.default_rng(5)
+    u = torch.from_numpy(rng.integers(0, 256, (4, 3, 31, 45), dtype=np.uint8))
+    u[1] = 0  # black: saturation 0 where max is 0
+    u[2, :, :, :9] = torch.tensor([200, 50, 50], dtype=torch.uint8).view(3, 1, 1)
+    np.testing.assert_array_equal(controls.handcrafted_features(u).numpy(),
+                                  controls.handcrafted_features(u.float() / 255).numpy())
+    _, sat = controls._lookup_tables()
+    assert sat[(200 << 8) | 50].item() == (200 - 50) / 200 and sat[0].item() == 0.0 and sat[(7 << 8) | 7].item() == 0.0
+
+
+def test_only_a_uint8_model_with_the_plain_scaling_skips_the_float_conversion():
+    from visrec_utils.features.extract import reads_uint8
+    from visrec_utils.features.runtime import Normalize
+
+    hc, lite = models.load_model("handcrafted").model, torch.nn.Identity()
+    assert reads_uint8(hc, Normalize((0.0,) * 3, (1.0,) * 3))
+    assert not reads_uint8(hc, Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)))  # would change values
+    assert not reads_uint8(hc, None) and not reads_uint8(lite, Normalize((0.0,) * 3, (1.0,) * 3))
+
+
 def test_handcrafted_control_runs_plain(tmp_path):
     """No OpenVINO or compiled path is tried for the hand-made features (already table look-ups),
     and the extracted rows are the features of the decoded 8-bit images."""

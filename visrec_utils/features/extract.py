@@ -216,7 +216,8 @@ def extract_embeddings(
     if split is not None:  # uint8 from the decode worker, normalised in the runtime or on the device
         tf, normalize = split
     data = ImageDataset(paths, tf, loaded.data_config["input_size"], seeds, torch.uint8 if split else None)
-    forward, channels_last, desc, chosen = normalized(pooled, normalize), False, "plain NCHW", not fast
+    forward = pooled if module is None and reads_uint8(model, normalize) else normalized(pooled, normalize)
+    forward, channels_last, desc, chosen = forward, False, "plain NCHW", not fast
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=workers,
                                          pin_memory=device == "cuda")
     t0 = time.perf_counter()
@@ -279,6 +280,15 @@ def extract_embeddings(
     log.info("%s: %d images in %.1f s (%.1f img/s, %s), %d unreadable", label, n, dt,
              n / max(dt, 1e-9), desc, len(failed))
     return Extraction(emb, failed, out_logits, dt, desc)
+
+
+def reads_uint8(model, normalize) -> bool:
+    """True when ``model`` takes the decoded ``(B, 3, H, W) uint8`` images itself (its
+    ``uint8_input`` attribute, e.g. the ``handcrafted`` control) and ``normalize`` would only
+    scale them to [0, 1] (mean 0, std 1): the float conversion is then skipped, the model reading
+    the same 8-bit values."""
+    return (normalize is not None and bool(getattr(model, "uint8_input", False))
+            and bool((normalize.mean == 0).all()) and bool((normalize.std == 1).all()))
 
 
 def resolve_device(device: str = "auto") -> str:
