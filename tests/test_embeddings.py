@@ -85,6 +85,9 @@ def test_a_kept_forward_is_reused_only_for_the_same_model_object(mobilenet, imag
     third = extract_embeddings(mobilenet, paths, **kw)
     assert len(chosen) == 2 and kept[key][0] is mobilenet.model  # chosen anew, the entry now this model's
     np.testing.assert_array_equal(first.embeddings, third.embeddings)
+    amp = {}
+    extract_embeddings(mobilenet, paths[:2], batch_size=5, progress=False, amp=True, forwards=amp)
+    assert amp == {}  # an amp forward is never read back, so it is not kept
 
 
 def test_the_conversion_without_the_trace_check_gives_openvinos_own_model(mobilenet):

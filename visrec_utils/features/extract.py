@@ -247,7 +247,7 @@ def extract_embeddings(
                     else:
                         forward, desc, channels_last = choose_forward(pooled, xs, bool(compile), runtime, xml,
                                                                       normalize, runtime_cache, name, pin=pin)
-                        if forwards is not None:
+                        if forwards is not None and not amp:  # amp forwards are never read back (above)
                             forwards[known] = (model, module, forward, desc, channels_last)
                     if device != "cpu":
                         desc = f"{device} {desc}"
