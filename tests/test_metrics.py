@@ -306,3 +306,36 @@ def test_bootstrap_cis_of_many_columns_equal_bootstrap_ci_of_each():
         else:
             want = bootstrap_ci(c, n_resamples=400, seed=3)
         np.testing.assert_array_equal(got[j], np.array(want, dtype=float))
+
+
+def _torch_top_k(scores, k, mask):
+    """The lists ``top_k`` made before its compiled pass: ``torch.topk`` of a masked copy."""
+    import torch
+
+    vals, idx = torch.topk(torch.from_numpy(np.ascontiguousarray(np.where(mask, scores, -np.inf))),
+                           min(k, scores.shape[1]), dim=1, sorted=True)
+    top = idx.numpy().astype(np.int64)
+    top[~np.isfinite(vals.numpy())] = -1
+    return top
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_top_k_equals_torch_topk_of_the_masked_scores_with_ties_nan_and_few_candidates(dtype):
+    """Rows with distinct best scores come from the compiled pass, the rest (ties in or at the cut,
+    NaN, fewer than k candidates) from torch.topk: together the same lists as torch.topk alone."""
+    rng = np.random.default_rng(0)
+    for trial in range(24):
+        b, n, k = 40, int(rng.integers(1, 300)), int(rng.integers(1, 60))
+        s = rng.standard_normal((b, n)).astype(dtype)
+        if trial % 3 == 0:
+            s = np.round(s, 1)  # many ties
+        s[rng.random((b, n)) < 0.02] = -np.inf
+        s[5, 3 % n] = np.nan
+        s[6], s[7, :min(n, 3)] = 0.0, -0.0  # a row of ties; -0.0 ties with 0.0
+        mask = rng.random((b, n)) < 0.8
+        mask[8], mask[9, 2:] = False, False  # no candidate; at most two
+        np.testing.assert_array_equal(metrics.top_k(s, k, mask=mask), _torch_top_k(s, k, mask))
+        np.testing.assert_array_equal(metrics.top_k(s, k), _torch_top_k(s, k, np.ones((b, n), bool)))
+    assert metrics.top_k(np.array([[0.1, 0.9, 0.5]], dtype), 2).tolist() == [[1, 2]]
+    assert metrics.top_k(np.array([[0.1, 0.9, 0.5]], dtype), 2, mask=np.array([[True, False, True]])).tolist() \
+        == [[2, 0]]

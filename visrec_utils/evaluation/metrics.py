@@ -216,17 +216,87 @@ def user_metrics(
     return {k: float(v[0]) for k, v in out.items() if k != "n_candidates"}
 
 
-def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+def _top_k_distinct(scores, mask, k, out, exact):  # pragma: no cover (compiled)
+    """Per row, the ``k`` best candidates (``mask`` True, finite score) best first into ``out``,
+    rows in parallel; ``exact[r]`` is False where the order is not unique (a tie among the top k or
+    at the cut, fewer than k candidates, a NaN or +inf score), and those rows are left to ``torch.topk``.
+
+    One pass keeps the best k in a sorted buffer (an insertion when a score beats the k-th),
+    a second counts the candidates at or above the k-th score: exactly k, all distinct, means the
+    order is the sort of k distinct values, which any top-k implementation returns."""
+    n_b, n = scores.shape
+    for r in prange(n_b):
+        row, mrow = scores[r], mask[r]
+        vals = np.empty(k, scores.dtype)
+        idx = np.empty(k, np.int64)
+        filled, ok = 0, True
+        for i in range(n):
+            v = row[i]
+            if not mrow[i] or v == -np.inf:
+                continue
+            if not (v < np.inf):  # NaN (torch ranks it first) or +inf
+                ok = False
+                break
+            if filled == k and not (v > vals[k - 1]):
+                continue
+            j = filled if filled < k else k - 1  # shift the smaller ones down, insert
+            while j > 0 and vals[j - 1] < v:
+                vals[j] = vals[j - 1]
+                idx[j] = idx[j - 1]
+                j -= 1
+            vals[j] = v
+            idx[j] = i
+            if filled < k:
+                filled += 1
+        if ok and filled == k:
+            for j in range(k - 1):
+                if not (vals[j] > vals[j + 1]):
+                    ok = False
+            at_or_above = 0
+            for i in range(n):
+                at_or_above += mrow[i] & (row[i] >= vals[k - 1])
+            ok = ok and at_or_above == k
+        else:
+            ok = False
+        exact[r] = ok
+        if ok:
+            for j in range(k):
+                out[r, j] = idx[j]
+
+
+def top_k(scores: np.ndarray, k: int, mask: np.ndarray | None = None) -> np.ndarray:
     """Indices of the k best candidates per row, best first, ``(B, k) int64``; ``-1`` pads rows
-    with fewer than k candidates. Uses ``torch.topk`` (several times faster than
-    ``np.argpartition`` here); ties at the cut are broken in its implementation's order.
+    with fewer than k candidates.
+
+    The result is ``torch.topk`` of the scores with non-candidates (``mask`` False) at ``-inf``:
+    a compiled pass (numba, rows in parallel, no masked copy) gives every row whose best k are
+    distinct and clear of the cut, where the order is unique; ``torch.topk`` computes the others
+    (ties, broken in its implementation's order; fewer than k candidates; NaN). Measured on 2 cores
+    for 256 x 17,033 blocks and k = 50 (random scores, 5% masked): 8.8 ms per block against 16.2 ms
+    for ``torch.topk`` of a masked copy; on the H&M study's VisRank scores 5% of the rows (182 of
+    3,516) went to ``torch.topk``, and notebook 04's tables are unchanged to the bit.
+
+    Args:
+        scores: ``(B, n_items) float32/float64``.
+        k: list length (at most ``n_items``).
+        mask: ``(B, n_items) bool`` candidates, or None (every item).
     """
     import torch
 
+    scores = _as_float(scores)
     k = min(k, scores.shape[1])
-    vals, idx = torch.topk(torch.from_numpy(np.ascontiguousarray(scores)), k, dim=1, sorted=True)
-    top = idx.numpy().astype(np.int64)
-    top[~np.isfinite(vals.numpy())] = -1
+    mask = np.ones(scores.shape, bool) if mask is None else np.broadcast_to(mask, scores.shape)
+    top = np.full((scores.shape[0], k), -1, np.int64)
+    exact = np.zeros(scores.shape[0], np.bool_)
+    if k > 0:
+        _kernel(_top_k_distinct)(np.ascontiguousarray(scores), np.ascontiguousarray(mask), k, top, exact)
+    rest = np.flatnonzero(~exact)
+    if len(rest):
+        masked = np.where(mask[rest], scores[rest], -np.inf)
+        vals, idx = torch.topk(torch.from_numpy(np.ascontiguousarray(masked)), k, dim=1, sorted=True)
+        sub = idx.numpy().astype(np.int64)
+        sub[~np.isfinite(vals.numpy())] = -1
+        top[rest] = sub
     return top
 
 
@@ -251,7 +321,7 @@ def evaluate_many(score_fns: dict, split, ks=DEFAULT_KS, seed: int = 0, chunk: i
     ``(seed, position)``, so any subset of points (a shard, a block) gets the same numbers.
     Besides the accuracy metrics, ``novelty@k`` (mean self-information of the top k, see
     :func:`self_information`) is computed per point unless ``novelty=False``; only novelty and
-    ``return_top`` need the top-k lists (``torch.topk`` on a masked copy of the scores).
+    ``return_top`` need the top-k lists (:func:`top_k` of the candidates).
 
     Args:
         score_fns: ``{name: fn(positions) -> (len, n_items) scores}``.
@@ -282,7 +352,7 @@ def evaluate_many(score_fns: dict, split, ks=DEFAULT_KS, seed: int = 0, chunk: i
             scores = _as_float(fn(pos))
             res = block_metrics(scores, truth, ks=ks, rngs=rngs, mask=masks)
             if novelty or return_top:
-                top = top_k(np.where(masks, scores, -np.inf), kmax)
+                top = top_k(scores, kmax, mask=masks)
             for k in ks if novelty else ():
                 sel = top[:, :k]
                 ok = sel >= 0
