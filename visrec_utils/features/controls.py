@@ -67,7 +67,6 @@ def _rgb_to_hsv(x):
     return h, s, maxc
 
 
-@functools.lru_cache(maxsize=1)
 def colour_tables():
     """Per 8-bit RGB colour ``(r << 16) | (g << 8) | b``: its HSV histogram bin and its luma level.
 
@@ -75,9 +74,9 @@ def colour_tables():
         ``(hsv_bin, luma_level)``, each ``(2**24,) uint8``: the bin of :data:`HIST_BINS`
         (flat index ``(h * 3 + s) * 3 + v``) and ``floor(255 * luma)`` with luma = 0.299 R +
         0.587 G + 0.114 B (ITU-R BT.601), both computed in float32 from the colour's channels
-        ``k / 255``, exactly as a per-pixel computation on the decoded image does. Built once
-        per process (about 1 s, 32 MiB); a table lookup then replaces some 40 float operations
-        per pixel.
+        ``k / 255``, exactly as a per-pixel computation on the decoded image does. Built in
+        about 1 s (32 MiB); :func:`_lookup_tables` joins them and is the one kept per process, so
+        a table lookup then replaces some 40 float operations per pixel.
     """
     import torch
 

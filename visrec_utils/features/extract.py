@@ -217,7 +217,7 @@ def extract_embeddings(
         tf, normalize = split
     data = ImageDataset(paths, tf, loaded.data_config["input_size"], seeds, torch.uint8 if split else None)
     forward = pooled if module is None and reads_uint8(model, normalize) else normalized(pooled, normalize)
-    forward, channels_last, desc, chosen = forward, False, "plain NCHW", not fast
+    channels_last, desc, chosen = False, "plain NCHW", not fast
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=workers,
                                          pin_memory=device == "cuda")
     t0 = time.perf_counter()
